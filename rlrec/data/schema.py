@@ -1,0 +1,126 @@
+"""The prepared-dataset folder: the contract between `rlrec prepare` and every later stage.
+
+A prepared dataset is a folder with five files:
+
+- `items.jsonl`: one item per line, `{"item_id": str, "title": str, "text": str, "attributes": {...}}`.
+  `text` is what gets embedded for Semantic IDs (title plus categories / genres / brand where
+  present); `attributes` keeps the structured fields (categories, brand, year, ...).
+- `train.jsonl`, `valid.jsonl`, `test.jsonl`: one example per line,
+  `{"user_id": str, "history": [item_id, ...], "target": item_id, "timestamp": int}`; the history is
+  chronological (oldest first) and already cut to the configured maximum length. Train holds one
+  example per position of each user's training sequence; valid and test one per user (leave-one-out).
+  Valid and test examples also carry `"cold": bool` (the target never occurs in any train example).
+- `manifest.json`: `{"stage": "prepare", "rlrec_version", "config", "counts", "dropped", ...}`.
+
+Item ids are strings everywhere (raw ids from the source, never re-numbered), so a SID index, an
+evaluation report or an exported model can always be traced back to the source data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlrec.utils.errors import DataError
+from rlrec.utils.io import read_json, read_jsonl, write_json, write_jsonl
+
+SPLITS = ("train", "valid", "test")
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Item:
+    item_id: str
+    title: str
+    text: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Example:
+    """One next-item prediction: the user's history (oldest first) and the item that came next."""
+
+    user_id: str
+    history: list[str]
+    target: str
+    timestamp: int = 0
+    cold: bool | None = None  # set on valid/test: the target never appears in train
+
+    def to_json(self) -> dict[str, Any]:
+        row = asdict(self)
+        if row["cold"] is None:
+            del row["cold"]
+        return row
+
+
+@dataclass
+class PreparedDataset:
+    items: dict[str, Item]
+    train: list[Example]
+    valid: list[Example]
+    test: list[Example]
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def split(self, name: str) -> list[Example]:
+        if name not in SPLITS:
+            raise DataError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
+        return getattr(self, name)
+
+    def item_texts(self) -> tuple[list[str], list[str]]:
+        """Item ids and their texts, in the catalog's order."""
+        ids = list(self.items)
+        return ids, [self.items[i].text for i in ids]
+
+    def save(self, folder: str | Path) -> None:
+        """Write the five files into `folder` (the caller makes it atomic, see `atomic_output_dir`)."""
+        folder = Path(folder)
+        write_jsonl(folder / "items.jsonl", (asdict(item) for item in self.items.values()))
+        for name in SPLITS:
+            write_jsonl(folder / f"{name}.jsonl", (ex.to_json() for ex in self.split(name)))
+        write_json(folder / MANIFEST, self.manifest)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> PreparedDataset:
+        """Read a prepared folder, checking that every example points at a known item."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise DataError(f"{folder}: prepared dataset folder not found (run `rlrec prepare` first)")
+        missing = [n for n in ("items.jsonl", *(f"{s}.jsonl" for s in SPLITS), MANIFEST)
+                   if not (folder / n).is_file()]
+        if missing:
+            raise DataError(f"{folder}: not a prepared dataset, missing {', '.join(missing)}")
+        items = _load_items(folder / "items.jsonl")
+        splits = {name: list(_load_examples(folder / f"{name}.jsonl", items)) for name in SPLITS}
+        return cls(items=items, manifest=read_json(folder / MANIFEST), **splits)
+
+
+def _load_items(path: Path) -> dict[str, Item]:
+    items: dict[str, Item] = {}
+    for lineno, row in read_jsonl(path):
+        try:
+            item = Item(item_id=str(row["item_id"]), title=str(row["title"]), text=str(row["text"]),
+                        attributes=dict(row.get("attributes") or {}))
+        except KeyError as err:
+            raise DataError(f"{path}: line {lineno}: missing field {err.args[0]!r}") from err
+        if item.item_id in items:
+            raise DataError(f"{path}: line {lineno}: duplicate item_id {item.item_id!r}")
+        items[item.item_id] = item
+    return items
+
+
+def _load_examples(path: Path, items: dict[str, Item]) -> Iterable[Example]:
+    for lineno, row in read_jsonl(path):
+        try:
+            ex = Example(user_id=str(row["user_id"]), history=[str(i) for i in row["history"]],
+                         target=str(row["target"]), timestamp=int(row.get("timestamp", 0)),
+                         cold=row.get("cold"))
+        except (KeyError, TypeError) as err:
+            raise DataError(
+                f"{path}: line {lineno}: expected user_id, history (list), target: {err}"
+            ) from err
+        for item_id in (*ex.history, ex.target):
+            if item_id not in items:
+                raise DataError(f"{path}: line {lineno}: item {item_id!r} is not in items.jsonl")
+        yield ex

@@ -1,0 +1,13 @@
+"""Errors that reach the user as one clear line (the CLI prints them without a traceback)."""
+
+
+class RlrecError(Exception):
+    """Base class of the errors rlrec raises about its input."""
+
+
+class DataError(RlrecError, ValueError):
+    """Bad input data: the message names the file, the line or field, and what was expected."""
+
+
+class ConfigError(RlrecError, ValueError):
+    """A configuration value that cannot work: the message names the field and what was expected."""
