@@ -1,0 +1,1 @@
+"""Base models: loading from local paths, the SmolLM2 GGUF conversion, tiny models for tests."""
