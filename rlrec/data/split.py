@@ -1,0 +1,72 @@
+"""Chronological leave-one-out splits and warm/cold labels.
+
+Per user (sequence sorted oldest first): the last item is the test target, the one before it the
+valid target, and every earlier position i >= 1 of the rest is a train example (history = the items
+before it). Valid sees the whole training sequence as history; test sees it plus the valid item.
+Histories keep only their last `max_history` items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rlrec.data.filtering import Sequences
+from rlrec.data.schema import Example
+
+MIN_SPLIT_LENGTH = 3  # one train item (a history), one valid target, one test target
+
+
+@dataclass
+class Splits:
+    train: list[Example]
+    valid: list[Example]
+    test: list[Example]
+    short_users: int  # users with fewer than MIN_SPLIT_LENGTH interactions, left out
+    short_user_interactions: int
+
+
+def truncate(history: list[str], max_history: int) -> list[str]:
+    """The last `max_history` items (the most recent ones matter most for the next item)."""
+    return history[-max_history:] if len(history) > max_history else list(history)
+
+
+def leave_one_out(sequences: Sequences, max_history: int) -> Splits:
+    """Split each user's chronological sequence; users too short to split are counted and left out."""
+    train: list[Example] = []
+    valid: list[Example] = []
+    test: list[Example] = []
+    short_users = short_interactions = 0
+    for user, seq in sequences.items():
+        if len(seq) < MIN_SPLIT_LENGTH:
+            short_users += 1
+            short_interactions += len(seq)
+            continue
+        items = [x.item_id for x in seq]
+        n_train = len(items) - 2
+        for i in range(1, n_train):
+            train.append(Example(user_id=user, history=truncate(items[:i], max_history), target=items[i],
+                                 timestamp=seq[i].timestamp))
+        valid.append(Example(user_id=user, history=truncate(items[:n_train], max_history),
+                             target=items[n_train], timestamp=seq[n_train].timestamp))
+        test.append(Example(user_id=user, history=truncate(items[: n_train + 1], max_history),
+                            target=items[-1], timestamp=seq[-1].timestamp))
+    return Splits(train, valid, test, short_users, short_interactions)
+
+
+def train_items(train: Iterable[Example]) -> set[str]:
+    """Every item that occurs in a train example, as history or as target."""
+    seen: set[str] = set()
+    for ex in train:
+        seen.update(ex.history)
+        seen.add(ex.target)
+    return seen
+
+
+def mark_cold(examples: Iterable[Example], warm: set[str]) -> int:
+    """Set `cold` on each example (its target is not in `warm`); return how many are cold."""
+    cold = 0
+    for ex in examples:
+        ex.cold = ex.target not in warm
+        cold += ex.cold
+    return cold
