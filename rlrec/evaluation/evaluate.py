@@ -1,0 +1,27 @@
+"""Run any `Recommender` over a split's examples, batch by batch, and return its metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rlrec.data.schema import Example
+from rlrec.evaluation.baselines import Recommender
+from rlrec.evaluation.groups import example_groups
+from rlrec.evaluation.metrics import DEFAULT_K_VALUES, MetricAccumulator, check_k_values
+
+
+def evaluate_recommender(recommender: Recommender, examples: Sequence[Example],
+                         k_values: Iterable[int] = DEFAULT_K_VALUES, batch_size: int = 256,
+                         head: set[str] | None = None) -> dict[str, Any]:
+    """HR@K / NDCG@K of `recommender` on `examples`, overall and per warm/cold (and head/tail, given `head`).
+
+    The recommender is asked for max(K) items once per example; every smaller K reads a prefix.
+    """
+    ks = check_k_values(k_values)
+    acc = MetricAccumulator(ks)
+    for start in range(0, len(examples), batch_size):
+        batch = examples[start: start + batch_size]
+        ranked = recommender.recommend([ex.history for ex in batch], ks[-1])
+        acc.add(ranked, [ex.target for ex in batch], example_groups(batch, head))
+    return acc.compute()
