@@ -1,0 +1,34 @@
+"""New SID tokens in the model: add them to the vocabulary, describe them with keywords, SA-Init their rows.
+
+The order a stage uses them in: `add_sid_tokens` (vocab.py), keywords per token from the SID index
+(keywords.py, offline c-TF-IDF or a teacher LLM), then `sa_init` (sa_init.py).
+"""
+
+from rlrec.init.keywords import (
+    ctfidf_keywords,
+    index_keywords,
+    parse_keywords,
+    prefix_clusters,
+    prefix_keywords,
+    teacher_keywords,
+    token_clusters,
+    token_keywords,
+)
+from rlrec.init.sa_init import init_sid_embeddings, sa_init, sid_token_level
+from rlrec.init.vocab import add_sid_tokens, check_sid_tokens
+
+__all__ = [
+    "add_sid_tokens",
+    "check_sid_tokens",
+    "ctfidf_keywords",
+    "index_keywords",
+    "init_sid_embeddings",
+    "parse_keywords",
+    "prefix_clusters",
+    "prefix_keywords",
+    "sa_init",
+    "sid_token_level",
+    "teacher_keywords",
+    "token_clusters",
+    "token_keywords",
+]
