@@ -150,3 +150,21 @@ def test_recipe_parses_into_a_config():
     assert isinstance(config, SIDConfig) and config.seed == 7
     assert config.num_levels == 3 and config.codebook_size == 256
     assert config.dataset_dir == "runs/ml-100k/data" and config.output_dir == "runs/ml-100k/sid"
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_embedding_cache_switch_reaches_the_embedder(monkeypatch, tmp_path, use_cache):
+    """`embedding_cache: false` must stop the embedder from reading or writing its on-disk cache."""
+    import rlrec.sid.embeddings as embeddings
+
+    seen = {}
+
+    def spy(texts, **kwargs):
+        seen.update(kwargs)
+        return np.zeros((len(texts), 4), dtype=np.float32)
+
+    monkeypatch.setattr(embeddings, "embed_texts", spy)
+    config = SIDConfig(embedding_cache=use_cache, embedding_cache_dir=str(tmp_path / "cache"), device="cpu")
+    sid_stage.embed_items(config, ["a", "b"], "cpu")
+    assert seen["use_cache"] is use_cache
+    assert seen["cache_dir"] == str(tmp_path / "cache")

@@ -48,6 +48,7 @@ def embed_items(config: SIDConfig, texts: list[str], device: str) -> np.ndarray:
         model_path=model,
         batch_size=config.embedding_batch_size,
         cache_dir=config.embedding_cache_dir,
+        use_cache=config.embedding_cache,
         device=device,
     )
 

@@ -44,8 +44,12 @@ class SIDConfig:
     embedding_cache_dir: str | None = field(
         default=None,
         metadata={
-            "help": "Folder caching item-text embeddings on disk (keyed by model and texts); None: no cache."
+            "help": "Folder caching item-text embeddings on disk (keyed by model and text); None: "
+            "$RLREC_CACHE/embeddings, else ~/.cache/rlrec/embeddings."
         },
+    )
+    embedding_cache: bool = field(
+        default=True, metadata={"help": "Read and write the embedding cache; false: embed every text afresh."}
     )
 
     # Quantisation.
