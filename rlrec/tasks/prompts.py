@@ -1,0 +1,39 @@
+"""The next-item prompt shared by SFT, evaluation, GRPO and inference.
+
+A model only recommends well when it is asked the way it was trained, so every stage that asks a model
+for the next item builds its prompt here. Training tasks may use other phrasings (see
+`NEXT_ITEM_PHRASINGS`); phrasing 0 is the one evaluation, GRPO and inference use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rlrec.sid.index import SIDIndex
+
+Messages = list[dict[str, str]]
+
+NEXT_ITEM_PHRASINGS: tuple[str, ...] = (
+    "A user interacted with these items, oldest first: {history}. Which item comes next?",
+    "Items the user chose, in order: {history}. Predict the next one.",
+    "History: {history}. What will this user pick next?",
+)
+
+
+def user_message(content: str) -> dict[str, str]:
+    return {"role": "user", "content": content}
+
+
+def assistant_message(content: str) -> dict[str, str]:
+    return {"role": "assistant", "content": content}
+
+
+def next_item_prompt(history_sids: Sequence[str], phrasing: int = 0) -> Messages:
+    """The user turn asking for the next item after `history_sids` (SID strings, oldest first)."""
+    template = NEXT_ITEM_PHRASINGS[phrasing % len(NEXT_ITEM_PHRASINGS)]
+    return [user_message(template.format(history=", ".join(history_sids)))]
+
+
+def history_prompt(history: Sequence[str], index: SIDIndex, phrasing: int = 0) -> Messages:
+    """`next_item_prompt` for a history of item ids; items without a SID (not in `index`) are skipped."""
+    return next_item_prompt([index.sid(item) for item in history if item in index], phrasing)
