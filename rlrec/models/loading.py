@@ -107,10 +107,15 @@ def check_model_dir(folder: Path) -> None:
         missing.append("config.json")
     if not any((folder / name).is_file() for name in _WEIGHT_FILES):
         missing.append("model weights (" + " or ".join(_WEIGHT_FILES[::2]) + ")")
-    if not any(all((folder / name).is_file() for name in group) for group in _TOKENIZER_FILE_SETS):
+    if not has_tokenizer_files(folder):
         missing.append("tokenizer files (" + " or ".join("+".join(g) for g in _TOKENIZER_FILE_SETS) + ")")
     if missing:
         raise ConfigError(f"{folder}: not a model folder with a tokenizer, missing {', '.join(missing)}")
+
+
+def has_tokenizer_files(folder: Path) -> bool:
+    """True when `folder` holds a complete saved tokenizer (any of `_TOKENIZER_FILE_SETS`)."""
+    return any(all((folder / name).is_file() for name in group) for group in _TOKENIZER_FILE_SETS)
 
 
 def load_tokenizer(folder: str | os.PathLike) -> PreTrainedTokenizerBase:

@@ -1,0 +1,174 @@
+"""`SIDRecommender` and the `rlrec evaluate` stage on a tiny model, a synthetic dataset and a random SID index."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rlrec.data.synthetic import synthetic_dataset
+from rlrec.evaluation.sid_recommender import SIDRecommender
+from rlrec.init.vocab import add_sid_tokens
+from rlrec.models.tiny import tiny_model_and_tokenizer
+from rlrec.scripts import evaluate as evaluate_stage
+from rlrec.scripts.evaluate import EvalSettings, EvaluateConfig, evaluate_model, select_examples
+from rlrec.sid.index import SIDIndex
+from rlrec.tasks.prompts import history_prompt
+from rlrec.utils.errors import ConfigError, DataError
+
+SIZES = (4, 4, 4)
+FAST_SASREC = {"sasrec_epochs": 1, "sasrec_max_len": 8, "sasrec_hidden_size": 16}
+
+
+def random_index(item_ids, sizes=SIZES, seed=0):
+    rng = np.random.default_rng(seed)
+    flat = rng.choice(int(np.prod(sizes)), size=len(item_ids), replace=False)
+    return SIDIndex(list(item_ids), np.stack(np.unravel_index(flat, sizes), axis=1), list(sizes))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A prepared dataset with cold test targets, its SID index, and a tiny model saved with the SID tokens."""
+    root = tmp_path_factory.mktemp("evaluate")
+    dataset = synthetic_dataset(40, 60, seed=0, item_k_core=1)
+    (root / "data").mkdir()
+    dataset.save(root / "data")
+    index = random_index(dataset.items)
+    model, tokenizer = tiny_model_and_tokenizer()
+    add_sid_tokens(tokenizer, model, index.vocabulary())
+    with torch.no_grad():  # spread the logits of a fresh model so the beams are well apart
+        model.get_output_embeddings().weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(0))
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    index.save(root / "model" / "sid")
+    return {"root": root, "dataset": dataset, "index": index, "model": model, "tokenizer": tokenizer}
+
+
+def test_prompts_are_rendered_as_sft_renders_them(world):
+    """TRL tokenizes a conversational prompt with apply_chat_template(add_generation_prompt=True, tokenize=True)."""
+    rec = SIDRecommender(world["model"], world["tokenizer"], world["index"], num_beams=5)
+    histories = [ex.history for ex in world["dataset"].test[:4]]
+    batch = rec.encode(histories)
+    for row, (history, ids, mask) in enumerate(zip(histories, batch["input_ids"], batch["attention_mask"],
+                                                   strict=True)):
+        messages = history_prompt(history, world["index"])
+        expected = world["tokenizer"].apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                          return_dict=True)["input_ids"]
+        assert ids[mask.bool()].tolist() == expected, row
+        assert mask[-1] == 1  # left padded
+    assert rec.prompt_texts([["x"]])[0].endswith("<|im_start|>assistant\n")  # unknown items are skipped
+    rec.max_history = 2
+    assert rec.prompt_texts([histories[0]]) == rec.prompt_texts([histories[0][-2:]])
+
+
+def test_recommends_real_distinct_items(world):
+    index = world["index"]
+    rec = SIDRecommender(world["model"], world["tokenizer"], index, num_beams=12, batch_size=7)
+    histories = [ex.history for ex in world["dataset"].test]
+    ranked = rec.recommend(histories, 10)
+    assert len(ranked) == len(histories)
+    for items in ranked:
+        assert len(items) == 10 and len(set(items)) == 10 and all(item in index for item in items)
+    # Batching does not change the answer.
+    assert SIDRecommender(world["model"], world["tokenizer"], index, num_beams=12, batch_size=40).recommend(
+        histories, 10) == ranked
+
+    # A catalog smaller than the beams: every item once, padding dropped.
+    small = SIDIndex(index.item_ids[:5], index.codes[:5], list(SIZES))
+    ranked = SIDRecommender(world["model"], world["tokenizer"], small, num_beams=8).recommend(histories[:3], 8)
+    assert all(sorted(items) == sorted(small.item_ids) for items in ranked)
+
+
+def test_a_model_biased_towards_an_item_ranks_it_first(world):
+    model, tokenizer, index = world["model"], world["tokenizer"], world["index"]
+    biased = type(model)(model.config)
+    biased.load_state_dict(model.state_dict())
+    head = biased.lm_head
+    biased.lm_head = torch.nn.Linear(head.in_features, head.out_features, bias=True)
+    favourite = index.item_ids[7]
+    with torch.no_grad():
+        biased.lm_head.weight.copy_(head.weight)
+        biased.lm_head.bias.zero_()
+        biased.lm_head.bias[tokenizer.convert_tokens_to_ids(index.tokens(favourite))] += 1000.0
+    rec = SIDRecommender(biased.eval(), tokenizer, index, num_beams=5)
+    histories = [ex.history for ex in world["dataset"].test[:6]]
+    assert all(items[0] == favourite for items in rec.recommend(histories, 3))
+    unbiased = SIDRecommender(model, tokenizer, index, num_beams=5).recommend(histories, 3)
+    assert not all(items[0] == favourite for items in unbiased)
+
+
+def test_bad_input_is_a_clear_error(world):
+    model, tokenizer, index = world["model"], world["tokenizer"], world["index"]
+    rec = SIDRecommender(model, tokenizer, index, num_beams=5)
+    with pytest.raises(ConfigError, match="k=6 items with num_beams=5"):
+        rec.recommend([["i1"]], 6)
+    other = random_index(index.item_ids, sizes=(8, 8, 8))  # codes <a_4>.. were never added
+    with pytest.raises(ConfigError, match=r"SID index does not match the model's tokenizer: 12 of 24 SID tokens"):
+        SIDRecommender(model, tokenizer, other)
+    with pytest.raises(ConfigError, match="num_beams=20"):
+        EvalSettings(k_values=[1, 10, 50])
+    with pytest.raises(ConfigError, match="split"):
+        EvalSettings(split="train")
+    with pytest.raises(ConfigError, match="baselines"):
+        EvalSettings(baselines=["random"])
+
+
+def test_evaluate_model_leaves_the_model_as_it_was(world):
+    model = world["model"]
+    model.train()
+    try:
+        settings = EvalSettings(split="valid", k_values=[1, 5], num_beams=5, baselines=[], max_examples=9)
+        report = evaluate_model(model, world["tokenizer"], world["index"], world["dataset"], settings,
+                                show_progress=False)
+        assert model.training
+    finally:
+        model.eval()
+    assert report["split"] == "valid" and list(report["models"]) == ["model"]
+    assert report["counts"]["all"] == 9 and report["metadata"]["split_examples"] == 40
+    assert set(report["models"]["model"]["all"]) == {"HR@1", "HR@5", "NDCG@1", "NDCG@5"}
+
+
+def test_subset_is_deterministic(world):
+    examples = world["dataset"].test
+    subset = select_examples(examples, 10, seed=3)
+    assert subset == select_examples(examples, 10, seed=3) and len(subset) == 10
+    assert [examples.index(ex) for ex in subset] == sorted(examples.index(ex) for ex in subset)
+    assert select_examples(examples, None, seed=3) == examples
+
+
+def test_stage_writes_report_and_plot(world, tmp_path, capsys):
+    root = world["root"]
+    argv = ["--model_path", str(root / "model"), "--dataset_dir", str(root / "data"), "--output_dir",
+            str(tmp_path / "eval"), "--device", "cpu", "--batch_size", "16",
+            *(arg for key, value in FAST_SASREC.items() for arg in (f"--{key}", str(value)))]
+    (config,) = evaluate_stage.make_parser().parse_args_and_config(argv)
+    assert isinstance(config, EvaluateConfig) and config.k_values == [1, 3, 5, 10, 20]
+    report = evaluate_stage.main(config)
+
+    on_disk = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert (tmp_path / "eval" / "metrics.png").stat().st_size > 1000
+    assert on_disk == report
+    assert list(report["models"]) == ["model", "popularity", "sasrec"]
+    assert report["counts"] == {"all": 40, "warm": 37, "cold": 3, "head": report["counts"]["head"],
+                                "tail": report["counts"]["tail"]}
+    for metrics in report["models"].values():
+        assert set(metrics) >= {"all", "warm", "cold", "counts"}
+        assert {f"{m}@{k}" for m in ("HR", "NDCG") for k in (1, 3, 5, 10, 20)} == set(metrics["all"])
+        assert 0.0 <= metrics["all"]["NDCG@10"] <= metrics["all"]["HR@10"] <= metrics["all"]["HR@20"] <= 1.0
+    assert report["metadata"]["sid_dir"] == str(root / "model" / "sid")
+    out = capsys.readouterr().out
+    assert "HR@10 all" in out and "sasrec" in out and "popularity" in out
+
+
+def test_stage_refuses_an_index_of_another_dataset(world, tmp_path):
+    root = world["root"]
+    other = random_index([f"x{i}" for i in range(50)])
+    other.save(tmp_path / "sid")
+    config = EvaluateConfig(model_path=str(root / "model"), dataset_dir=str(root / "data"),
+                            sid_dir=str(tmp_path / "sid"), output_dir=str(tmp_path / "eval"), device="cpu")
+    with pytest.raises(DataError, match="does not match the dataset: 40 of 40 test targets have no SID"):
+        evaluate_stage.main(config)
+    assert not (tmp_path / "eval").exists()
+    with pytest.raises(ConfigError, match="no SID index"):
+        evaluate_stage.main(EvaluateConfig(model_path=str(root / "model"), dataset_dir=str(root / "data"),
+                                           sid_dir=str(tmp_path / "nowhere"), device="cpu"))
