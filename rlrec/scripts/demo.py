@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 PIPELINE: list[tuple[str, str, dict[str, str]]] = [
     ("prepare", "data", {}),
     ("sid", "sid", {"dataset_dir": "data"}),
+    ("sft", "sft", {"dataset_dir": "data", "sid_dir": "sid"}),
+    ("evaluate", "eval", {"model_path": "sft", "dataset_dir": "data"}),
 ]
 
 

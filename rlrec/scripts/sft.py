@@ -1,0 +1,210 @@
+"""`rlrec sft`: teach an LLM to write the SID of a user's next item, with TRL's `SFTTrainer`.
+
+    rlrec sft --config recipes/ml-100k/sft.yaml [--max_steps 50 --use_peft true ...]
+    accelerate launch --config_file accelerate_configs/zero2.yaml -m rlrec sft --config ...
+
+Steps: load the base model (a local folder, a .gguf file, or the embedded SmolLM2), add one token per
+SID (level, code), SA-Init their rows from the clusters' keywords, build the task mixture
+(`rlrec.tasks`), train (full fine-tune or LoRA with the SID rows trainable; loss on the answer only,
+since every example is a conversational prompt-completion pair), save, then evaluate with constrained
+beam search.
+
+`output_dir` receives the trainer's `checkpoint-N` folders (for `--resume_from_checkpoint`), then a
+plain model folder (LoRA merged unless `merge_lora: false`) with the tokenizer, `sid/index.json`
+(the index with every token's keywords) and `manifest.json`. The manifest is written last: a folder
+without it is an unfinished run, and the stages that read an SFT model refuse it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from trl import ModelConfig, TrlParser
+
+import rlrec
+from rlrec.data.schema import PreparedDataset
+from rlrec.sid.index import SIDIndex
+from rlrec.training.config import RecSFTConfig, SFTScriptArguments
+from rlrec.utils.errors import DataError
+from rlrec.utils.io import write_json
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((SFTScriptArguments, RecSFTConfig, ModelConfig))
+
+
+def load_inputs(script_args: SFTScriptArguments) -> tuple[PreparedDataset, SIDIndex]:
+    """The prepared dataset and the SID index, checked against each other."""
+    dataset = PreparedDataset.load(script_args.dataset_dir)
+    index = SIDIndex.load(script_args.sid_dir)
+    check_index_matches(index, dataset, script_args.sid_dir, script_args.dataset_dir)
+    return dataset, index
+
+
+def check_index_matches(index: SIDIndex, dataset: PreparedDataset, sid_dir: str, dataset_dir: str) -> None:
+    """Every item the splits mention must have a SID, or the index was built from another dataset."""
+    used = {ex.target for split in ("train", "valid", "test") for ex in dataset.split(split)}
+    used.update(item for ex in dataset.train for item in ex.history)
+    missing = sorted(item for item in used if item not in index)
+    if missing:
+        raise DataError(
+            f"{sid_dir}: the SID index has no SID for {len(missing)} of the {len(used)} items used by {dataset_dir} "
+            f"(e.g. {missing[:3]}); was it built from this dataset?"
+        )
+
+
+def ensure_keywords(index: SIDIndex, dataset: PreparedDataset, script_args: SFTScriptArguments) -> None:
+    """Fill `index.keywords` (SA-Init and TS-Align read them) unless `rlrec sid` already did."""
+    if index.keywords:
+        return
+    from rlrec.init.keywords import index_keywords
+    from rlrec.models.loading import cache_root
+
+    if script_args.keyword_source == "teacher":
+        texts = {item_id: item.title or item.text for item_id, item in dataset.items.items()}
+    else:
+        texts = {item_id: item.text for item_id, item in dataset.items.items()}
+    start = time.perf_counter()
+    index_keywords(
+        index,
+        texts,
+        source=script_args.keyword_source,
+        top_k=script_args.keyword_top_k,
+        teacher_model=script_args.teacher_model,
+        cache_path=cache_root() / "keywords" / "teacher.json",
+    )
+    logger.info("keywords for %d SID tokens (%s) in %.1f s", len(index.keywords), script_args.keyword_source,
+                time.perf_counter() - start)
+
+
+def build_model(script_args: SFTScriptArguments, model_args: ModelConfig, index: SIDIndex):
+    """Base model + tokenizer with the SID tokens added and initialised; returns them, the SID ids, a report."""
+    from rlrec.init.sa_init import init_sid_embeddings
+    from rlrec.models.loading import load_base_model
+
+    model, tokenizer = load_base_model(model_args.model_name_or_path, torch_dtype=model_args.dtype or "auto",
+                                       device=None)
+    start = time.perf_counter()
+    sid_ids, report = init_sid_embeddings(
+        model, tokenizer, index, mode=script_args.sa_init, levels=script_args.sa_init_levels,
+        layer=script_args.sa_init_layer,
+    )
+    report["seconds"] = round(time.perf_counter() - start, 2)
+    model.train()
+    return model, tokenizer, sid_ids, report
+
+
+def rebuild_base(model_args: ModelConfig, index: SIDIndex):
+    """A fresh base model with the SID rows added (their values come from the trained state dict)."""
+    from rlrec.init.vocab import add_sid_tokens
+    from rlrec.models.loading import load_base_model
+
+    model, tokenizer = load_base_model(model_args.model_name_or_path, torch_dtype=model_args.dtype or "auto",
+                                       device="cpu")
+    add_sid_tokens(tokenizer, model, index.vocabulary())
+    return model
+
+
+def build_train_dataset(script_args: SFTScriptArguments, training_args: RecSFTConfig, dataset: PreparedDataset,
+                        index: SIDIndex):
+    from rlrec.tasks import TaskContext, build_mixture, mixture_summary
+
+    context = TaskContext.build(dataset, index, keyword_top_k=script_args.keyword_top_k,
+                                max_history=script_args.max_history_items)
+    train = build_mixture(context, script_args.tasks, num_examples=script_args.num_train_examples,
+                          seed=training_args.seed)
+    return train, mixture_summary(train)
+
+
+def main(script_args: SFTScriptArguments, training_args: RecSFTConfig, model_args: ModelConfig) -> dict[str, Any]:
+    from trl import SFTTrainer
+
+    from rlrec.training.model import lora_config, save_final_model, train_sid_rows
+
+    started = time.perf_counter()
+    output_dir = Path(training_args.output_dir)
+    eval_config = evaluate_config(script_args, training_args, output_dir) if script_args.eval_at_end else None
+    dataset, index = load_inputs(script_args)
+    with training_args.main_process_first(desc="keywords"):
+        ensure_keywords(index, dataset, script_args)
+    model, tokenizer, sid_ids, sa_report = build_model(script_args, model_args, index)
+    train_dataset, summary = build_train_dataset(script_args, training_args, dataset, index)
+    logger.info("task mixture: %s", summary)
+
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset.remove_columns(["task"]),
+        processing_class=tokenizer,
+        peft_config=lora_config(model_args),
+    )
+    if model_args.use_peft:
+        train_sid_rows(trainer.model, sid_ids)
+        if training_args.weight_decay:
+            logger.warning("LoRA with weight_decay=%s also decays the frozen embedding rows; set it to 0",
+                           training_args.weight_decay)
+    if trainer.accelerator.is_main_process:
+        (output_dir / MANIFEST).unlink(missing_ok=True)  # the folder is unfinished until the new one lands
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    saved_as = save_final_model(trainer, output_dir, script_args.merge_lora,
+                                rebuild=lambda: rebuild_base(model_args, index))
+
+    manifest: dict[str, Any] = {}
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(output_dir)
+        index.save(output_dir / "sid")
+        manifest = {
+            "stage": "sft",
+            "rlrec_version": rlrec.__version__,
+            "base_model": model_args.model_name_or_path or "smollm2",
+            "dataset_dir": script_args.dataset_dir,
+            "sid_dir": script_args.sid_dir,
+            "saved_as": saved_as,
+            "num_sid_tokens": len(sid_ids),
+            "prompt_max_history": script_args.max_history_items,
+            "sa_init": sa_report,
+            "tasks": summary,
+            "train": {key: value for key, value in result.metrics.items() if isinstance(value, int | float)},
+            "config": {
+                "script": dataclasses.asdict(script_args),
+                "model": dataclasses.asdict(model_args),
+                "training": training_args.to_dict(),
+            },
+        }
+        if eval_config is not None and saved_as != "adapter":
+            from rlrec.scripts.evaluate import main as evaluate_main
+
+            # The model is reloaded from disk, as every later stage will see it.
+            manifest["eval"] = evaluate_main(eval_config)
+        manifest["seconds"] = round(time.perf_counter() - started, 1)
+        write_json(output_dir / MANIFEST, manifest)
+    trainer.accelerator.wait_for_everyone()
+    return manifest
+
+
+def evaluate_config(script_args: SFTScriptArguments, training_args: RecSFTConfig, output_dir: Path):
+    """The end-of-training evaluation, built (and so checked) before training starts."""
+    from rlrec.scripts.evaluate import EvaluateConfig
+
+    return EvaluateConfig(
+        model_path=str(output_dir),
+        dataset_dir=script_args.dataset_dir,
+        sid_dir=str(output_dir / "sid"),
+        split=script_args.eval_split,
+        k_values=list(script_args.eval_k_values),
+        num_beams=script_args.eval_num_beams,
+        max_examples=script_args.eval_max_examples,
+        max_history=script_args.max_history_items,
+        baselines=list(script_args.eval_baselines),
+        output_dir=str(output_dir / "eval"),
+        device="cpu" if training_args.use_cpu else "auto",
+        seed=training_args.seed,
+    )

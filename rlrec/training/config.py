@@ -1,0 +1,140 @@
+"""Configs of the SFT stage: what to train on (`SFTScriptArguments`) and how (`RecSFTConfig`).
+
+`RecSFTConfig` is TRL's `SFTConfig` with defaults that suit SID recommendation: `bf16` is chosen
+from the hardware (TRL's True fails on a CPU), and sequences are short, so `max_length` is small.
+Every other field, and its documentation, is TRL's (`rlrec sft --help` lists them all).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from trl import SFTConfig
+
+from rlrec.utils.errors import ConfigError
+
+DEFAULT_TASKS: dict[str, float] = {
+    "next_item": 1.0,
+    "title_to_sid": 0.15,
+    "sid_to_title": 0.1,
+    "ts_align_token": 0.1,
+    "ts_align_prefix": 0.05,
+}
+SA_INIT_MODES = ("keywords", "mean_vocab", "none")
+KEYWORD_SOURCES = ("ctfidf", "teacher")
+
+
+def parse_mapping(value: Any, field_name: str) -> dict[str, float]:
+    """A `{name: weight}` mapping from YAML (a dict) or the command line (a JSON string)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"`{field_name}` must be a JSON object such as '{{\"next_item\": 1.0}}': {err}") from err
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(f"`{field_name}` must map task names to weights or example counts, got {value!r}")
+    return value
+
+
+@dataclass
+class SFTScriptArguments:
+    """What the SFT stage reads and how it builds the vocabulary and the training mixture."""
+
+    dataset_dir: str = field(default="runs/ml-100k/data", metadata={"help": "Prepared dataset (`rlrec prepare`)."})
+    sid_dir: str = field(default="runs/ml-100k/sid", metadata={"help": "SID index folder (`rlrec sid`)."})
+    tasks: dict[str, float] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Task mixture: {task: weight} (floats, proportions of num_train_examples) or {task: count} "
+            "(ints). JSON on the command line. Default: next_item plus the alignment and TS-Align tasks."
+        },
+    )
+    num_train_examples: int | None = field(
+        default=None,
+        metadata={"help": "Size of the mixture; None: the number of next-item examples the train split gives."},
+    )
+    max_history_items: int | None = field(
+        default=None,
+        metadata={
+            "help": "Keep the last N items of each history in next-item prompts (shorter prompts train faster); "
+            "None: the histories as prepared. Evaluation reads it from the manifest and asks the same way."
+        },
+    )
+    sa_init: str = field(
+        default="keywords",
+        metadata={"help": "SID token init: keywords (SA-Init), mean_vocab (vocabulary mean) or none (random)."},
+    )
+    sa_init_levels: list[int] | None = field(
+        default=None, metadata={"help": "SID levels that get SA-Init (others: vocabulary mean); None: all."}
+    )
+    sa_init_layer: int | None = field(
+        default=None,
+        metadata={"help": "Pool the hidden states of this layer over the keyword text instead of input embeddings."},
+    )
+    keyword_source: str = field(
+        default="ctfidf", metadata={"help": "ctfidf (offline, class-based TF-IDF) or teacher (a local LLM)."}
+    )
+    teacher_model: str | None = field(
+        default=None, metadata={"help": "Teacher LLM folder for keyword_source=teacher; None: SmolLM2."}
+    )
+    keyword_top_k: int = field(default=5, metadata={"help": "Keywords per SID token and prefix."})
+    merge_lora: bool = field(
+        default=True, metadata={"help": "With LoRA, save the merged full model (what evaluate and grpo read)."}
+    )
+    eval_at_end: bool = field(
+        default=True, metadata={"help": "Run constrained-beam-search evaluation on the model that was saved."}
+    )
+    eval_split: str = field(default="valid", metadata={"help": "Split for the end-of-training evaluation."})
+    eval_max_examples: int | None = field(
+        default=None, metadata={"help": "Evaluate on this many examples (a fixed subset); None: all."}
+    )
+    eval_num_beams: int = field(default=20, metadata={"help": "Beams of the constrained search at evaluation."})
+    eval_k_values: list[int] = field(
+        default_factory=lambda: [1, 3, 5, 10, 20], metadata={"help": "K of HR@K / NDCG@K (each <= eval_num_beams)."}
+    )
+    eval_baselines: list[str] = field(
+        default_factory=lambda: ["popularity", "sasrec"],
+        metadata={"help": "Baselines evaluated beside the model on the same examples."},
+    )
+
+    def __post_init__(self) -> None:
+        self.tasks = dict(DEFAULT_TASKS) if self.tasks is None else parse_mapping(self.tasks, "tasks")
+        if self.sa_init not in SA_INIT_MODES:
+            raise ConfigError(f"`sa_init` must be one of {SA_INIT_MODES}, got {self.sa_init!r}")
+        if self.keyword_source not in KEYWORD_SOURCES:
+            raise ConfigError(f"`keyword_source` must be one of {KEYWORD_SOURCES}, got {self.keyword_source!r}")
+        if self.num_train_examples is not None and self.num_train_examples < 1:
+            raise ConfigError(f"`num_train_examples` must be positive, got {self.num_train_examples}")
+        if self.eval_at_end and max(self.eval_k_values) > self.eval_num_beams:
+            raise ConfigError(
+                f"`eval_k_values` go up to {max(self.eval_k_values)} but `eval_num_beams` is {self.eval_num_beams}: "
+                "beam search ranks at most eval_num_beams items"
+            )
+        if self.max_history_items is not None and self.max_history_items < 1:
+            raise ConfigError(f"`max_history_items` must be positive, got {self.max_history_items}")
+        if self.keyword_top_k < 1:
+            raise ConfigError(f"`keyword_top_k` must be positive, got {self.keyword_top_k}")
+
+
+@dataclass
+class RecSFTConfig(SFTConfig):
+    """TRL's `SFTConfig` with SID-recommendation defaults (see the module docstring)."""
+
+    bf16: bool | None = field(
+        default=None, metadata={"help": "bf16 mixed precision; None: on when a GPU supports it, off on CPU."}
+    )
+    max_length: int | None = field(
+        default=512, metadata={"help": "Maximum tokenized length; recommendation prompts are short."}
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None,
+        metadata={"help": "Deprecated alias of `activation_checkpointing` (off by default; pays off on big models)."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.bf16 is None:
+            self.bf16 = bool(not self.use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        super().__post_init__()

@@ -1,0 +1,171 @@
+"""The SFT stage end to end on a tiny model: vocabulary, SA-Init, loss mask, LoRA, saving, resume, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rlrec.cli import UsageError, run_stage
+from rlrec.data.synthetic import synthetic_dataset
+from rlrec.models.tiny import tiny_model_and_tokenizer
+from rlrec.sid.index import SIDIndex
+from rlrec.utils.errors import DataError
+
+
+def _codes(n_items: int, sizes: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    space = np.array(np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij")).reshape(len(sizes), -1).T
+    return space[rng.choice(len(space), n_items, replace=False)]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """A prepared dataset, its SID index and a tiny base model, as the folders the stage reads."""
+    root = tmp_path_factory.mktemp("sft")
+    dataset = synthetic_dataset(num_users=40, num_items=60, seed=1, max_history=8)
+    (root / "data").mkdir()
+    dataset.save(root / "data")
+    item_ids = sorted(dataset.items)
+    SIDIndex(item_ids, _codes(len(item_ids), (4, 4, 8)), [4, 4, 8]).save(root / "sid")
+    model, tokenizer = tiny_model_and_tokenizer()
+    model.save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    return root
+
+
+def _argv(ws: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "--dataset_dir", str(ws / "data"), "--sid_dir", str(ws / "sid"), "--model_name_or_path", str(ws / "base"),
+        "--output_dir", str(out), "--use_cpu", "true", "--max_steps", "4", "--per_device_train_batch_size", "8",
+        "--learning_rate", "0.01", "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none",
+        "--num_train_examples", "64", "--eval_max_examples", "12", "--eval_num_beams", "5",
+        "--eval_k_values", "1", "5",
+        "--eval_baselines", "popularity", "--dtype", "float32", *extra,
+    ]
+
+
+def _sid_rows(folder: Path) -> tuple[torch.Tensor, list[int]]:
+    from transformers import AutoModelForCausalLM
+
+    from rlrec.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(folder)
+    index = SIDIndex.load(folder / "sid")
+    ids = tokenizer.convert_tokens_to_ids(index.vocabulary())
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    return model.get_input_embeddings().weight[ids].detach().clone(), ids
+
+
+def test_full_finetune_writes_a_complete_model_folder(workspace, tmp_path):
+    out = tmp_path / "sft"
+    manifest = run_stage("sft", _argv(workspace, out, "--max_history_items", "3"))
+
+    assert json.loads((out / "manifest.json").read_text())["stage"] == "sft"
+    assert manifest["saved_as"] == "full"
+    assert manifest["num_sid_tokens"] == 4 + 4 + 8
+    assert sum(manifest["tasks"].values()) == 64
+    # The saved index carries every token's keywords (people read them; TS-Align used them).
+    index = SIDIndex.load(out / "sid")
+    assert index.keywords and all(isinstance(v, list) for v in index.keywords.values())
+    # The saved tokenizer knows every SID token as one token.
+    rows, ids = _sid_rows(out)
+    assert len(set(ids)) == len(ids) and min(ids) > 0
+    # End-of-training evaluation ran on the reloaded model, beside the baseline.
+    assert manifest["eval"]["models"]["model"]["all"]["HR@5"] >= 0
+    assert "popularity" in manifest["eval"]["models"]
+    assert (out / "eval").is_dir()
+    # The history cap of the training prompts is recorded, and evaluation asks the same way.
+    from rlrec.scripts.evaluate import trained_max_history
+
+    assert manifest["prompt_max_history"] == 3 and trained_max_history(out) == 3
+
+
+def test_sa_init_rows_are_trained_from_their_initial_values(workspace, tmp_path):
+    from rlrec.init.sa_init import init_sid_embeddings
+    from rlrec.models.loading import load_base_model
+
+    index = SIDIndex.load(workspace / "sid")
+    out = tmp_path / "sft"
+    manifest = run_stage("sft", _argv(workspace, out, "--sa_init", "mean_vocab"))
+    assert manifest["sa_init"]["mode"] == "mean_vocab"
+
+    model, tokenizer = load_base_model(workspace / "base", device="cpu")
+    ids, _ = init_sid_embeddings(model, tokenizer, index, mode="mean_vocab")
+    initial = model.get_input_embeddings().weight[ids].detach()
+    trained, trained_ids = _sid_rows(out)
+    assert trained_ids == ids
+    assert not torch.allclose(initial, trained), "training did not move the SID rows"
+
+
+def test_lora_trains_sid_rows_and_saves_merged(workspace, tmp_path):
+    out = tmp_path / "lora"
+    manifest = run_stage("sft", _argv(workspace, out, "--use_peft", "true", "--lora_r", "4",
+                                      "--lora_target_modules", "q_proj", "v_proj"))
+    assert manifest["saved_as"] == "merged"
+    assert not (out / "adapter_config.json").exists()
+    assert not (out / ".adapter").exists()
+    rows, ids = _sid_rows(out)
+
+    from rlrec.init.sa_init import init_sid_embeddings
+    from rlrec.models.loading import load_base_model
+
+    model, tokenizer = load_base_model(workspace / "base", device="cpu")
+    init_sid_embeddings(model, tokenizer, SIDIndex.load(workspace / "sid"), mode="keywords")
+    initial = model.get_input_embeddings().weight[ids].detach()
+    assert not torch.allclose(initial, rows), "LoRA run left the SID rows untrained"
+    # Rows outside the SID vocabulary stay frozen under LoRA.
+    base_rows = model.get_input_embeddings().weight[: min(ids)].detach()
+    from transformers import AutoModelForCausalLM
+
+    saved = AutoModelForCausalLM.from_pretrained(out).get_input_embeddings().weight[: min(ids)].detach()
+    torch.testing.assert_close(base_rows, saved)
+
+
+def test_loss_mask_covers_only_the_answer(workspace):
+    """The tokens trained on are exactly the assistant answer (SID or text) plus the end-of-turn marker."""
+    from trl import ModelConfig, SFTTrainer
+
+    from rlrec.data.schema import PreparedDataset
+    from rlrec.scripts.sft import build_model, build_train_dataset
+    from rlrec.training.config import RecSFTConfig, SFTScriptArguments
+
+    script = SFTScriptArguments(dataset_dir=str(workspace / "data"), sid_dir=str(workspace / "sid"),
+                                num_train_examples=24)
+    training = RecSFTConfig(output_dir="unused", use_cpu=True, report_to="none")
+    index = SIDIndex.load(workspace / "sid")
+    dataset = PreparedDataset.load(workspace / "data")
+    from rlrec.scripts.sft import ensure_keywords
+
+    ensure_keywords(index, dataset, script)
+    model, tokenizer, _, _ = build_model(script, ModelConfig(model_name_or_path=str(workspace / "base")), index)
+    train, _ = build_train_dataset(script, training, dataset, index)
+    trainer = SFTTrainer(model=model, args=training, train_dataset=train.remove_columns(["task"]),
+                         processing_class=tokenizer)
+    tokenized = trainer.train_dataset
+    for row, source in zip(tokenized, train, strict=True):
+        mask = np.array(row["labels"]) != -100
+        answer_ids = np.array(row["input_ids"])[mask].tolist()
+        answer = tokenizer.decode(answer_ids)
+        expected = source["completion"][0]["content"]
+        assert answer.startswith(expected), (answer, expected)
+        assert answer[len(expected):].strip() in {"<|im_end|>", ""}
+        # Nothing before the answer is trained on.
+        assert mask.argmax() == len(mask) - mask.sum()
+
+
+def test_index_from_another_dataset_is_refused(workspace, tmp_path):
+    SIDIndex(["x1", "x2"], np.array([[0, 0], [1, 1]]), [2, 2]).save(tmp_path / "other_sid")
+    with pytest.raises(DataError, match="no SID for"):
+        run_stage("sft", _argv(workspace, tmp_path / "out", "--sid_dir", str(tmp_path / "other_sid")))
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_bad_config_fields_are_refused(workspace, tmp_path):
+    with pytest.raises(UsageError, match="sa_init"):
+        run_stage("sft", _argv(workspace, tmp_path / "o", "--sa_init", "random"))
+    with pytest.raises(UsageError, match="tasks"):
+        run_stage("sft", _argv(workspace, tmp_path / "o", "--tasks", "[1, 2]"))
