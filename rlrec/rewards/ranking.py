@@ -1,0 +1,102 @@
+"""`ranking`: MiniOneRec's ranking-aware reward - a wrong item costs more the higher the policy ranked it.
+
+MiniOneRec (`rl.py`, `ndcg_rule_reward`) scores each group of G candidates of one prompt, in beam order. With the
+NDCG discount `d(r) = 1 / log2(r + 2)` of 0-based rank `r` and its sum over the group `S = Σ_{r<G} d(r)`:
+
+    candidate is the target                      →  correct_reward         (MiniOneRec: 0.0)
+    candidate is another item, group has a hit   →  -d(r) / S
+    group holds no target (require_hit=True)     →  0.0 for every candidate
+
+so the penalties of a group sum to at most -1, and the top-ranked wrong item gets the largest one. MiniOneRec's
+`reward_type: ranking` adds its rule reward (1 for the target) to this: list `exact_match` and `ranking`
+together to reproduce it, or set `correct_reward: 1.0` to have `ranking` alone reward the hit. Without a hit in
+the group it gives no signal: every candidate missed alike, and exact match already scores them 0.
+
+`r` is the rollout's `beam_rank` when given (constrained beam search, best first); otherwise (sampling, or no
+rank) the candidate's position in its group, which is MiniOneRec's `i % num_generations`. Groups are consecutive
+runs of `num_generations` completions, as GRPOTrainer lays them out; `num_generations` comes from the params, the
+context, or, failing both, from the batch (the count of `beam_rank == 0`, else the runs of repeated prompts).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from numbers import Integral
+from typing import Any
+
+from rlrec.rewards.context import RewardContext, RewardFunc, column, reward_factory
+from rlrec.rewards.exact import match_target
+from rlrec.utils.errors import ConfigError
+
+
+def discount(rank: int) -> float:
+    """The NDCG discount of 0-based rank `rank`."""
+    return 1.0 / math.log2(rank + 2)
+
+
+def infer_group_size(n: int, ranks: Sequence[Any] | None, prompts: Sequence[Any] | None) -> int:
+    """Completions per prompt, read from the batch when no config says it.
+
+    Beam search gives every group one candidate of rank 0; otherwise GRPOTrainer repeats each prompt
+    `num_generations` times in a row, so the group size is the gcd of the lengths of runs of equal prompts
+    (equal neighbouring prompts merge two runs, the gcd still finds it). With neither, the batch is one group.
+    """
+    if ranks is not None and all(isinstance(r, Integral) for r in ranks):
+        groups = sum(1 for r in ranks if r == 0)
+        if groups and n % groups == 0:
+            return n // groups
+    if prompts is not None and len(prompts) == n and n:
+        size, run = 0, 1
+        for prev, cur in zip(prompts, prompts[1:], strict=False):
+            if cur == prev:
+                run += 1
+            else:
+                size, run = math.gcd(size, run), 1
+        return math.gcd(size, run)
+    return max(n, 1)
+
+
+@reward_factory
+def ranking(
+    context: RewardContext,
+    correct_reward: float = 0.0,
+    require_hit: bool = True,
+    num_generations: int | None = None,
+) -> RewardFunc:
+    """MiniOneRec's ranking reward (formula in the module docstring); None (→ penalty) for a non-item."""
+    group = num_generations if num_generations is not None else context.num_generations
+    if group is not None and (not isinstance(group, int) or group < 1):
+        raise ConfigError(f"reward 'ranking': num_generations must be a positive integer, got {group!r}")
+    correct_reward = float(correct_reward)
+
+    def ranking(completions: list[Any], prompts: list[Any] | None = None, **kwargs: Any) -> list[float | None]:
+        n = len(completions)
+        ranks = column(kwargs, "beam_rank", n)
+        size = group or infer_group_size(n, ranks, prompts)
+        if n % size:
+            raise ConfigError(
+                f"reward 'ranking': {n} completions do not split into groups of {size} (num_generations); "
+                "each process must score whole groups"
+            )
+        hits = match_target(completions, kwargs, context)
+        total = sum(discount(r) for r in range(size))
+        rewards: list[float | None] = []
+        for start in range(0, n, size):
+            block = hits[start : start + size]
+            has_hit = any(h is True for h in block)
+            for pos, hit in enumerate(block):
+                rank = ranks[start + pos] if ranks is not None else None
+                rank = int(rank) if isinstance(rank, Integral) and not isinstance(rank, bool) and rank >= 0 else pos
+                if hit is None:
+                    rewards.append(None)
+                elif hit:
+                    rewards.append(correct_reward)
+                elif has_hit or not require_hit:
+                    rewards.append(-discount(rank) / total)
+                else:
+                    rewards.append(0.0)
+        return rewards
+
+    ranking.scores_groups = True  # type: ignore[attr-defined]  # checked() must not split its groups
+    return ranking
