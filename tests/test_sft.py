@@ -169,3 +169,37 @@ def test_bad_config_fields_are_refused(workspace, tmp_path):
         run_stage("sft", _argv(workspace, tmp_path / "o", "--sa_init", "random"))
     with pytest.raises(UsageError, match="tasks"):
         run_stage("sft", _argv(workspace, tmp_path / "o", "--tasks", "[1, 2]"))
+
+
+def test_resume_from_checkpoint_continues_the_step_count(workspace, tmp_path):
+    out = tmp_path / "resume"
+    first = ["--save_strategy", "steps", "--save_steps", "2", "--eval_at_end", "false"]
+    run_stage("sft", _argv(workspace, out, *first))
+    assert (out / "checkpoint-4").is_dir()
+    manifest = run_stage("sft", _argv(workspace, out, *first, "--max_steps", "6",
+                                      "--resume_from_checkpoint", str(out / "checkpoint-4")))
+    assert manifest["global_step"] == 6 and manifest["resumed_from"].endswith("checkpoint-4")
+    log = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())["log_history"]
+    # Steps 1-4 come from the first run's state; the resumed run logged only steps 5 and 6.
+    assert [entry["step"] for entry in log if "loss" in entry] == [1, 2, 3, 4, 5, 6]
+
+
+def test_two_process_ddp_run_on_cpu(workspace, tmp_path):
+    """`accelerate launch` with 2 CPU processes (gloo): both ranks train, only rank 0 writes."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlrec", "sft",
+        *_argv(workspace, out, "--ddp_find_unused_parameters", "false", "--eval_at_end", "false"),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["world_size"] == 2 and manifest["global_step"] == 4
+    rows, _ = _sid_rows(out)
+    assert torch.isfinite(rows).all()
