@@ -28,7 +28,7 @@ from trl import ModelConfig, TrlParser
 import rlrec
 from rlrec.data.schema import PreparedDataset
 from rlrec.sid.index import SIDIndex
-from rlrec.training.config import RecSFTConfig, SFTScriptArguments
+from rlrec.training.config import EndEvalArguments, RecSFTConfig, SFTScriptArguments
 from rlrec.utils.errors import DataError
 from rlrec.utils.io import write_json
 
@@ -38,7 +38,7 @@ MANIFEST = "manifest.json"
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((SFTScriptArguments, RecSFTConfig, ModelConfig))
+    return TrlParser((SFTScriptArguments, EndEvalArguments, RecSFTConfig, ModelConfig))
 
 
 def load_inputs(script_args: SFTScriptArguments) -> tuple[PreparedDataset, SIDIndex]:
@@ -124,14 +124,17 @@ def build_train_dataset(script_args: SFTScriptArguments, training_args: RecSFTCo
     return train, mixture_summary(train)
 
 
-def main(script_args: SFTScriptArguments, training_args: RecSFTConfig, model_args: ModelConfig) -> dict[str, Any]:
+def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_args: RecSFTConfig,
+         model_args: ModelConfig) -> dict[str, Any]:
     from trl import SFTTrainer
 
+    from rlrec.training.end_eval import end_eval_config, run_end_eval
     from rlrec.training.model import lora_config, save_final_model, train_sid_rows
 
     started = time.perf_counter()
     output_dir = Path(training_args.output_dir)
-    eval_config = evaluate_config(script_args, training_args, output_dir) if script_args.eval_at_end else None
+    eval_config = end_eval_config(eval_args, training_args, output_dir, script_args.dataset_dir,
+                                  script_args.max_history_items)
     dataset, index = load_inputs(script_args)
     with training_args.main_process_first(desc="keywords"):
         ensure_keywords(index, dataset, script_args)
@@ -178,36 +181,14 @@ def main(script_args: SFTScriptArguments, training_args: RecSFTConfig, model_arg
             "train": {key: value for key, value in result.metrics.items() if isinstance(value, int | float)},
             "config": {
                 "script": dataclasses.asdict(script_args),
+                "eval": dataclasses.asdict(eval_args),
                 "model": dataclasses.asdict(model_args),
                 "training": training_args.to_dict(),
             },
         }
         if eval_config is not None and saved_as != "adapter":
-            from rlrec.scripts.evaluate import main as evaluate_main
-
-            # The model is reloaded from disk, as every later stage will see it.
-            manifest["eval"] = evaluate_main(eval_config)
+            manifest["eval"] = run_end_eval(eval_config)
         manifest["seconds"] = round(time.perf_counter() - started, 1)
         write_json(output_dir / MANIFEST, manifest)
     trainer.accelerator.wait_for_everyone()
     return manifest
-
-
-def evaluate_config(script_args: SFTScriptArguments, training_args: RecSFTConfig, output_dir: Path):
-    """The end-of-training evaluation, built (and so checked) before training starts."""
-    from rlrec.scripts.evaluate import EvaluateConfig
-
-    return EvaluateConfig(
-        model_path=str(output_dir),
-        dataset_dir=script_args.dataset_dir,
-        sid_dir=str(output_dir / "sid"),
-        split=script_args.eval_split,
-        k_values=list(script_args.eval_k_values),
-        num_beams=script_args.eval_num_beams,
-        max_examples=script_args.eval_max_examples,
-        max_history=script_args.max_history_items,
-        baselines=list(script_args.eval_baselines),
-        output_dir=str(output_dir / "eval"),
-        device="cpu" if training_args.use_cpu else "auto",
-        seed=training_args.seed,
-    )

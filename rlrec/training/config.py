@@ -40,6 +40,34 @@ def parse_mapping(value: Any, field_name: str) -> dict[str, float]:
 
 
 @dataclass
+class EndEvalArguments:
+    """The constrained-beam-search evaluation a training stage runs on the model it saved."""
+
+    eval_at_end: bool = field(
+        default=True, metadata={"help": "Run constrained-beam-search evaluation on the model that was saved."}
+    )
+    eval_split: str = field(default="valid", metadata={"help": "Split for the end-of-training evaluation."})
+    eval_max_examples: int | None = field(
+        default=None, metadata={"help": "Evaluate on this many examples (a fixed subset); None: all."}
+    )
+    eval_num_beams: int = field(default=20, metadata={"help": "Beams of the constrained search at evaluation."})
+    eval_k_values: list[int] = field(
+        default_factory=lambda: [1, 3, 5, 10, 20], metadata={"help": "K of HR@K / NDCG@K (each <= eval_num_beams)."}
+    )
+    eval_baselines: list[str] = field(
+        default_factory=lambda: ["popularity", "sasrec"],
+        metadata={"help": "Baselines evaluated beside the model on the same examples."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.eval_at_end and max(self.eval_k_values) > self.eval_num_beams:
+            raise ConfigError(
+                f"`eval_k_values` go up to {max(self.eval_k_values)} but `eval_num_beams` is {self.eval_num_beams}: "
+                "beam search ranks at most eval_num_beams items"
+            )
+
+
+@dataclass
 class SFTScriptArguments:
     """What the SFT stage reads and how it builds the vocabulary and the training mixture."""
 
@@ -84,22 +112,6 @@ class SFTScriptArguments:
     merge_lora: bool = field(
         default=True, metadata={"help": "With LoRA, save the merged full model (what evaluate and grpo read)."}
     )
-    eval_at_end: bool = field(
-        default=True, metadata={"help": "Run constrained-beam-search evaluation on the model that was saved."}
-    )
-    eval_split: str = field(default="valid", metadata={"help": "Split for the end-of-training evaluation."})
-    eval_max_examples: int | None = field(
-        default=None, metadata={"help": "Evaluate on this many examples (a fixed subset); None: all."}
-    )
-    eval_num_beams: int = field(default=20, metadata={"help": "Beams of the constrained search at evaluation."})
-    eval_k_values: list[int] = field(
-        default_factory=lambda: [1, 3, 5, 10, 20], metadata={"help": "K of HR@K / NDCG@K (each <= eval_num_beams)."}
-    )
-    eval_baselines: list[str] = field(
-        default_factory=lambda: ["popularity", "sasrec"],
-        metadata={"help": "Baselines evaluated beside the model on the same examples."},
-    )
-
     def __post_init__(self) -> None:
         self.tasks = dict(DEFAULT_TASKS) if self.tasks is None else parse_mapping(self.tasks, "tasks")
         if self.sa_init not in SA_INIT_MODES:
@@ -108,11 +120,6 @@ class SFTScriptArguments:
             raise ConfigError(f"`keyword_source` must be one of {KEYWORD_SOURCES}, got {self.keyword_source!r}")
         if self.num_train_examples is not None and self.num_train_examples < 1:
             raise ConfigError(f"`num_train_examples` must be positive, got {self.num_train_examples}")
-        if self.eval_at_end and max(self.eval_k_values) > self.eval_num_beams:
-            raise ConfigError(
-                f"`eval_k_values` go up to {max(self.eval_k_values)} but `eval_num_beams` is {self.eval_num_beams}: "
-                "beam search ranks at most eval_num_beams items"
-            )
         if self.max_history_items is not None and self.max_history_items < 1:
             raise ConfigError(f"`max_history_items` must be positive, got {self.max_history_items}")
         if self.keyword_top_k < 1:

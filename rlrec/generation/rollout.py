@@ -1,0 +1,168 @@
+"""GRPO rollouts over the SID trie, for TRL's `GRPOTrainer(rollout_func=...)`.
+
+MiniOneRec's group for a prompt is not `num_generations` independent samples but the top
+`num_generations` items of one constrained beam search: every candidate is a real item, no two are
+the same, and the ranking reward can read each one's beam rank. `mode="sample"` draws them instead
+(temperature, top-k within the trie), the on-policy alternative.
+
+TRL hands the rollout the prompts of this process already repeated, each `num_generations` times in
+a row (it says otherwise in its docstring; checked on TRL 1.16), and wants one completion per entry.
+So the prompts are cut into groups of `num_generations` identical prompts, each group is decoded
+once, and its candidates are dealt out to the copies in rank order. The completion is the SID tokens
+alone; their log-probs are the full-vocabulary log-softmax of the policy that generated them (in
+eval mode, at the trainer's temperature), which is what the trainer recomputes for the loss.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from rlrec.generation.beam_search import constrained_beam_search
+from rlrec.generation.constraint import SIDConstraint
+from rlrec.generation.sampling import constrained_sample
+from rlrec.sid.index import SIDIndex
+from rlrec.utils.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+RolloutMode = Literal["beam", "sample"]
+
+
+def render_prompts(tokenizer: Any, prompts: Sequence[Any]) -> list[list[int]]:
+    """Token ids of each prompt as the SFT trainer rendered it (chat template + generation prompt)."""
+    ids = []
+    for prompt in prompts:
+        if isinstance(prompt, str):
+            text = prompt
+        else:
+            text = tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=False)
+        ids.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return ids
+
+
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int,
+             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if seq:
+            input_ids[row, width - len(seq):] = torch.as_tensor(seq, dtype=torch.long)
+            attention_mask[row, width - len(seq):] = 1
+    return input_ids.to(device), attention_mask.to(device)
+
+
+def group_prompts(prompts: Sequence[Any], group_size: int) -> list[Any]:
+    """The distinct prompt of each run of `group_size` identical ones; a clear error if they are not grouped."""
+    if len(prompts) % group_size:
+        raise ConfigError(
+            f"rollout: got {len(prompts)} prompts on this process, not a multiple of num_generations={group_size}; "
+            "make per_device_train_batch_size x steps_per_generation a multiple of num_generations, so that "
+            "each prompt's group stays on one process"
+        )
+    groups = []
+    for start in range(0, len(prompts), group_size):
+        block = prompts[start: start + group_size]
+        if any(p != block[0] for p in block[1:]):
+            raise ConfigError(
+                f"rollout: prompts {start}..{start + group_size - 1} are not {group_size} copies of one prompt; "
+                "GRPOTrainer's batches were expected to repeat each prompt num_generations times in a row"
+            )
+        groups.append(block[0])
+    return groups
+
+
+@dataclass
+class SIDRollout:
+    """`rollout_func(prompts, trainer) -> {prompt_ids, completion_ids, logprobs, item_id, beam_rank}`.
+
+    Attributes:
+        index: the SID index (its item order is the constraint's).
+        tokenizer: the policy's tokenizer (holds the SID tokens).
+        num_generations: candidates per prompt (the GRPO group).
+        mode: `beam` (top candidates of a constrained beam search, MiniOneRec) or `sample`.
+        top_k: for `sample`, draw among the top-k allowed tokens (its temperature is GRPO's `temperature`,
+            the one the trainer recomputes log-probs at); `beam` scores at temperature 1.
+        batch_size: prompts decoded together.
+        seed: for `sample`'s draws.
+    """
+
+    index: SIDIndex
+    tokenizer: Any
+    num_generations: int
+    mode: RolloutMode = "beam"
+    top_k: int | None = None
+    batch_size: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("beam", "sample"):
+            raise ConfigError(f"rollout mode must be 'beam' or 'sample', got {self.mode!r}")
+        if self.num_generations < 2:
+            raise ConfigError(f"num_generations must be at least 2 for GRPO, got {self.num_generations}")
+        if self.mode == "beam" and self.num_generations > len(self.index):
+            raise ConfigError(
+                f"num_generations={self.num_generations} beams but the catalog has {len(self.index)} items"
+            )
+        self.constraint = SIDConstraint.from_index(self.index, self.tokenizer)
+        self._calls = 0
+
+    def __call__(self, prompts: Sequence[Any], trainer: Any) -> dict[str, list]:
+        from trl.models import unwrap_model_for_generation
+
+        groups = group_prompts(prompts, self.num_generations)
+        prompt_ids = render_prompts(self.tokenizer, groups)
+        zero3 = getattr(trainer.accelerator.state, "deepspeed_plugin", None) is not None and \
+            trainer.accelerator.state.deepspeed_plugin.zero_stage == 3
+        with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
+                                         gather_deepspeed3_params=zero3) as model:
+            was_training = model.training
+            model.eval()
+            try:
+                items, sequences, logprobs = self.decode(model, prompt_ids, temperature=trainer.temperature)
+            finally:
+                model.train(was_training)
+        self._calls += 1
+        return self.pack(prompt_ids, items, sequences, logprobs)
+
+    def decode(self, model: torch.nn.Module, prompt_ids: list[list[int]], temperature: float = 1.0):
+        """Candidates per prompt: item rows `(P, G)`, SID token ids `(P, G, L)`, token log-probs `(P, G, L)`."""
+        device = next(model.parameters()).device
+        constraint = self.constraint.to(device)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        parts = []
+        for start in range(0, len(prompt_ids), self.batch_size):
+            input_ids, attention_mask = left_pad(prompt_ids[start: start + self.batch_size], pad_id, device)
+            if self.mode == "beam":
+                if temperature != 1.0:
+                    logger.warning_once("beam rollouts score at temperature 1; GRPO's temperature=%s is ignored",
+                                        temperature)
+                out = constrained_beam_search(model, input_ids, attention_mask, constraint, self.num_generations)
+                if not out.valid.all():
+                    raise RuntimeError("constrained beam search returned padding slots; the catalog is too small")
+            else:
+                generator = torch.Generator(device=device).manual_seed(self.seed + 7919 * self._calls + start)
+                out = constrained_sample(model, input_ids, attention_mask, constraint, self.num_generations,
+                                         temperature=temperature, top_k=self.top_k, generator=generator)
+            parts.append((out.item_indices, out.sequences, out.token_logprobs))
+        return tuple(torch.cat([p[i] for p in parts]).cpu() for i in range(3))
+
+    def pack(self, prompt_ids: list[list[int]], items: torch.Tensor, sequences: torch.Tensor,
+             logprobs: torch.Tensor) -> dict[str, list]:
+        """One entry per completion, groups in prompt order and candidates in rank (or draw) order."""
+        item_ids = self.index.item_ids
+        out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "item_id": [],
+                                "beam_rank": []}
+        for p, ids in enumerate(prompt_ids):
+            for g in range(self.num_generations):
+                out["prompt_ids"].append(list(ids))
+                out["completion_ids"].append(sequences[p, g].tolist())
+                out["logprobs"].append(logprobs[p, g].tolist())
+                out["item_id"].append(item_ids[int(items[p, g])])
+                out["beam_rank"].append(g if self.mode == "beam" else None)
+        return out

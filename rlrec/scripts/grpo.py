@@ -1,0 +1,249 @@
+"""`rlrec grpo`: refine an SFT model with TRL's `GRPOTrainer`, MiniOneRec style.
+
+    rlrec grpo --config recipes/ml-100k/grpo.yaml [--num_generations 8 --rollout sample ...]
+    accelerate launch --config_file accelerate_configs/zero2.yaml -m rlrec grpo --config ...
+
+Each train example becomes a prompt (the next-item prompt the SFT model was trained on) with its
+target item. Rollouts are constrained beam search over the SID trie (`rlrec.generation.rollout`):
+the group of a prompt is its top `num_generations` real, distinct items, each tagged with its item id
+and beam rank, which reach the rewards. Rewards come from the recipe's `rewards` list: registered
+names (`rlrec.rewards.REWARDS`) or `package.module:function`, each with a weight and parameters.
+
+`output_dir` receives the trainer's checkpoints, then a plain model folder (LoRA merged), the SID
+index in `sid/`, and `manifest.json`, written last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from trl import GRPOConfig, ModelConfig, TrlParser
+
+import rlrec
+from rlrec.data.schema import PreparedDataset
+from rlrec.sid.index import SIDIndex
+from rlrec.training.config import EndEvalArguments
+from rlrec.utils.errors import ConfigError
+from rlrec.utils.io import read_json, write_json
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+DEFAULT_REWARDS: list[Any] = ["exact_match", "ranking"]
+
+
+@dataclass
+class GRPOScriptArguments:
+    """What the GRPO stage reads, how it rolls out, and which rewards score the rollouts."""
+
+    dataset_dir: str = field(default="runs/ml-100k/data", metadata={"help": "Prepared dataset (`rlrec prepare`)."})
+    sid_dir: str | None = field(
+        default=None, metadata={"help": "SID index folder; None: the `sid/` saved with the SFT model."}
+    )
+    rewards: list[Any] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Rewards: a list of names or {name, weight, **params}; names from rlrec.rewards.REWARDS or "
+            "'package.module:function'. JSON on the command line. Default: exact_match + ranking (MiniOneRec)."
+        },
+    )
+    invalid_penalty: float = field(
+        default=0.0, metadata={"help": "Reward of a completion that is not a catalog item (counted in the logs)."}
+    )
+    rollout: str = field(
+        default="beam",
+        metadata={"help": "beam: the group is the top num_generations items of a constrained beam search; "
+                  "sample: num_generations constrained samples at GRPO's temperature."},
+    )
+    rollout_top_k: int | None = field(default=None, metadata={"help": "sample mode: top-k within the trie."})
+    rollout_batch_size: int = field(default=16, metadata={"help": "Prompts decoded together in a rollout."})
+    num_train_prompts: int | None = field(
+        default=None, metadata={"help": "Train on a random subset of this many train examples; None: all."}
+    )
+    max_history_items: int | None = field(
+        default=None,
+        metadata={"help": "History items per prompt; None: what the SFT model was trained with (its manifest)."},
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rewards, str):
+            try:
+                self.rewards = json.loads(self.rewards)
+            except json.JSONDecodeError:
+                self.rewards = [name.strip() for name in self.rewards.split(",") if name.strip()]
+        if self.rewards is None:
+            self.rewards = list(DEFAULT_REWARDS)
+        if self.rollout not in ("beam", "sample"):
+            raise ConfigError(f"`rollout` must be 'beam' or 'sample', got {self.rollout!r}")
+        if self.num_train_prompts is not None and self.num_train_prompts < 1:
+            raise ConfigError(f"`num_train_prompts` must be positive, got {self.num_train_prompts}")
+
+
+@dataclass
+class RecGRPOConfig(GRPOConfig):
+    """TRL's `GRPOConfig` with defaults for SID rollouts: bf16 from the hardware, short completions."""
+
+    bf16: bool | None = field(
+        default=None, metadata={"help": "bf16 mixed precision; None: on when a GPU supports it, off on CPU."}
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Deprecated alias of `activation_checkpointing` (off by default)."}
+    )
+    max_completion_length: int = field(
+        default=8, metadata={"help": "Completions are one SID (a few tokens); rollouts never exceed its depth."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.bf16 is None:
+            self.bf16 = bool(not self.use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        super().__post_init__()
+        per_process = self.per_device_train_batch_size * self.steps_per_generation
+        if per_process % self.num_generations:
+            raise ConfigError(
+                f"per_device_train_batch_size x steps_per_generation = {per_process} is not a multiple of "
+                f"num_generations={self.num_generations}: each prompt's group of candidates must stay on one process"
+            )
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((GRPOScriptArguments, EndEvalArguments, RecGRPOConfig, ModelConfig))
+
+
+def sft_manifest(model_path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(model_path) / MANIFEST
+    return read_json(path) if path.is_file() else {}
+
+
+def prompt_dataset(dataset: PreparedDataset, index: SIDIndex, max_history: int | None,
+                   num_prompts: int | None, seed: int):
+    """One GRPO row per train example: the next-item prompt, its target item and the target's SID."""
+    from datasets import Dataset
+
+    from rlrec.tasks.prompts import history_prompt
+
+    examples = [ex for ex in dataset.train if ex.target in index]
+    if num_prompts is not None and num_prompts < len(examples):
+        examples = random.Random(seed).sample(examples, num_prompts)
+    rows = []
+    for ex in examples:
+        history = ex.history[-max_history:] if max_history else ex.history
+        rows.append({"prompt": history_prompt(history, index), "target": ex.target,
+                     "target_sid": index.sid(ex.target), "user_id": ex.user_id})
+    if not rows:
+        raise ConfigError("grpo: no train example has a target in the SID index")
+    return Dataset.from_list(rows)
+
+
+def build_rewards(script_args: GRPOScriptArguments, training_args: RecGRPOConfig, index: SIDIndex,
+                  dataset: PreparedDataset):
+    """The reward functions and their weights (into `training_args.reward_weights`)."""
+    from rlrec.rewards import RewardContext, load_rewards, parse_reward_recipe
+
+    recipe = parse_reward_recipe(script_args.rewards)
+    embeddings = None
+    if "semantic_cosine" in recipe.specs:
+        from rlrec.sid.embeddings import embed_texts
+        from rlrec.utils.assets import minilm_model_dir
+
+        texts = [dataset.items[item].text if item in dataset.items else item for item in index.item_ids]
+        embeddings = embed_texts(texts, model_path=str(minilm_model_dir()))
+    context = RewardContext(index=index, item_embeddings=embeddings, invalid_penalty=script_args.invalid_penalty,
+                            num_generations=training_args.num_generations)
+    rewards = load_rewards(recipe.specs, context, recipe.params)
+    if training_args.reward_weights is not None and list(training_args.reward_weights) != recipe.weights:
+        if any(w != 1.0 for w in recipe.weights):
+            raise ConfigError("set reward weights either in `rewards` entries or in `reward_weights`, not both")
+    else:
+        training_args.reward_weights = recipe.weights
+    return rewards, recipe
+
+
+def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training_args: RecGRPOConfig,
+         model_args: ModelConfig) -> dict[str, Any]:
+    from trl import GRPOTrainer
+
+    from rlrec.generation.rollout import SIDRollout
+    from rlrec.models.checkpoint import load_checkpoint
+    from rlrec.scripts.sft import check_index_matches
+    from rlrec.training.end_eval import end_eval_config, run_end_eval
+    from rlrec.training.model import lora_config, save_final_model
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    started = time.perf_counter()
+    if not model_args.model_name_or_path:
+        raise ConfigError("grpo: set `model_name_or_path` to the SFT model folder (`rlrec sft` output)")
+    model_path = Path(model_args.model_name_or_path)
+    output_dir = Path(training_args.output_dir)
+    sid_dir = script_args.sid_dir or str(model_path / "sid")
+    dataset = PreparedDataset.load(script_args.dataset_dir)
+    index = SIDIndex.load(sid_dir)
+    check_index_matches(index, dataset, sid_dir, script_args.dataset_dir)
+    max_history = script_args.max_history_items or sft_manifest(model_path).get("prompt_max_history")
+    eval_config = end_eval_config(eval_args, training_args, output_dir, script_args.dataset_dir, max_history)
+    rewards, recipe = build_rewards(script_args, training_args, index, dataset)
+
+    model, tokenizer = load_checkpoint(model_path, device="cpu", dtype=model_args.dtype or "auto")
+    model.train()
+    rollout = SIDRollout(index, tokenizer, training_args.num_generations, mode=script_args.rollout,
+                         top_k=script_args.rollout_top_k, batch_size=script_args.rollout_batch_size,
+                         seed=training_args.seed)
+    train_dataset = prompt_dataset(dataset, index, max_history, script_args.num_train_prompts, training_args.seed)
+    logger.info("grpo: %d prompts, %d candidates each, rewards %s (weights %s)", len(train_dataset),
+                training_args.num_generations, recipe.specs, training_args.reward_weights)
+
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=rewards,
+        args=training_args,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        peft_config=lora_config(model_args),
+        rollout_func=rollout,
+    )
+    if trainer.accelerator.is_main_process:
+        (output_dir / MANIFEST).unlink(missing_ok=True)
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    saved_as = save_final_model(trainer, output_dir, merge_lora=True,
+                                rebuild=lambda: load_checkpoint(model_path, device="cpu",
+                                                                dtype=model_args.dtype or "auto")[0])
+
+    manifest: dict[str, Any] = {}
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(output_dir)
+        index.save(output_dir / "sid")
+        manifest = {
+            "stage": "grpo",
+            "rlrec_version": rlrec.__version__,
+            "base_model": str(model_path),
+            "dataset_dir": script_args.dataset_dir,
+            "sid_dir": sid_dir,
+            "saved_as": saved_as,
+            "world_size": trainer.accelerator.num_processes,
+            "global_step": trainer.state.global_step,
+            "prompt_max_history": max_history,
+            "rewards": {"specs": recipe.specs, "weights": list(training_args.reward_weights),
+                        "params": recipe.params},
+            "train": {key: value for key, value in result.metrics.items() if isinstance(value, int | float)},
+            "reward_log": [entry for entry in trainer.state.log_history if "reward" in entry],
+            "config": {
+                "script": dataclasses.asdict(script_args),
+                "eval": dataclasses.asdict(eval_args),
+                "model": dataclasses.asdict(model_args),
+                "training": training_args.to_dict(),
+            },
+        }
+        if eval_config is not None:
+            manifest["eval"] = run_end_eval(eval_config)
+        manifest["seconds"] = round(time.perf_counter() - started, 1)
+        write_json(output_dir / MANIFEST, manifest)
+    trainer.accelerator.wait_for_everyone()
+    return manifest

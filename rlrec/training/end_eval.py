@@ -1,0 +1,38 @@
+"""The evaluation a training stage runs at its end, on the model it saved (reloaded from disk)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rlrec.training.config import EndEvalArguments
+
+
+def end_eval_config(eval_args: EndEvalArguments, training_args: Any, output_dir: Path, dataset_dir: str,
+                    max_history: int | None):
+    """The `rlrec evaluate` config for the saved model, or None; built (and so checked) before training starts."""
+    if not eval_args.eval_at_end:
+        return None
+    from rlrec.scripts.evaluate import EvaluateConfig
+
+    return EvaluateConfig(
+        model_path=str(output_dir),
+        dataset_dir=dataset_dir,
+        sid_dir=str(output_dir / "sid"),
+        split=eval_args.eval_split,
+        k_values=list(eval_args.eval_k_values),
+        num_beams=eval_args.eval_num_beams,
+        max_examples=eval_args.eval_max_examples,
+        max_history=max_history,
+        baselines=list(eval_args.eval_baselines),
+        output_dir=str(output_dir / "eval"),
+        device="cpu" if training_args.use_cpu else "auto",
+        seed=training_args.seed,
+    )
+
+
+def run_end_eval(config) -> dict[str, Any]:
+    """Evaluate the saved model as every later stage will see it: reloaded from its folder."""
+    from rlrec.scripts.evaluate import main as evaluate_main
+
+    return evaluate_main(config)

@@ -1,0 +1,194 @@
+"""GRPO: constrained rollouts (groups, log-probs of the generating policy) and the stage end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rlrec.cli import UsageError, run_stage
+from rlrec.data.synthetic import synthetic_dataset
+from rlrec.generation.rollout import SIDRollout, group_prompts, left_pad, render_prompts
+from rlrec.init.vocab import add_sid_tokens
+from rlrec.models.tiny import tiny_model_and_tokenizer
+from rlrec.sid.index import SIDIndex
+from rlrec.tasks.prompts import history_prompt
+from rlrec.utils.errors import ConfigError
+
+SIZES = (4, 4, 8)
+
+
+def _index(n_items: int = 60, seed: int = 0) -> SIDIndex:
+    rng = np.random.default_rng(seed)
+    space = np.array(np.meshgrid(*[np.arange(s) for s in SIZES], indexing="ij")).reshape(len(SIZES), -1).T
+    return SIDIndex([f"i{k}" for k in range(n_items)], space[rng.choice(len(space), n_items, replace=False)],
+                    list(SIZES))
+
+
+@pytest.fixture(scope="module")
+def policy():
+    index = _index()
+    model, tokenizer = tiny_model_and_tokenizer()
+    add_sid_tokens(tokenizer, model, index.vocabulary())
+    return model.eval(), tokenizer, index
+
+
+def _recomputed_logprobs(model, prompt: list[int], completion: list[int], temperature: float = 1.0) -> torch.Tensor:
+    """What GRPOTrainer computes for the loss: log-softmax of logits / temperature at each completion token."""
+    ids = torch.tensor([prompt + completion])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, len(prompt) - 1: -1] / temperature
+    return torch.log_softmax(logits.float(), dim=-1).gather(1, torch.tensor(completion)[:, None])[:, 0]
+
+
+def test_group_prompts_takes_one_prompt_per_run_and_refuses_mixed_groups():
+    a, b = [{"role": "user", "content": "a"}], [{"role": "user", "content": "b"}]
+    assert group_prompts([a, a, b, b], 2) == [a, b]
+    with pytest.raises(ConfigError, match="not a multiple"):
+        group_prompts([a, a, b], 2)
+    with pytest.raises(ConfigError, match="not 2 copies"):
+        group_prompts([a, b, b, b], 2)
+
+
+@pytest.mark.parametrize("mode", ["beam", "sample"])
+def test_rollout_groups_are_real_items_with_the_policys_logprobs(policy, mode):
+    model, tokenizer, index = policy
+    rollout = SIDRollout(index, tokenizer, num_generations=4, mode=mode, batch_size=2, seed=3)
+    prompts = [history_prompt(["i1", "i2", "i3"], index), history_prompt(["i7"], index),
+               history_prompt(["i9", "i4"], index)]
+    prompt_ids = render_prompts(tokenizer, prompts)
+    temperature = 1.0 if mode == "beam" else 0.7
+    items, sequences, logprobs = rollout.decode(model, prompt_ids, temperature=temperature)
+    out = rollout.pack(prompt_ids, items, sequences, logprobs)
+
+    assert len(out["completion_ids"]) == 3 * 4
+    for p in range(3):
+        group = slice(4 * p, 4 * p + 4)
+        for item, completion in zip(out["item_id"][group], out["completion_ids"][group], strict=True):
+            assert index.parse(tokenizer.decode(completion)) == item  # a real item, spelled by its SID tokens
+        if mode == "beam":
+            assert len(set(out["item_id"][group])) == 4  # distinct candidates
+            assert out["beam_rank"][group] == [0, 1, 2, 3]
+            sums = [sum(lp) for lp in out["logprobs"][group]]
+            assert sums == sorted(sums, reverse=True)  # best first
+    # Log-probs are those the trainer recomputes for the policy that generated the rollout.
+    for k in range(0, 12, 5):
+        expected = _recomputed_logprobs(model, out["prompt_ids"][k], out["completion_ids"][k], temperature)
+        torch.testing.assert_close(torch.tensor(out["logprobs"][k]), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_prompt_rendering_matches_the_sft_prompt(policy):
+    _, tokenizer, index = policy
+    prompt = history_prompt(["i1", "i2"], index)
+    expected = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
+    if isinstance(expected, dict) or hasattr(expected, "input_ids"):
+        expected = expected["input_ids"]
+    assert render_prompts(tokenizer, [prompt])[0] == list(expected)
+    ids, mask = left_pad([[5, 6], [7]], pad_id=0, device=torch.device("cpu"))
+    assert ids.tolist() == [[5, 6], [0, 7]] and mask.tolist() == [[1, 1], [0, 1]]
+
+
+def test_rollout_refuses_bad_settings(policy):
+    _, tokenizer, index = policy
+    with pytest.raises(ConfigError, match="at least 2"):
+        SIDRollout(index, tokenizer, num_generations=1)
+    with pytest.raises(ConfigError, match="beam"):
+        SIDRollout(index, tokenizer, num_generations=4, mode="greedy")
+    with pytest.raises(ConfigError, match="catalog has 60"):
+        SIDRollout(index, tokenizer, num_generations=61)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The stage end to end
+
+SEEN: list[dict] = []
+
+
+def probe_reward(completions, item_id, beam_rank, target, **kwargs):
+    """A user reward (loaded by dotted path) that records what the rollout handed to the rewards."""
+    SEEN.append({"texts": [c[0]["content"] for c in completions], "item_id": list(item_id),
+                 "beam_rank": list(beam_rank), "target": list(target)})
+    return [1.0 if item == t else 0.0 for item, t in zip(item_id, target, strict=True)]
+
+
+@pytest.fixture(scope="module")
+def sft_model(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("grpo")
+    dataset = synthetic_dataset(num_users=40, num_items=60, seed=1, max_history=8)
+    (root / "data").mkdir()
+    dataset.save(root / "data")
+    item_ids = sorted(dataset.items)
+    index = _index(len(item_ids))
+    SIDIndex(item_ids, index.codes, list(SIZES)).save(root / "sid")
+    model, tokenizer = tiny_model_and_tokenizer()
+    model.save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    run_stage("sft", [
+        "--dataset_dir", str(root / "data"), "--sid_dir", str(root / "sid"), "--model_name_or_path",
+        str(root / "base"), "--output_dir", str(root / "sft"), "--use_cpu", "true", "--max_steps", "3",
+        "--per_device_train_batch_size", "8", "--num_train_examples", "24", "--save_strategy", "no",
+        "--report_to", "none", "--eval_at_end", "false", "--max_history_items", "5", "--dtype", "float32",
+    ])
+    return root
+
+
+def _grpo_argv(root: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "--dataset_dir", str(root / "data"), "--model_name_or_path", str(root / "sft"), "--output_dir", str(out),
+        "--use_cpu", "true", "--max_steps", "2", "--num_generations", "4", "--per_device_train_batch_size", "8",
+        "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none", "--num_train_prompts", "16",
+        "--learning_rate", "0.01", "--eval_max_examples", "8", "--eval_num_beams", "5", "--eval_k_values", "1", "5",
+        "--eval_baselines", "popularity", *extra,
+    ]
+
+
+def test_grpo_stage_trains_on_constrained_rollouts_and_saves(sft_model, tmp_path):
+    SEEN.clear()
+    out = tmp_path / "grpo"
+    rewards = json.dumps(["exact_match", {"name": "ranking", "weight": 0.5}, "token_semantic",
+                          "test_grpo:probe_reward"])
+    manifest = run_stage("grpo", _grpo_argv(sft_model, out, "--rewards", rewards))
+
+    assert json.loads((out / "manifest.json").read_text())["stage"] == "grpo"
+    assert manifest["global_step"] == 2 and manifest["saved_as"] == "full"
+    assert manifest["rewards"]["weights"] == [1.0, 0.5, 1.0, 1.0]
+    assert manifest["prompt_max_history"] == 5  # taken from the SFT model's manifest
+    logged = manifest["reward_log"][0]
+    for name in ("exact_match", "ranking", "token_semantic", "probe_reward"):
+        assert f"rewards/{name}/mean" in logged
+    # Every batch held whole groups of 4 distinct real items, in beam order, each spelled by its SID.
+    index = SIDIndex.load(out / "sid")
+    assert SEEN
+    for batch in SEEN:
+        for start in range(0, len(batch["item_id"]), 4):
+            group = batch["item_id"][start: start + 4]
+            assert len(set(group)) == 4 and batch["beam_rank"][start: start + 4] == [0, 1, 2, 3]
+            assert len(set(batch["target"][start: start + 4])) == 1
+        assert [index.parse(t) for t in batch["texts"]] == batch["item_id"]
+    assert manifest["eval"]["models"]["model"]["all"]["HR@5"] >= 0
+
+
+def test_grpo_with_lora_saves_a_merged_model(sft_model, tmp_path):
+    out = tmp_path / "lora"
+    manifest = run_stage("grpo", _grpo_argv(sft_model, out, "--use_peft", "true", "--lora_r", "4",
+                                            "--lora_target_modules", "q_proj", "v_proj", "--eval_at_end", "false",
+                                            "--rollout", "sample", "--rollout_top_k", "3"))
+    assert manifest["saved_as"] == "merged" and not (out / "adapter_config.json").exists()
+    from rlrec.models.checkpoint import load_checkpoint
+
+    model, tokenizer = load_checkpoint(out, device="cpu")
+    assert all(tokenizer.convert_tokens_to_ids(t) < model.get_input_embeddings().weight.shape[0]
+               for t in SIDIndex.load(out / "sid").vocabulary())
+
+
+def test_grpo_bad_configs_are_refused(sft_model, tmp_path):
+    with pytest.raises(UsageError, match="(divisible by|multiple of) num_generations"):
+        run_stage("grpo", _grpo_argv(sft_model, tmp_path / "a", "--per_device_train_batch_size", "6"))
+    with pytest.raises(UsageError, match="rollout"):
+        run_stage("grpo", _grpo_argv(sft_model, tmp_path / "b", "--rollout", "greedy"))
+    with pytest.raises(ConfigError, match="unknown|known"):
+        run_stage("grpo", _grpo_argv(sft_model, tmp_path / "c", "--rewards", '["exact_match", "no_such_reward"]'))
+    assert not (tmp_path / "c" / "manifest.json").exists()
