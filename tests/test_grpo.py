@@ -111,7 +111,8 @@ def probe_reward(completions, item_id, beam_rank, target, **kwargs):
     """A user reward (loaded by dotted path) that records what the rollout handed to the rewards."""
     SEEN.append({"texts": [c[0]["content"] for c in completions], "item_id": list(item_id),
                  "beam_rank": list(beam_rank), "target": list(target)})
-    return [1.0 if item == t else 0.0 for item, t in zip(item_id, target, strict=True)]
+    # Prefer lower-ranked beams: a reward that always varies within a group, so every step has a gradient.
+    return [-float(rank) for rank in beam_rank]
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +170,14 @@ def test_grpo_stage_trains_on_constrained_rollouts_and_saves(sft_model, tmp_path
             assert len(set(batch["target"][start: start + 4])) == 1
         assert [index.parse(t) for t in batch["texts"]] == batch["item_id"]
     assert manifest["eval"]["models"]["model"]["all"]["HR@5"] >= 0
+    # The policy update changed the weights.
+    from rlrec.models.checkpoint import load_checkpoint
+
+    before, _ = load_checkpoint(sft_model / "sft", device="cpu")
+    after, _ = load_checkpoint(out, device="cpu")
+    changed = [name for (name, p), q in zip(before.named_parameters(), after.parameters(), strict=True)
+               if not torch.equal(p, q)]
+    assert changed, "two GRPO steps left every weight unchanged"
 
 
 def test_grpo_with_lora_saves_a_merged_model(sft_model, tmp_path):
@@ -192,3 +201,8 @@ def test_grpo_bad_configs_are_refused(sft_model, tmp_path):
     with pytest.raises(ConfigError, match="unknown|known"):
         run_stage("grpo", _grpo_argv(sft_model, tmp_path / "c", "--rewards", '["exact_match", "no_such_reward"]'))
     assert not (tmp_path / "c" / "manifest.json").exists()
+    # A SID index whose tokens the checkpoint does not know.
+    index = SIDIndex.load(sft_model / "sft" / "sid")
+    SIDIndex(index.item_ids, index.codes, index.codebook_sizes, token_prefixes=["x", "y", "z"]).save(tmp_path / "sid")
+    with pytest.raises(ValueError, match="not in the tokenizer"):
+        run_stage("grpo", _grpo_argv(sft_model, tmp_path / "d", "--sid_dir", str(tmp_path / "sid")))

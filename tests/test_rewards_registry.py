@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rlrec.rewards import REWARDS, RewardContext, checked, load_rewards, parse_reward_recipe
-from rlrec.rewards.checked import RewardOutputError
+from rlrec.rewards.checked import RewardError, RewardOutputError
 from rlrec.sid.index import SIDIndex
 from rlrec.utils.errors import ConfigError
 
@@ -151,7 +151,26 @@ def test_checked_does_not_split_group_rewards():
         raise RuntimeError("boom")
 
     grouped.scores_groups = True
-    assert checked(grouped, penalty=-0.1)(completions=["a", "b"]) == [-0.1, -0.1] and calls == [2]
+    # Called once on the whole batch (not split); failing on all of it means the reward is broken.
+    with pytest.raises(RewardError, match="'grouped' failed on all 2 completions.*RuntimeError: boom"):
+        checked(grouped, penalty=-0.1)(completions=["a", "b"])
+    assert calls == [2]
+
+
+def test_a_reward_that_fails_on_every_completion_is_a_clear_error():
+    def broken(completions, **kwargs):
+        return [float("nan")] * len(completions)
+
+    with pytest.raises(RewardError, match="'broken' failed on all 3 completions.*returned nan"):
+        checked(broken)(completions=["a", "b", "c"])
+
+    def crashes(completions, **kwargs):
+        raise KeyError("target")
+
+    with pytest.raises(RewardError, match="'crashes'.*KeyError"):
+        checked(crashes)(completions=["a", "b"])
+    # None for every completion is the reward saying none is a valid item: scored, not an error.
+    assert checked(lambda completions, **kw: [None] * len(completions), penalty=-1.0)(completions=["a"]) == [-1.0]
 
 
 def test_checked_raises_on_wiring_bugs():

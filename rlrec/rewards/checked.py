@@ -7,8 +7,11 @@ each call, so a run shows how often its completions were malformed. A reward tha
 retried one completion at a time, so one odd completion costs only its own score; rewards that score groups
 (`fn.scores_groups = True`) are not, and their batch gets the penalty.
 
-What is not about one completion raises: a result of the wrong length is a bug in the reward, and a
-`ConfigError` (a column missing or mis-sized, groups that do not divide the batch) means the run is wired wrong.
+What is not about one completion raises: a result of the wrong length is a bug in the reward, a
+`ConfigError` (a column missing or mis-sized, groups that do not divide the batch) means the run is wired wrong,
+and a reward that fails on every completion of a batch (raises, or returns NaN / a non-number, for all of
+them) is broken, not unlucky: `RewardError` names it and its first error instead of training on penalties.
+None for every completion stays legal: it is the reward saying that none of them is a valid item.
 """
 
 from __future__ import annotations
@@ -28,6 +31,17 @@ logger = logging.getLogger(__name__)
 
 class RewardOutputError(ValueError):
     """A reward returned something other than one value per completion: a bug in the reward, not in the data."""
+
+
+class RewardError(RuntimeError):
+    """A reward failed on every completion of a batch: the reward is broken, so training stops and names it."""
+
+
+class _Failed:
+    """Marks a completion whose reward raised (kept apart from a None the reward returned on purpose)."""
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
 
 
 def _as_list(values: Any, name: str, n: int) -> list[Any]:
@@ -77,10 +91,10 @@ def checked(fn: RewardFunc, *, name: str | None = None, penalty: float = 0.0) ->
             result = fn(completions=completions, **kwargs)
         except ConfigError:
             raise
-        except Exception:
+        except Exception as err:
             if grouped or n <= 1:
                 warn(f"reward {name!r} raised on {n} completion(s); scoring them {penalty}")
-                return [None] * n
+                return [_Failed(err)] * n
             values: list[Any] = []
             for i in range(n):
                 values.extend(call(completions[i : i + 1], {key: _one(v, i, n) for key, v in kwargs.items()}))
@@ -91,7 +105,14 @@ def checked(fn: RewardFunc, *, name: str | None = None, penalty: float = 0.0) ->
     def reward(completions: list[Any], **kwargs: Any) -> list[float]:
         if not isinstance(completions, list):
             completions = list(completions)
-        scores = [_score(v) for v in call(completions, kwargs)]
+        values = call(completions, kwargs)
+        scores = [_score(v) for v in values]
+        failed = [v for v in values if isinstance(v, _Failed) or (v is not None and _score(v) is None)]
+        if values and len(failed) == len(values):
+            first = next((v.error for v in failed if isinstance(v, _Failed)), None)
+            what = f"raised {type(first).__name__}: {first}" if first is not None else f"returned {failed[0]!r}"
+            raise RewardError(f"reward {name!r} failed on all {len(values)} completions of the batch; it {what}") \
+                from first
         invalid = sum(s is None for s in scores)
         log_metric = kwargs.get("log_metric")
         if callable(log_metric):
