@@ -21,6 +21,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "sid": ("rlrec.scripts.sid", "embed item texts and quantise them into Semantic IDs"),
     "sft": ("rlrec.scripts.sft", "fine-tune an LLM to write the next item's SID (SA-Init, task mixture)"),
     "grpo": ("rlrec.scripts.grpo", "refine an SFT model with GRPO over constrained beam-search rollouts"),
+    "rewards": ("rlrec.scripts.rewards", "compare rewards on one set of rollouts: mean, group variance, correlation"),
     "evaluate": ("rlrec.scripts.evaluate", "HR@K / NDCG@K with constrained beam search, beside baselines"),
     "demo": ("rlrec.scripts.demo", "run every stage on the embedded MovieLens-100k default"),
 }

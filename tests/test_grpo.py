@@ -206,3 +206,47 @@ def test_grpo_bad_configs_are_refused(sft_model, tmp_path):
     SIDIndex(index.item_ids, index.codes, index.codebook_sizes, token_prefixes=["x", "y", "z"]).save(tmp_path / "sid")
     with pytest.raises(ValueError, match="not in the tokenizer"):
         run_stage("grpo", _grpo_argv(sft_model, tmp_path / "d", "--sid_dir", str(tmp_path / "sid")))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# rlrec rewards: compare rewards on one set of rollouts
+
+
+def test_rewards_stage_generates_once_then_rescores_saved_rollouts(sft_model, tmp_path):
+    out = tmp_path / "rewards"
+    argv = ["--model_path", str(sft_model / "sft"), "--dataset_dir", str(sft_model / "data"), "--output_dir",
+            str(out), "--max_examples", "6", "--num_generations", "4", "--device", "cpu", "--rewards",
+            json.dumps(["exact_match", "ranking", "token_semantic", "test_grpo:probe_reward"])]
+    report = run_stage("rewards", argv)
+
+    groups = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
+    assert report["groups"] == len(groups) == 6 and report["group_size"] == 4
+    assert all(len({c["item_id"] for c in g["candidates"]}) == 4 for g in groups)
+    stats = report["rewards"]
+    # probe_reward is -beam_rank: never flat within a group, mean -1.5, std of (0, 1, 2, 3).
+    assert stats["probe_reward"]["zero_variance_groups"] == 0.0
+    assert stats["probe_reward"]["mean"] == pytest.approx(-1.5)
+    assert stats["probe_reward"]["group_std"] == pytest.approx(np.std([0, 1, 2, 3]))
+    assert report["correlation"]["probe_reward"]["probe_reward"] == pytest.approx(1.0)
+    # exact_match is 1 exactly where the candidate is the target.
+    hits = np.mean([c["item_id"] == g["target"] for g in groups for c in g["candidates"]])
+    assert stats["exact_match"]["mean"] == pytest.approx(hits, abs=1e-6)
+
+    # Re-score the saved rollouts with another reward list: no model needed, same groups.
+    again = run_stage("rewards", ["--rollouts_file", str(out / "rollouts.jsonl"), "--sid_dir",
+                                  str(sft_model / "sft" / "sid"), "--output_dir", str(tmp_path / "again"),
+                                  "--rewards", "exact_match,test_grpo:probe_reward"])
+    assert again["rewards"]["exact_match"] == stats["exact_match"]
+    assert list(again["rewards"]) == ["exact_match", "probe_reward"]
+
+
+def test_rewards_stage_bad_input(tmp_path):
+    (tmp_path / "bad.jsonl").write_text('{"target": "i1", "candidates": []}\n')
+    (tmp_path / "sid").mkdir()
+    _index().save(tmp_path / "sid")
+    with pytest.raises(Exception, match=r"bad.jsonl: line 1: expected a group"):
+        run_stage("rewards", ["--rollouts_file", str(tmp_path / "bad.jsonl"), "--sid_dir", str(tmp_path / "sid"),
+                              "--output_dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(UsageError, match="model_path"):
+        run_stage("rewards", ["--output_dir", str(tmp_path / "out")])

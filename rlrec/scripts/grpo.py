@@ -41,6 +41,25 @@ MANIFEST = "manifest.json"
 DEFAULT_REWARDS: list[Any] = ["exact_match", "ranking"]
 
 
+def parse_rewards_field(value: Any) -> list[Any] | None:
+    """A recipe's `rewards`: a YAML list, or on the command line JSON or comma-separated names."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            value = [name.strip() for name in value.split(",") if name.strip()]
+    return value
+
+
+def item_embeddings(index: SIDIndex, dataset: PreparedDataset):
+    """Text embeddings of the index's items (all-MiniLM-L6-v2, cached), for `semantic_cosine`."""
+    from rlrec.sid.embeddings import embed_texts
+    from rlrec.utils.assets import minilm_model_dir
+
+    texts = [dataset.items[item].text if item in dataset.items else item for item in index.item_ids]
+    return embed_texts(texts, model_path=str(minilm_model_dir()))
+
+
 @dataclass
 class GRPOScriptArguments:
     """What the GRPO stage reads, how it rolls out, and which rewards score the rollouts."""
@@ -75,13 +94,7 @@ class GRPOScriptArguments:
     )
 
     def __post_init__(self) -> None:
-        if isinstance(self.rewards, str):
-            try:
-                self.rewards = json.loads(self.rewards)
-            except json.JSONDecodeError:
-                self.rewards = [name.strip() for name in self.rewards.split(",") if name.strip()]
-        if self.rewards is None:
-            self.rewards = list(DEFAULT_REWARDS)
+        self.rewards = parse_rewards_field(self.rewards) or list(DEFAULT_REWARDS)
         if self.rollout not in ("beam", "sample"):
             raise ConfigError(f"`rollout` must be 'beam' or 'sample', got {self.rollout!r}")
         if self.num_train_prompts is not None and self.num_train_prompts < 1:
@@ -149,13 +162,7 @@ def build_rewards(script_args: GRPOScriptArguments, training_args: RecGRPOConfig
     from rlrec.rewards import RewardContext, load_rewards, parse_reward_recipe
 
     recipe = parse_reward_recipe(script_args.rewards)
-    embeddings = None
-    if "semantic_cosine" in recipe.specs:
-        from rlrec.sid.embeddings import embed_texts
-        from rlrec.utils.assets import minilm_model_dir
-
-        texts = [dataset.items[item].text if item in dataset.items else item for item in index.item_ids]
-        embeddings = embed_texts(texts, model_path=str(minilm_model_dir()))
+    embeddings = item_embeddings(index, dataset) if "semantic_cosine" in recipe.specs else None
     context = RewardContext(index=index, item_embeddings=embeddings, invalid_penalty=script_args.invalid_penalty,
                             num_generations=training_args.num_generations)
     rewards = load_rewards(recipe.specs, context, recipe.params)

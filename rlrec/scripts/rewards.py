@@ -1,0 +1,257 @@
+"""`rlrec rewards`: compare reward designs on the same rollouts, without training.
+
+    rlrec rewards --config recipes/ml-100k/rewards.yaml [--rewards '["exact_match", "ranking"]']
+
+Generates the GRPO groups of a checkpoint once (constrained beam search or sampling, as `rlrec grpo`
+would), saves them to `rollouts.jsonl`, and scores them with every reward of the list; or re-scores
+saved rollouts (`rollouts_file`) with another list. For each reward it reports what decides whether
+GRPO can learn from it:
+
+- `mean`: the average reward;
+- `group_std`: the mean within-group standard deviation (GRPO's advantage is reward minus group mean,
+  scaled by this std, so a reward flat within groups teaches nothing);
+- `zero_variance_groups`: the share of groups where every candidate scores the same;
+- `invalid`: completions the reward could not score (given the penalty);
+
+and the Pearson correlation between every pair of rewards over all candidates (two rewards that
+correlate at 0.99 are one reward). A table is printed; `report.json` holds it all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from trl import TrlParser
+
+import rlrec
+from rlrec.data.schema import PreparedDataset
+from rlrec.sid.index import SIDIndex
+from rlrec.utils.errors import ConfigError, DataError
+from rlrec.utils.io import atomic_output_dir, read_jsonl, write_json, write_jsonl
+
+logger = logging.getLogger(__name__)
+
+ROLLOUTS_FILE = "rollouts.jsonl"
+
+
+@dataclass
+class RewardsConfig:
+    """Which rollouts to score (generated from a checkpoint, or saved ones) and with which rewards."""
+
+    output_dir: str = field(default="runs/ml-100k/rewards", metadata={"help": "Receives rollouts.jsonl + report."})
+    rewards: list[Any] | str | None = field(
+        default=None,
+        metadata={"help": "Rewards to compare, as in `rlrec grpo` (names, {name, **params}, package.module:fn)."},
+    )
+    rollouts_file: str | None = field(
+        default=None, metadata={"help": "Score these saved rollouts (a rollouts.jsonl) instead of generating."}
+    )
+    model_path: str | None = field(default=None, metadata={"help": "Checkpoint that generates the rollouts."})
+    dataset_dir: str = field(default="runs/ml-100k/data", metadata={"help": "Prepared dataset (`rlrec prepare`)."})
+    sid_dir: str | None = field(default=None, metadata={"help": "SID index; None: `<model_path>/sid`."})
+    split: str = field(default="valid", metadata={"help": "Split whose examples become prompts."})
+    max_examples: int | None = field(default=200, metadata={"help": "Prompts (a fixed random subset); None: all."})
+    num_generations: int = field(default=8, metadata={"help": "Candidates per prompt (the GRPO group)."})
+    rollout: str = field(default="beam", metadata={"help": "beam (MiniOneRec) or sample."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (rollout: sample)."})
+    top_k: int | None = field(default=None, metadata={"help": "Top-k within the trie (rollout: sample)."})
+    batch_size: int = field(default=16, metadata={"help": "Prompts decoded together."})
+    max_history_items: int | None = field(
+        default=None, metadata={"help": "History items per prompt; None: what the model was trained with."}
+    )
+    invalid_penalty: float = field(default=0.0, metadata={"help": "Reward of a completion that is not an item."})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda."})
+    seed: int = field(default=42, metadata={"help": "Seed of the prompt subset and of sampling."})
+
+    def __post_init__(self) -> None:
+        from rlrec.scripts.grpo import DEFAULT_REWARDS, parse_rewards_field
+
+        self.rewards = parse_rewards_field(self.rewards) or list(DEFAULT_REWARDS) + ["token_semantic"]
+        if self.rollouts_file is None and self.model_path is None:
+            raise ConfigError("rewards: set `model_path` (to generate rollouts) or `rollouts_file` (to re-score)")
+        if self.rollout not in ("beam", "sample"):
+            raise ConfigError(f"`rollout` must be 'beam' or 'sample', got {self.rollout!r}")
+        if self.num_generations < 2:
+            raise ConfigError(f"`num_generations` must be at least 2, got {self.num_generations}")
+
+    def resolved_sid_dir(self) -> Path:
+        if self.sid_dir:
+            return Path(self.sid_dir)
+        if self.model_path:
+            return Path(self.model_path) / "sid"
+        raise ConfigError("rewards: set `sid_dir` (the SID index the rollouts' items come from)")
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((RewardsConfig,))
+
+
+def generate_groups(config: RewardsConfig, dataset: PreparedDataset, index: SIDIndex) -> list[dict[str, Any]]:
+    """Decode the groups of `config.max_examples` prompts of `config.split` with the checkpoint."""
+    from tqdm.auto import tqdm
+
+    from rlrec.generation.rollout import SIDRollout, render_prompts
+    from rlrec.models.checkpoint import load_checkpoint, resolve_device
+    from rlrec.scripts.evaluate import select_examples, trained_max_history
+    from rlrec.tasks.prompts import history_prompt
+
+    examples = [ex for ex in dataset.split(config.split) if ex.target in index]
+    examples = select_examples(examples, config.max_examples, config.seed)
+    if not examples:
+        raise DataError(f"{config.dataset_dir}: no {config.split} example has a target in the SID index")
+    max_history = config.max_history_items or trained_max_history(config.model_path)
+    model, tokenizer = load_checkpoint(config.model_path, device=resolve_device(config.device))
+    model.eval()
+    rollout = SIDRollout(index, tokenizer, config.num_generations, mode=config.rollout, top_k=config.top_k,
+                         batch_size=config.batch_size, seed=config.seed)
+    prompts = [history_prompt(ex.history[-max_history:] if max_history else ex.history, index) for ex in examples]
+    groups = []
+    bar = tqdm(total=len(examples), desc="rollouts", unit="prompt")
+    for start in range(0, len(examples), config.batch_size):
+        chunk = prompts[start: start + config.batch_size]
+        prompt_ids = render_prompts(tokenizer, chunk)
+        items, sequences, logprobs = rollout.decode(model, prompt_ids, temperature=config.temperature)
+        for row, (ex, prompt) in enumerate(zip(examples[start: start + len(chunk)], chunk, strict=True)):
+            groups.append({
+                "user_id": ex.user_id, "target": ex.target, "target_sid": index.sid(ex.target), "prompt": prompt,
+                "candidates": [
+                    {"item_id": index.item_ids[int(items[row, g])], "text": tokenizer.decode(sequences[row, g]),
+                     "completion_ids": sequences[row, g].tolist(),
+                     "beam_rank": g if config.rollout == "beam" else None,
+                     "logprob": round(float(logprobs[row, g].sum()), 5)}
+                    for g in range(config.num_generations)
+                ],
+            })
+        bar.update(len(chunk))
+    bar.close()
+    return groups
+
+
+def load_groups(path: str | Path) -> list[dict[str, Any]]:
+    groups = []
+    for line, row in read_jsonl(path):
+        if not isinstance(row.get("candidates"), list) or "target" not in row or not row["candidates"]:
+            raise DataError(f"{path}: line {line}: expected a group with `target` and non-empty `candidates`")
+        groups.append(row)
+    if not groups:
+        raise DataError(f"{path}: no rollout groups")
+    sizes = {len(g["candidates"]) for g in groups}
+    if len(sizes) != 1:
+        raise DataError(f"{path}: groups of different sizes {sorted(sizes)}; GRPO groups all have num_generations")
+    return groups
+
+
+def score_groups(groups: list[dict[str, Any]], rewards: list, names: list[str]) -> tuple[np.ndarray, dict[str, int]]:
+    """`(num_rewards, num_groups, group_size)` scores, each reward called as GRPOTrainer calls it."""
+    size = len(groups[0]["candidates"])
+    flat = [(g, c) for g in groups for c in g["candidates"]]
+    kwargs = {
+        "prompts": [g["prompt"] for g, _ in flat],
+        "completion_ids": [c.get("completion_ids", []) for _, c in flat],
+        "target": [g["target"] for g, _ in flat],
+        "target_sid": [g.get("target_sid") for g, _ in flat],
+        "user_id": [g.get("user_id") for g, _ in flat],
+        "item_id": [c.get("item_id") for _, c in flat],
+        "beam_rank": [c.get("beam_rank") for _, c in flat],
+        "trainer_state": None,
+    }
+    completions = [[{"role": "assistant", "content": c.get("text") or ""}] for _, c in flat]
+    scores = np.zeros((len(rewards), len(groups), size))
+    invalid: dict[str, int] = {}
+    for r, (fn, name) in enumerate(zip(rewards, names, strict=True)):
+        counts: list[float] = []
+        values = fn(completions=completions, log_metric=lambda _key, value, counts=counts: counts.append(value),
+                    **kwargs)
+        scores[r] = np.asarray(values, dtype=float).reshape(len(groups), size)
+        invalid[name] = int(sum(counts))
+    return scores, invalid
+
+
+def reward_statistics(scores: np.ndarray, names: list[str], invalid: dict[str, int]) -> dict[str, Any]:
+    """Per reward: mean, mean within-group std, share of zero-variance groups; and the correlation matrix."""
+    per_reward = {}
+    for r, name in enumerate(names):
+        group_std = scores[r].std(axis=1)
+        per_reward[name] = {
+            "mean": round(float(scores[r].mean()), 6),
+            "group_std": round(float(group_std.mean()), 6),
+            "zero_variance_groups": round(float((group_std < 1e-12).mean()), 6),
+            "invalid": invalid.get(name, 0),
+        }
+    flat = scores.reshape(len(names), -1)
+    correlation: dict[str, dict[str, float | None]] = {}
+    for a, name_a in enumerate(names):
+        correlation[name_a] = {}
+        for b, name_b in enumerate(names):
+            if flat[a].std() < 1e-12 or flat[b].std() < 1e-12:
+                value = None  # a constant reward correlates with nothing
+            else:
+                value = round(float(np.corrcoef(flat[a], flat[b])[0, 1]), 4)
+            correlation[name_a][name_b] = value
+    return {"rewards": per_reward, "correlation": correlation}
+
+
+def format_statistics(stats: dict[str, Any]) -> str:
+    names = list(stats["rewards"])
+    width = max(8, *(len(n) for n in names))
+    lines = [f"{'reward':<{width}}  {'mean':>8}  {'group std':>9}  {'zero-var groups':>15}  {'invalid':>7}"]
+    lines.append("-" * len(lines[0]))
+    for name, row in stats["rewards"].items():
+        lines.append(f"{name:<{width}}  {row['mean']:>8.4f}  {row['group_std']:>9.4f}  "
+                     f"{row['zero_variance_groups']:>15.1%}  {row['invalid']:>7d}")
+    if len(names) > 1:
+        lines += ["", "correlation " + "  ".join(f"{n[:10]:>10}" for n in names)]
+        for name in names:
+            cells = [stats["correlation"][name][other] for other in names]
+            lines.append(f"{name[:11]:<11} " + "  ".join(
+                f"{'-' if c is None or math.isnan(c) else f'{c:.3f}':>10}" for c in cells))
+    return "\n".join(lines)
+
+
+def main(config: RewardsConfig) -> dict[str, Any]:
+    from rlrec.rewards import RewardContext, load_rewards, parse_reward_recipe
+
+    start = time.perf_counter()
+    recipe = parse_reward_recipe(config.rewards)
+    index = SIDIndex.load(config.resolved_sid_dir())
+    dataset = PreparedDataset.load(config.dataset_dir) if config.rollouts_file is None else None
+    embeddings = None
+    if "semantic_cosine" in recipe.specs:
+        from rlrec.scripts.grpo import item_embeddings
+
+        embeddings = item_embeddings(index, dataset or PreparedDataset.load(config.dataset_dir))
+    if config.rollouts_file:
+        groups = load_groups(config.rollouts_file)
+    else:
+        groups = generate_groups(config, dataset, index)
+    size = len(groups[0]["candidates"])
+    context = RewardContext(index=index, item_embeddings=embeddings, invalid_penalty=config.invalid_penalty,
+                            num_generations=size)
+    rewards = load_rewards(recipe.specs, context, recipe.params)
+    names = [fn.__name__ for fn in rewards]
+    scores, invalid = score_groups(groups, rewards, names)
+    stats = reward_statistics(scores, names, invalid)
+    report = {
+        "stage": "rewards",
+        "rlrec_version": rlrec.__version__,
+        "groups": len(groups),
+        "group_size": size,
+        "source": config.rollouts_file or config.model_path,
+        **stats,
+        "config": dataclasses.asdict(config),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    with atomic_output_dir(config.output_dir) as tmp:
+        write_jsonl(tmp / ROLLOUTS_FILE, groups)
+        write_json(tmp / "report.json", report)
+    print(format_statistics(stats))
+    print(f"rlrec rewards: {len(groups)} groups of {size} scored by {len(names)} rewards; "
+          f"report in {config.output_dir}", flush=True)
+    return report
