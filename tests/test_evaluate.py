@@ -160,6 +160,22 @@ def test_stage_writes_report_and_plot(world, tmp_path, capsys):
     assert "HR@10 all" in out and "sasrec" in out and "popularity" in out
 
 
+def test_stage_compares_checkpoints_side_by_side(world, tmp_path, capsys):
+    """`compare` ranks other checkpoints on the same examples: the same model twice scores the same."""
+    root = world["root"]
+    config = EvaluateConfig(model_path=str(root / "model"), dataset_dir=str(root / "data"),
+                            output_dir=str(tmp_path / "eval"), device="cpu", baselines=["popularity"],
+                            model_name="grpo", compare=[f"sft={root / 'model'}"], max_examples=12)
+    report = evaluate_stage.main(config)
+    assert list(report["models"]) == ["grpo", "sft", "popularity"]
+    assert report["models"]["grpo"]["all"] == report["models"]["sft"]["all"]
+    assert "sft" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="NAME=PATH"):
+        EvaluateConfig(compare=["sft="]).compared_models()
+    with pytest.raises(ConfigError, match="used twice"):
+        EvaluateConfig(compare=["popularity=x"]).compared_models()
+
+
 def test_stage_refuses_an_index_of_another_dataset(world, tmp_path):
     root = world["root"]
     other = random_index([f"x{i}" for i in range(50)])

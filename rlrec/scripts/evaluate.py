@@ -18,10 +18,11 @@ calls `evaluate_model` on its final model with the same settings (`EvalSettings`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,24 @@ class EvaluateConfig(EvalSettings):
     dtype: str = field(
         default="auto", metadata={"help": "Model weights dtype: `auto` (as saved), `float32`, `bfloat16`, ..."}
     )
+    model_name: str = field(default=MODEL_NAME, metadata={"help": "Name of the checkpoint in the report."})
+    compare: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Other checkpoints ranked on the same examples, as NAME=PATH (e.g. sft=runs/x/sft), "
+                  "shown side by side; they must use the same SID index."},
+    )
+
+    def compared_models(self) -> dict[str, str]:
+        """`compare` as {name: path}; a bare path is named after its folder."""
+        out: dict[str, str] = {}
+        for entry in self.compare:
+            name, _, path = entry.partition("=") if "=" in entry else (Path(entry).name, "", entry)
+            if not name or not path:
+                raise ConfigError(f"compare: expected NAME=PATH, got {entry!r}")
+            if name in out or name == self.model_name or name in self.baselines:
+                raise ConfigError(f"compare: the name {name!r} is used twice in the report")
+            out[name] = path
+        return out
 
     def resolved_sid_dir(self) -> Path:
         return Path(self.sid_dir) if self.sid_dir else Path(self.model_path) / "sid"
@@ -207,13 +226,15 @@ def baseline_recommenders(dataset: PreparedDataset, settings: EvalSettings, devi
 def evaluate_model(model: Any, tokenizer: Any, index: SIDIndex, dataset: PreparedDataset,
                    settings: EvalSettings | None = None, *, output_dir: str | Path | None = None,
                    metadata: dict[str, Any] | None = None, device: str = "auto",
-                   model_name: str = MODEL_NAME, show_progress: bool = True) -> dict[str, Any]:
+                   model_name: str = MODEL_NAME, show_progress: bool = True,
+                   others: Mapping[str, Callable[[], tuple[Any, Any]]] | None = None) -> dict[str, Any]:
     """Evaluate `model` (constrained beam search) and the baselines on one split; return the report.
 
     The model is evaluated where it is (its device and dtype) and left in the training mode it was
     in, so the SFT stage can call this on its final model. Every recommender ranks the same examples.
     With `output_dir`, `report.json` (and `metrics.png`) are written there; `device` is SASRec's;
-    `model_name` is the model's entry in the report (`model`; the SFT stage may say `sft`).
+    `model_name` is the model's entry in the report (`model`; the SFT stage may say `sft`). `others` maps
+    more names to loaders of `(model, tokenizer)`: each is loaded, ranks the same examples, and is freed.
     """
     from rlrec.evaluation.sid_recommender import SIDRecommender
 
@@ -236,6 +257,13 @@ def evaluate_model(model: Any, tokenizer: Any, index: SIDIndex, dataset: Prepare
         raise ConfigError(f"model_name={model_name!r} is also the name of a baseline")
     models = {model_name: _run(model_name, recommender, by_length, settings, settings.batch_size, head,
                                show_progress, seconds)}
+    for name, load in (others or {}).items():
+        other, other_tokenizer = load()
+        other_recommender = SIDRecommender(other, other_tokenizer, index, num_beams=settings.num_beams,
+                                           batch_size=settings.batch_size, max_history=settings.max_history)
+        models[name] = _run(name, other_recommender, by_length, settings, settings.batch_size, head,
+                            show_progress, seconds)
+        del other, other_recommender
     for name, baseline in baseline_recommenders(dataset, settings, device, show_progress).items():
         models[name] = _run(name, baseline, examples, settings, 1024, head, show_progress, seconds)
 
@@ -282,13 +310,17 @@ def main(config: EvaluateConfig) -> dict[str, Any]:
     dataset = PreparedDataset.load(config.dataset_dir)
     # Cheap checks first: a wrong index or data should fail before the model is loaded.
     check_index_covers(index, dataset.split(config.split), config.split, f"SID index {config.resolved_sid_dir()}")
+    compared = config.compared_models()
     model, tokenizer = load_checkpoint(config.model_path, device=device, dtype=config.dtype)
     settings = EvalSettings(**{f.name: getattr(config, f.name) for f in dataclasses.fields(EvalSettings)})
     if settings.max_history is None:
         settings.max_history = trained_max_history(config.model_path)
     output_dir = config.resolved_output_dir()
+    others = {name: functools.partial(load_checkpoint, path, device=device, dtype=config.dtype)
+              for name, path in compared.items()}
     report = evaluate_model(
         model, tokenizer, index, dataset, settings, output_dir=output_dir, device=str(device),
+        model_name=config.model_name, others=others,
         metadata={"model_path": str(config.model_path), "dataset_dir": str(config.dataset_dir),
                   "sid_dir": str(config.resolved_sid_dir()), "dtype": str(model.dtype)},
     )
