@@ -8,6 +8,10 @@ Reads a prepared dataset folder and writes `output_dir` atomically:
 - `manifest.json`: `{"stage": "sid", "rlrec_version", "config", "dataset_dir", "num_items",
   "embedding_dim", "quality": {...}, "seconds": {...}}` with the quality figures of
   `rlrec.sid.metrics`, also printed as a table.
+
+With `sid_file` set, the SIDs are read from that file (e.g. MiniOneRec's `index/<Category>.index.json`,
+see `rlrec.sid.imported`) instead of embedding and quantising; the manifest then has
+`"source": "sid_file"` and `embedding_dim: null`.
 """
 
 from __future__ import annotations
@@ -82,7 +86,67 @@ def quantize(
     return quantizer.fit_encode(mixed), quantizer.codebook_sizes, quantizer
 
 
+def import_sid_file(config: SIDConfig) -> SIDIndex:
+    """`main` with `sid_file` set: the file's SIDs for the dataset's items, collisions resolved, no embedding."""
+    from rlrec.sid import imported
+
+    start = time.perf_counter()
+    dataset = PreparedDataset.load(config.dataset_dir)
+    item_ids = list(dataset.items)
+    if not item_ids:
+        raise DataError(f"{Path(config.dataset_dir) / 'items.jsonl'}: no items to give Semantic IDs")
+    sids = imported.import_sids(config.sid_file, item_ids, config.codebook_size)
+    if len(sids.token_prefixes) != config.num_levels:
+        logger.warning(
+            "%s has %d levels; num_levels=%d is ignored", config.sid_file, len(sids.token_prefixes), config.num_levels
+        )
+    if sids.unused_items:
+        logger.info("%s: %d of its %d items are not in the dataset and are left out",
+                    config.sid_file, sids.unused_items, sids.file_items)
+    clash = imported.describe_collisions(config.sid_file, sids)
+    if clash and config.collision == "none":
+        raise DataError(f"{clash}; collision=none expects unique SIDs. Use collision: append_level or reassign")
+    if clash:
+        logger.warning("%s; resolving them with collision=%s", clash, config.collision)
+    seconds = {"import": time.perf_counter() - start}
+
+    start = time.perf_counter()
+    sizes = sids.codebook_sizes
+    distances = imported.same_distance(sizes[-1]) if config.collision == "reassign" else None
+    resolution = resolve_collisions(sids.codes, sizes, config.collision, distances)
+    prefixes = list(sids.token_prefixes)
+    if len(resolution.codebook_sizes) > len(prefixes):
+        prefixes.append(imported.extra_prefix(prefixes))
+    index = SIDIndex(item_ids, resolution.codes, resolution.codebook_sizes, token_prefixes=prefixes)
+    quality = sid_quality(sids.codes, sizes, resolution)
+    seconds["resolve"] = time.perf_counter() - start
+
+    manifest = {
+        "stage": "sid",
+        "rlrec_version": rlrec.__version__,
+        "config": dataclasses.asdict(config),
+        "dataset_dir": str(config.dataset_dir),
+        "num_items": len(item_ids),
+        "embedding_dim": None,
+        "device": None,
+        "source": "sid_file",
+        "sid_file": str(config.sid_file),
+        "sid_file_items": sids.file_items,
+        "sid_file_unused_items": sids.unused_items,
+        "quality": quality,
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+    }
+    with atomic_output_dir(config.output_dir) as tmp:
+        index.save(tmp)
+        write_json(tmp / "manifest.json", manifest)
+    print(format_quality(quality))
+    print(f"SID index of {len(index)} items (imported from {config.sid_file}) written to {config.output_dir}")
+    return index
+
+
 def main(config: SIDConfig) -> SIDIndex:
+    if config.sid_file:
+        return import_sid_file(config)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     get_quantizer(config.quantizer, config)  # an unknown name fails before any slow work
@@ -113,6 +177,7 @@ def main(config: SIDConfig) -> SIDIndex:
         "num_items": len(item_ids),
         "embedding_dim": int(embeddings.shape[1]),
         "device": str(device),
+        "source": "embeddings",
         "quality": quality,
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
     }

@@ -32,6 +32,15 @@ class SIDConfig:
         },
     )
 
+    sid_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "JSON mapping item id -> list of SID tokens (e.g. MiniOneRec's "
+            "data/Amazon/index/<Category>.index.json) to use as they are; when set, no embedding or "
+            "quantising is done (the `collision` strategy still applies to duplicate SIDs)."
+        },
+    )
+
     # Text embeddings.
     embedding_model: str | None = field(
         default=None,
@@ -155,6 +164,8 @@ class SIDConfig:
                 "sid: cf_mode='cascade' needs a behavioural embedding; set cf_embedding to "
                 "cooccurrence or sasrec"
             )
+        if self.sid_file is not None and not str(self.sid_file).strip():
+            raise ConfigError("sid: sid_file is empty; expected a path to a JSON file or null")
         if not 1 <= self.num_levels <= MAX_LEVELS:
             raise ConfigError(f"sid: num_levels={self.num_levels}; expected 1 to {MAX_LEVELS}")
         positive = (
