@@ -1,0 +1,140 @@
+"""The model card (`README.md`) of an exported model: Hub metadata in YAML front matter, then prose.
+
+The front matter is what the Hub indexes: `base_model`, `datasets`, `tags`, `license`, `library_name`
+and a `model-index` holding the latest evaluation's HR@K / NDCG@K (all test users), so the numbers
+show on the model page and in leaderboards. The Hub refuses a card whose `base_model` or `datasets`
+are not Hub ids, so local paths stay out of the front matter and appear in the text instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from rlrec.evaluation.report import main_k
+
+LIBRARY_NAME = "transformers"
+DEFAULT_TAGS = ("rlrec", "recommendation", "generative-recommendation", "semantic-ids", "trl")
+METRIC_NAMES = ("HR", "NDCG")
+
+
+def evaluated_model(report: Mapping[str, Any]) -> str | None:
+    """The report's entry of the trained model (`model`, else the first that is not a baseline)."""
+    models = report.get("models") or {}
+    if "model" in models:
+        return "model"
+    baselines = {"popularity", "sasrec"}
+    return next((name for name in models if name not in baselines), None)
+
+
+def report_metrics(report: Mapping[str, Any] | None, group: str = "all") -> dict[str, float]:
+    """`{"HR@10": .., "NDCG@10": .., ...}` of the trained model in `report`, for one user group."""
+    if not report:
+        return {}
+    name = evaluated_model(report)
+    values = (report.get("models") or {}).get(name, {}).get(group, {}) if name else {}
+    ks = report.get("k_values") or []
+    return {f"{m}@{k}": float(values[f"{m}@{k}"]) for k in ks for m in METRIC_NAMES if f"{m}@{k}" in values}
+
+
+def card_metadata(*, model_name: str, base_model: str | None, datasets: Sequence[str], license: str,
+                  tags: Sequence[str], report: Mapping[str, Any] | None, dataset_name: str,
+                  pipeline_tag: str = "text-generation") -> dict[str, Any]:
+    """The YAML front matter as a dict (keys the Hub knows; empty ones left out)."""
+    meta: dict[str, Any] = {}
+    if base_model:
+        meta["base_model"] = base_model
+    if datasets:
+        meta["datasets"] = list(datasets)
+    meta.update(library_name=LIBRARY_NAME, license=license, pipeline_tag=pipeline_tag,
+                tags=list(dict.fromkeys([*DEFAULT_TAGS, *tags])))
+    metrics = report_metrics(report)
+    if metrics:
+        meta["model-index"] = [{
+            "name": model_name,
+            "results": [{
+                "task": {"type": "text-generation", "name": "Sequential recommendation (next item)"},
+                "dataset": {"name": dataset_name, "type": datasets[0] if datasets else dataset_name,
+                            "split": str(report.get("split", "test"))},
+                "metrics": [{"type": name.lower(), "name": name, "value": round(value, 6)}
+                            for name, value in metrics.items()],
+            }],
+        }]
+    return meta
+
+
+def _eval_table(report: Mapping[str, Any]) -> list[str]:
+    k = main_k(report.get("k_values") or [10])
+    groups = [g for g in ("all", "warm", "cold", "head", "tail")
+              if any(g in entry for entry in report["models"].values())]
+    header = "| model | " + " | ".join(f"{m}@{k} {g}" for m in METRIC_NAMES for g in groups) + " |"
+    lines = [header, "|" + " --- |" * (1 + len(METRIC_NAMES) * len(groups))]
+    for name, entry in report["models"].items():
+        cells = []
+        for m in METRIC_NAMES:
+            for g in groups:
+                value = entry.get(g, {}).get(f"{m}@{k}")
+                cells.append("" if value is None else f"{value:.4f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    counts = report.get("counts") or {}
+    if counts:
+        lines += ["", "Users per group: " + ", ".join(f"{g} {n}" for g, n in counts.items()) + "."]
+    return lines
+
+
+def model_card(*, metadata: Mapping[str, Any], model_name: str, stage: str, saved_as: str,
+               base_chain: Sequence[str], dataset_dir: str | None, dataset_summary: str, num_items: int,
+               sid_shape: Sequence[int], max_history: int | None, num_beams: int,
+               report: Mapping[str, Any] | None, report_source: str | None) -> str:
+    """The whole `README.md`: front matter, usage, how the model was made, evaluation, files."""
+    front = yaml.safe_dump(dict(metadata), sort_keys=False, allow_unicode=True)
+    levels = " × ".join(str(s) for s in sid_shape)
+    lines = [
+        "---", front.rstrip(), "---", "",
+        f"# {model_name}", "",
+        "A generative recommender trained with rlrec (on TRL): the model reads a user's "
+        "history of items, each written as its Semantic ID (a short sequence of new tokens such as "
+        "`<a_12><b_3><c_200>`), and writes the Semantic ID of the next item. Decoding is constrained beam "
+        "search over the catalog's Semantic IDs, so every recommendation is a real item.", "",
+        "## Use", "",
+        "```python",
+        "from rlrec.inference import Recommender",
+        "",
+        'rec = Recommender.from_pretrained("path/or/downloaded/folder")',
+        'for item in rec.recommend(["<item id or title>", "..."], k=10).items:',
+        "    print(item.item_id, item.title, item.score)",
+        "```", "",
+        "or `rlrec recommend --model_path FOLDER --history '[\"id1\", \"id2\"]' --k 10`.",
+        "",
+        "## How it was made", "",
+        f"- Training stage: `{stage}`; saved as `{saved_as}`.",
+    ]
+    if base_chain:
+        lines.append("- Base model chain (most recent first): " + " → ".join(f"`{b}`" for b in base_chain) + ".")
+    lines += [
+        f"- Data: {dataset_summary}" + (f" (prepared folder `{dataset_dir}`)." if dataset_dir else "."),
+        f"- Semantic IDs: {len(sid_shape)} levels ({levels} codes) over {num_items} items; `sid/index.json` maps "
+        "items to codes and tokens, with each token's keywords.",
+        f"- Prompt: the next-item chat prompt of `rlrec.tasks.prompts`, history capped at {max_history or 'all'} "
+        f"items; {num_beams} beams by default (`inference_config.json`).",
+        "",
+        "## Evaluation", "",
+    ]
+    if report and report.get("models"):
+        lines += [f"Split `{report.get('split', 'test')}`, from `{report_source}`; HR@K and NDCG@K with the "
+                  "target as the single relevant item.", ""]
+        lines += _eval_table(report)
+    else:
+        lines.append("No evaluation was recorded for this model (run `rlrec evaluate` before exporting).")
+    lines += [
+        "", "## Files", "",
+        "- model weights, `config.json`, `generation_config.json`, and the tokenizer with the SID tokens;",
+        "- `sid/index.json`: item ↔ codes ↔ SID tokens, and each token's keywords;",
+        "- `catalog.jsonl`: item id, title and SID of every recommendable item;",
+        "- `inference_config.json`: beam width and history cap for `Recommender`;",
+        "- `manifest.json`: where the model came from and the evaluation above.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,168 @@
+"""Write a Hub-ready folder from a training output folder: everything needed to recommend, nothing else.
+
+The export holds the model (LoRA merged into the base weights unless `merge_lora=False` keeps an
+adapter), the tokenizer with the SID tokens, `sid/index.json`, `catalog.jsonl` (item id, title, SID:
+the only part of the dataset a deployed model needs), `generation_config.json`, `inference_config.json`
+(beam width and the trained history cap, read by `Recommender`), the model card `README.md`, the
+latest evaluation report and `manifest.json`. It is written with `atomic_output_dir`, so a failed export
+leaves no folder (and an earlier export is replaced only by a complete one).
+
+A kept adapter names its base model by the local path it was trained from (`base_model_name_or_path`),
+which only exists on the machine that trained it: export merged weights to publish on the Hub.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import rlrec
+from rlrec.export.card import card_metadata, model_card, report_metrics
+from rlrec.export.source import hub_base_model, read_source
+from rlrec.inference.catalog import CATALOG_FILE, Catalog
+from rlrec.inference.recommender import INFERENCE_CONFIG, MANIFEST
+from rlrec.sid.index import INDEX_FILE, SIDIndex
+from rlrec.utils.errors import ConfigError, DataError
+from rlrec.utils.io import atomic_output_dir, read_json, write_json
+
+logger = logging.getLogger(__name__)
+
+EVAL_REPORT_FILE = "eval_report.json"
+CARD_FILE = "README.md"
+
+
+def _dataset_summary(dataset_dir: Path) -> tuple[str, str | None]:
+    """A one-line description of the prepared dataset and its source name, from its manifest."""
+    path = dataset_dir / "manifest.json"
+    if not path.is_file():
+        return f"prepared dataset `{dataset_dir.name}`", None
+    manifest = read_json(path)
+    config = manifest.get("config") if isinstance(manifest, dict) else None
+    source = config.get("source") if isinstance(config, dict) else None
+    counts = manifest.get("counts") if isinstance(manifest, dict) else None
+    parts = [f"`{source}`" if source else f"`{dataset_dir.name}`"]
+    if isinstance(counts, dict):
+        parts.append(", ".join(f"{v} {k}" for k, v in counts.items() if isinstance(v, int)))
+    return " — ".join(p for p in parts if p), source
+
+
+def _check_not_inside(source: Path, output: Path) -> None:
+    src, out = source.resolve(), output.resolve()
+    if out == src or src in out.parents or out in src.parents:
+        raise ConfigError(f"output_dir {output} overlaps the model folder {source}; export to a separate folder")
+
+
+def _save_model(source: Path, out: Path, merge_lora: bool, dtype: str) -> tuple[str, Any, Any]:
+    """Save weights + tokenizer into `out`; return (saved_as, model config or None, tokenizer)."""
+    from rlrec.models.checkpoint import ADAPTER_CONFIG, ADAPTER_WEIGHTS, is_adapter_dir, load_checkpoint
+    from rlrec.models.loading import load_tokenizer
+
+    if is_adapter_dir(source) and not merge_lora:
+        # Checked by loading once: an adapter that cannot be rebuilt must not be published.
+        load_checkpoint(source, device="cpu", dtype=dtype)
+        for name in (ADAPTER_CONFIG, *ADAPTER_WEIGHTS):
+            if (source / name).is_file():
+                shutil.copy2(source / name, out / name)
+        tokenizer = load_tokenizer(source)
+        tokenizer.save_pretrained(out)
+        return "adapter", None, tokenizer
+    model, tokenizer = load_checkpoint(source, device="cpu", dtype=dtype)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    merged = is_adapter_dir(source) or read_json(source / MANIFEST).get("saved_as") == "merged"
+    return ("merged" if merged else "full"), model.config, tokenizer
+
+
+def _save_generation_config(out: Path, tokenizer: Any, model_config: Any, num_levels: int, num_beams: int) -> None:
+    """Plain `generate` settings matching the SIDs (depth, beams); rlrec itself decodes with its trie."""
+    from transformers import GenerationConfig
+
+    eos = getattr(model_config, "eos_token_id", None) if model_config is not None else None
+    config = GenerationConfig(
+        max_new_tokens=num_levels, num_beams=num_beams, num_return_sequences=num_beams, do_sample=False,
+        eos_token_id=eos if eos is not None else tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=getattr(model_config, "bos_token_id", None) if model_config is not None else None,
+    )
+    config.save_pretrained(out)
+
+
+def export_model(model_path: str | os.PathLike, output_dir: str | os.PathLike, *, merge_lora: bool = True,
+                 dataset_dir: str | os.PathLike | None = None, sid_dir: str | os.PathLike | None = None,
+                 dtype: str = "auto", num_beams: int = 20, max_history: int | None = None,
+                 license: str = "apache-2.0", base_model: str | None = None, datasets: Sequence[str] = (),
+                 tags: Sequence[str] = (), model_name: str | None = None) -> dict[str, Any]:
+    """Export the training output folder `model_path` to `output_dir`; return the export's manifest.
+
+    `dataset_dir` / `sid_dir` / `max_history` default to what the training manifest recorded;
+    `base_model` and `datasets` are the Hub ids for the card (default: the pretrained base at the end of
+    the `base_model` chain when it is a Hub id, and none). `model_name` names the model in the card
+    (default: the output folder's name).
+    """
+    source = read_source(model_path)
+    output = Path(output_dir)
+    _check_not_inside(source.path, output)
+    if num_beams < 1:
+        raise ConfigError(f"num_beams={num_beams}; expected a positive integer")
+    sid_folder = Path(sid_dir) if sid_dir else source.path / "sid"
+    if not (sid_folder / INDEX_FILE).is_file():
+        raise ConfigError(f"{sid_folder}: no SID index ({INDEX_FILE}); set sid_dir to the index the model was "
+                          "trained with")
+    index = SIDIndex.load(sid_folder)
+    data_dir = dataset_dir or source.manifest.get("dataset_dir")
+    if not data_dir or not (Path(data_dir) / "items.jsonl").is_file():
+        raise DataError(f"{model_path}: the item catalog is needed ({data_dir or 'no dataset_dir in the manifest'}"
+                        "/items.jsonl not found); set dataset_dir to the prepared dataset the model was trained on")
+    data_dir = Path(data_dir)
+    catalog = Catalog.load(data_dir / "items.jsonl")
+    missing = [item for item in index.item_ids if item not in catalog]
+    if missing:
+        raise DataError(f"{data_dir / 'items.jsonl'}: {len(missing)} items of the SID index {sid_folder} are not in "
+                        f"the catalog (first: {missing[0]!r}); use the dataset the model was trained on")
+    if max_history is None:
+        max_history = source.manifest.get("prompt_max_history")
+    name = model_name or output.name
+    summary, data_source = _dataset_summary(data_dir)
+    hub_base = base_model or hub_base_model(source.base_chain)
+
+    with atomic_output_dir(output) as tmp:
+        saved_as, model_config, tokenizer = _save_model(source.path, tmp, merge_lora, dtype)
+        _save_generation_config(tmp, tokenizer, model_config, index.num_levels, num_beams)
+        index.save(tmp / "sid")
+        catalog.save(tmp / CATALOG_FILE, index)
+        write_json(tmp / INFERENCE_CONFIG, {
+            "decoding": "constrained_beam_search", "num_beams": num_beams, "max_history": max_history,
+            "phrasing": 0, "num_levels": index.num_levels, "codebook_sizes": index.codebook_sizes,
+        })
+        if source.eval_report is not None:
+            write_json(tmp / EVAL_REPORT_FILE, source.eval_report)
+        metadata = card_metadata(model_name=name, base_model=hub_base, datasets=list(datasets), license=license,
+                                 tags=list(tags), report=source.eval_report,
+                                 dataset_name=data_source or data_dir.name)
+        (tmp / CARD_FILE).write_text(model_card(
+            metadata=metadata, model_name=name, stage=source.stage, saved_as=saved_as, base_chain=source.base_chain,
+            dataset_dir=str(data_dir), dataset_summary=summary, num_items=len(index),
+            sid_shape=index.codebook_sizes, max_history=max_history, num_beams=num_beams,
+            report=source.eval_report, report_source=source.eval_report_path,
+        ), encoding="utf-8")
+        manifest = {
+            "stage": "export",
+            "rlrec_version": rlrec.__version__,
+            "source": str(model_path),
+            "source_stage": source.stage,
+            "saved_as": saved_as,
+            "base_model": str(model_path),
+            "hub_base_model": hub_base,
+            "dataset_dir": str(data_dir),
+            "prompt_max_history": max_history,
+            "num_items": len(index),
+            "eval_source": source.eval_report_path,
+            "metrics": report_metrics(source.eval_report),
+            "files": sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()) + [MANIFEST],
+        }
+        write_json(tmp / MANIFEST, manifest)
+    logger.info("exported %s (%s) to %s", model_path, saved_as, output)
+    return manifest

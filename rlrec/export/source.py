@@ -1,0 +1,111 @@
+"""What an export reads from a training output folder: its manifest, its latest evaluation, its base model.
+
+A training stage (`rlrec sft`, `rlrec grpo`) writes a model folder with `manifest.json` (written last: a
+folder without it is an unfinished run) and evaluation reports: the end-of-training one inside the
+manifest (`eval`) and in `eval/report.json`, and those `rlrec evaluate` writes later to
+`eval/<split>/report.json`. The model card shows the most recent of them (by file time), because that
+is the one the user last looked at.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlrec.evaluation.report import REPORT_FILE
+from rlrec.utils.errors import ConfigError, DataError
+from rlrec.utils.io import read_json
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+# `base_model: null` / "smollm2" in a recipe means the embedded SmolLM2 GGUF, converted from this Hub model.
+EMBEDDED_BASE_MODELS = {"smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+@dataclass
+class SourceModel:
+    """A training output folder as the export sees it."""
+
+    path: Path
+    manifest: dict[str, Any]
+    eval_report: dict[str, Any] | None = None
+    eval_report_path: str | None = None
+    base_chain: list[str] = field(default_factory=list)
+
+    @property
+    def stage(self) -> str:
+        return str(self.manifest.get("stage", "unknown"))
+
+
+def read_source(path: str | Path) -> SourceModel:
+    """Read the folder's manifest (required: it marks a finished run) and find its latest evaluation."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: model folder not found")
+    if not (folder / MANIFEST).is_file():
+        raise ConfigError(f"{folder}: no {MANIFEST}; expected the output folder of a finished `rlrec sft` or "
+                          "`rlrec grpo` run (the manifest is written last)")
+    manifest = read_json(folder / MANIFEST)
+    if not isinstance(manifest, dict):
+        raise DataError(f"{folder / MANIFEST}: expected a JSON object")
+    report, where = latest_eval(folder, manifest)
+    return SourceModel(folder, manifest, report, where, base_model_chain(folder, manifest))
+
+
+def latest_eval(folder: Path, manifest: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """The most recent evaluation report of the folder (manifest `eval` or an `eval/**/report.json`)."""
+    candidates: list[tuple[float, dict[str, Any], str]] = []
+    if isinstance(manifest.get("eval"), dict):
+        candidates.append(((folder / MANIFEST).stat().st_mtime, manifest["eval"], f"{MANIFEST}:eval"))
+    for path in sorted((folder / "eval").rglob(REPORT_FILE)) if (folder / "eval").is_dir() else []:
+        try:
+            report = read_json(path)
+        except DataError as err:
+            logger.warning("skipping %s: %s", path, err)
+            continue
+        if isinstance(report, dict) and isinstance(report.get("models"), dict):
+            candidates.append((path.stat().st_mtime, report, str(path.relative_to(folder))))
+    if not candidates:
+        return None, None
+    _, report, where = max(candidates, key=lambda c: c[0])
+    return report, where
+
+
+def base_model_chain(folder: Path, manifest: dict[str, Any], max_hops: int = 8) -> list[str]:
+    """`base_model` followed through earlier rlrec outputs: GRPO → SFT folder → the pretrained base."""
+    chain: list[str] = []
+    current = manifest
+    for _ in range(max_hops):
+        base = current.get("base_model")
+        if not base:
+            break
+        chain.append(str(base))
+        nxt = Path(str(base)) / MANIFEST
+        if not nxt.is_file():
+            break
+        try:
+            current = read_json(nxt)
+        except DataError:
+            break
+    return chain
+
+
+def hub_base_model(chain: list[str]) -> str | None:
+    """The Hub id of the pretrained model at the end of the chain, or None when it is only a local folder."""
+    if not chain:
+        return None
+    base = chain[-1]
+    if base.lower() in EMBEDDED_BASE_MODELS:
+        return EMBEDDED_BASE_MODELS[base.lower()]
+    if _HUB_ID.fullmatch(base) and not Path(base).exists():
+        return base
+    return None
+
+
+def is_hub_id(value: str) -> bool:
+    return bool(_HUB_ID.fullmatch(value))

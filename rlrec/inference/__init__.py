@@ -1,0 +1,36 @@
+"""Serving a trained model: `Recommender` (top-k by constrained beam search), its `Catalog`, a per-user cache.
+
+- `recommender`: `Recommender.from_pretrained(path).recommend(history, k)` / `recommend_batch`.
+- `catalog`: `Catalog`, item id ↔ title, and the lookup of history entries given by title.
+- `cache`: `build_cache` / `refresh_cache` (resumable, per batch) and `TopKCache.load(path).get(user)`.
+
+The recommender classes are imported on first use: a process that only serves the cache
+(`TopKCache`) does not load torch and transformers.
+"""
+
+from typing import Any
+
+from rlrec.inference.cache import CachedItem, TopKCache, build_cache, latest_histories, refresh_cache
+from rlrec.inference.catalog import Catalog
+
+_LAZY = ("Recommendation", "Recommendations", "Recommender")
+
+__all__ = [
+    "CachedItem",
+    "Catalog",
+    "Recommendation",
+    "Recommendations",
+    "Recommender",
+    "TopKCache",
+    "build_cache",
+    "latest_histories",
+    "refresh_cache",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from rlrec.inference import recommender
+
+        return getattr(recommender, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
