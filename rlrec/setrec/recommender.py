@@ -1,0 +1,49 @@
+"""`SETRecRecommender`: the `Recommender` protocol over a SETRec model, for `evaluate_recommender`.
+
+The token corpus depends only on the model's weights, so it is computed once and reused for every batch;
+each batch is then one forward pass of the LLM and one matrix product per identifier dimension.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from rlrec.evaluation.baselines import score_to_topk
+from rlrec.setrec.model import SETRecModel
+
+
+class SETRecRecommender:
+    """Top-k items per history by grounded SETRec scores; `batch_size` histories per forward pass."""
+
+    def __init__(self, model: SETRecModel, batch_size: int = 32, exclude_history: bool = False) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self.exclude_history = exclude_history
+        self._corpus: torch.Tensor | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @torch.no_grad()
+    def recommend(self, histories: Sequence[Sequence[str]], k: int) -> list[list[str | None]]:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            if self._corpus is None:
+                self._corpus, _ = self.model.corpus()
+            out: list[list[str | None]] = []
+            for start in range(0, len(histories), self.batch_size):
+                batch = [list(h) for h in histories[start:start + self.batch_size]]
+                scores = self.model.score(batch, corpus=self._corpus)
+                out.extend(score_to_topk(scores, self.model.item_ids, k,
+                                         exclude=batch if self.exclude_history else None, index=self.model.index))
+            return out
+        finally:
+            self.model.train(was_training)
+
+    def refresh(self) -> None:
+        """Forget the cached corpus (call after the model's weights change)."""
+        self._corpus = None
