@@ -188,3 +188,28 @@ def test_stage_refuses_an_index_of_another_dataset(world, tmp_path):
     with pytest.raises(ConfigError, match="no SID index"):
         evaluate_stage.main(EvaluateConfig(model_path=str(root / "model"), dataset_dir=str(root / "data"),
                                            sid_dir=str(tmp_path / "nowhere"), device="cpu"))
+
+
+def test_stage_compares_a_setrec_model_beside_the_sid_model(world, tmp_path):
+    """A SETRec folder in `compare` is ranked by its own grounding, on the same examples as the SID model."""
+    from rlrec.setrec import SETRecModelConfig, SETRecRecommender, build_setrec, save_setrec
+    from rlrec.setrec.features import warm_mask
+
+    root, dataset = world["root"], world["dataset"]
+    lm, tokenizer = tiny_model_and_tokenizer(hidden_size=32)
+    item_ids = list(dataset.items)
+    rng = np.random.default_rng(0)
+    setrec = build_setrec(lm, tokenizer, item_ids, rng.normal(size=(len(item_ids), 8)),
+                          warm_mask(item_ids, dataset.train), rng.normal(size=(len(item_ids), 16)),
+                          SETRecModelConfig(num_semantic_tokens=2, ae_hidden=[16, 8], max_history=5)).eval()
+    save_setrec(setrec, tmp_path / "setrec", tokenizer)
+    config = EvaluateConfig(model_path=str(root / "model"), dataset_dir=str(root / "data"),
+                            output_dir=str(tmp_path / "eval"), device="cpu", baselines=["popularity"],
+                            compare=[f"setrec={tmp_path / 'setrec'}"], max_examples=12, k_values=[1, 5])
+    report = evaluate_stage.main(config)
+    assert list(report["models"]) == ["model", "setrec", "popularity"]
+    examples = select_examples(dataset.test, 12, config.seed)
+    direct = SETRecRecommender(setrec).recommend([ex.history for ex in examples], 5)
+    hits = np.mean([ex.target in top for ex, top in zip(examples, direct, strict=True)])
+    assert report["models"]["setrec"]["all"]["HR@5"] == pytest.approx(hits)
+    assert report["models"]["setrec"]["counts"] == report["models"]["model"]["counts"]

@@ -146,7 +146,8 @@ class EvaluateConfig(EvalSettings):
     compare: list[str] = field(
         default_factory=list,
         metadata={"help": "Other checkpoints ranked on the same examples, as NAME=PATH (e.g. sft=runs/x/sft), "
-                  "shown side by side; they must use the same SID index."},
+                  "shown side by side; SID checkpoints must use the same SID index, and a SETRec folder (`rlrec "
+                  "setrec`) is ranked by its own grounding, so the two identifier families compare directly."},
     )
 
     def compared_models(self) -> dict[str, str]:
@@ -227,14 +228,16 @@ def evaluate_model(model: Any, tokenizer: Any, index: SIDIndex, dataset: Prepare
                    settings: EvalSettings | None = None, *, output_dir: str | Path | None = None,
                    metadata: dict[str, Any] | None = None, device: str = "auto",
                    model_name: str = MODEL_NAME, show_progress: bool = True,
-                   others: Mapping[str, Callable[[], tuple[Any, Any]]] | None = None) -> dict[str, Any]:
+                   others: Mapping[str, Callable[[SIDIndex, EvalSettings], Any]] | None = None,
+                   ) -> dict[str, Any]:
     """Evaluate `model` (constrained beam search) and the baselines on one split; return the report.
 
     The model is evaluated where it is (its device and dtype) and left in the training mode it was
     in, so the SFT stage can call this on its final model. Every recommender ranks the same examples.
     With `output_dir`, `report.json` (and `metrics.png`) are written there; `device` is SASRec's;
     `model_name` is the model's entry in the report (`model`; the SFT stage may say `sft`). `others` maps
-    more names to loaders of `(model, tokenizer)`: each is loaded, ranks the same examples, and is freed.
+    more names to loaders of recommenders (`load_compared` reads SID checkpoints and SETRec folders): each
+    is loaded, ranks the same examples, and is freed.
     """
     from rlrec.evaluation.sid_recommender import SIDRecommender
 
@@ -258,12 +261,10 @@ def evaluate_model(model: Any, tokenizer: Any, index: SIDIndex, dataset: Prepare
     models = {model_name: _run(model_name, recommender, by_length, settings, settings.batch_size, head,
                                show_progress, seconds)}
     for name, load in (others or {}).items():
-        other, other_tokenizer = load()
-        other_recommender = SIDRecommender(other, other_tokenizer, index, num_beams=settings.num_beams,
-                                           batch_size=settings.batch_size, max_history=settings.max_history)
+        other_recommender = load(index, settings)
         models[name] = _run(name, other_recommender, by_length, settings, settings.batch_size, head,
                             show_progress, seconds)
-        del other, other_recommender
+        del other_recommender
     for name, baseline in baseline_recommenders(dataset, settings, device, show_progress).items():
         models[name] = _run(name, baseline, examples, settings, 1024, head, show_progress, seconds)
 
@@ -280,6 +281,27 @@ def evaluate_model(model: Any, tokenizer: Any, index: SIDIndex, dataset: Prepare
     if output_dir is not None:
         return write_report(output_dir, settings.split, models, settings.k_values, meta, plot=settings.plot)
     return build_report(settings.split, models, settings.k_values, meta)
+
+
+def load_compared(path: str | Path, index: SIDIndex, settings: EvalSettings, *, device: Any,
+                  dtype: str) -> Any:
+    """The recommender of a compared model: a SETRec folder (`rlrec setrec`), else a SID checkpoint.
+
+    SETRec models need no SID index (they score items directly), so `rlrec evaluate` can set the two
+    identifier families side by side on the same examples.
+    """
+    from rlrec.evaluation.sid_recommender import SIDRecommender
+    from rlrec.models.checkpoint import load_checkpoint
+
+    manifest = Path(path) / "manifest.json"
+    if manifest.is_file() and read_json(manifest).get("stage") == "setrec":
+        from rlrec.setrec import SETRecRecommender, load_setrec
+
+        return SETRecRecommender(load_setrec(path, device=device, dtype=dtype), batch_size=settings.batch_size)
+    model, tokenizer = load_checkpoint(path, device=device, dtype=dtype)
+    max_history = settings.max_history if settings.max_history is not None else trained_max_history(path)
+    return SIDRecommender(model, tokenizer, index, num_beams=settings.num_beams, batch_size=settings.batch_size,
+                          max_history=max_history)
 
 
 def load_index(config: EvaluateConfig) -> SIDIndex:
@@ -316,7 +338,7 @@ def main(config: EvaluateConfig) -> dict[str, Any]:
     if settings.max_history is None:
         settings.max_history = trained_max_history(config.model_path)
     output_dir = config.resolved_output_dir()
-    others = {name: functools.partial(load_checkpoint, path, device=device, dtype=config.dtype)
+    others = {name: functools.partial(load_compared, path, device=device, dtype=config.dtype)
               for name, path in compared.items()}
     report = evaluate_model(
         model, tokenizer, index, dataset, settings, output_dir=output_dir, device=str(device),
