@@ -141,6 +141,30 @@ def test_process_raw_counts_every_drop():
     assert c["users"] == len(data.test) and c["items"] == len(data.items)
 
 
+def test_cold_item_hold_out_keeps_the_items_out_of_train():
+    config = PrepareConfig(output_dir="<mem>", user_k_core=3, item_k_core=2, cold_item_fraction=0.1, seed=3)
+    data = process_raw(synthetic_raw(120, 150, seed=5), config)
+    baseline = process_raw(synthetic_raw(120, 150, seed=5), PrepareConfig(output_dir="<mem>", user_k_core=3,
+                                                                           item_k_core=2))
+    c = data.manifest["counts"]
+    held_out = c["held_out_items"]
+    assert held_out == round(0.1 * len(data.items)) and held_out > 0
+    seen = train_items(data.train)
+    cold_items = set(data.items) - seen
+    assert len(cold_items) >= held_out  # the held-out items and nothing of train mentions them
+    assert c["train_examples"] == len(baseline.train) - data.manifest["dropped"]["train_examples_of_held_out_items"]
+    # Valid/test are untouched; every example targeting a held-out item is cold, and there are some.
+    assert [ex.target for ex in data.test] == [ex.target for ex in baseline.test]
+    assert all(ex.cold == (ex.target not in seen) for ex in data.test)
+    assert c["cold_test_targets"] > baseline.manifest["counts"]["cold_test_targets"]
+    # Deterministic for a seed, different for another.
+    again = process_raw(synthetic_raw(120, 150, seed=5), config)
+    assert [ex.to_json() for ex in again.train] == [ex.to_json() for ex in data.train]
+    other = process_raw(synthetic_raw(120, 150, seed=5), PrepareConfig(output_dir="<mem>", user_k_core=3,
+                                                                        item_k_core=2, cold_item_fraction=0.1, seed=4))
+    assert set(other.items) - train_items(other.train) != cold_items
+
+
 def test_everything_filtered_away_is_a_clear_error():
     raw = _raw(_log(("u", "a", 1), ("u", "b", 2), ("v", "c", 1)))
     with pytest.raises(DataError, match="empty histories after filtering"):
@@ -156,6 +180,7 @@ def test_everything_filtered_away_is_a_clear_error():
     ({"max_history": -1}, "`max_history`"),
     ({"source": "amazon2018"}, "`data_path` is required"),
     ({"min_timestamp": 5, "max_timestamp": 4}, "`min_timestamp` .* after `max_timestamp`"),
+    ({"cold_item_fraction": 1.0}, "`cold_item_fraction` is 1.0; expected a number in"),
 ])
 def test_config_validation(fields, match):
     with pytest.raises(ConfigError, match=match):

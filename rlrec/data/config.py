@@ -98,10 +98,16 @@ class PrepareConfig:
         default=20,
         metadata={"help": "Keep the last this many items of a history (oldest dropped first)."},
     )
+    cold_item_fraction: float = field(
+        default=0.0,
+        metadata={"help": "Hold this fraction of the items (drawn with `seed`) out of training, for a cold-start "
+                  "split: train examples targeting them are dropped and they are removed from train histories, "
+                  "so valid/test examples targeting them are cold. 0: no hold-out (SETRec's cold split: 0.1)."},
+    )
     seed: int = field(
         default=42,
-        metadata={"help": "Random seed, recorded in the manifest (the stage itself is deterministic: ties in "
-                  "time keep file order)."},
+        metadata={"help": "Random seed of `cold_item_fraction`'s draw, recorded in the manifest (the rest is "
+                  "deterministic: ties in time keep file order)."},
     )
 
     def __post_init__(self) -> None:
@@ -116,6 +122,9 @@ class PrepareConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"prepare: `{name}` is {value!r}; expected an integer >= 1")
+        if not 0.0 <= self.cold_item_fraction < 1.0:
+            raise ConfigError(f"prepare: `cold_item_fraction` is {self.cold_item_fraction!r}; expected a number "
+                              "in [0, 1)")
         if (self.min_timestamp is not None and self.max_timestamp is not None
                 and self.min_timestamp > self.max_timestamp):
             raise ConfigError(f"prepare: `min_timestamp` ({self.min_timestamp}) is after `max_timestamp` "

@@ -15,7 +15,7 @@ from rlrec.data.filtering import Sequences, dedupe_consecutive, group_by_user, i
 from rlrec.data.raw import RawData
 from rlrec.data.readers import read_source
 from rlrec.data.schema import Example, Item, PreparedDataset
-from rlrec.data.split import MIN_SPLIT_LENGTH, leave_one_out, mark_cold, train_items, truncate
+from rlrec.data.split import MIN_SPLIT_LENGTH, hold_out_items, leave_one_out, mark_cold, train_items, truncate
 from rlrec.utils.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -105,6 +105,12 @@ def _finish(raw: RawData, config: PrepareConfig, items: dict[str, Item], train: 
             valid: list[Example], test: list[Example], counts: dict[str, int],
             dropped: dict[str, int]) -> PreparedDataset:
     """Label cold targets and assemble the manifest (counts are flat: `raw_*`, kept, split sizes)."""
+    held_out: set[str] = set()
+    if config.cold_item_fraction:
+        train, held_out, n = hold_out_items(train, items, config.cold_item_fraction, config.seed)
+        dropped = {**dropped, "train_examples_of_held_out_items": n}
+        logger.info("held %d items (%.0f%%) out of training: %d train examples dropped", len(held_out),
+                    100 * config.cold_item_fraction, n)
     warm = train_items(train)
     cold_valid = mark_cold(valid, warm)
     cold_test = mark_cold(test, warm)
@@ -117,6 +123,8 @@ def _finish(raw: RawData, config: PrepareConfig, items: dict[str, Item], train: 
         "cold_valid_targets": cold_valid,
         "cold_test_targets": cold_test,
     })
+    if config.cold_item_fraction:
+        all_counts["held_out_items"] = len(held_out)
     manifest = {
         "stage": "prepare",
         "rlrec_version": rlrec.__version__,

@@ -70,3 +70,32 @@ def mark_cold(examples: Iterable[Example], warm: set[str]) -> int:
         ex.cold = ex.target not in warm
         cold += ex.cold
     return cold
+
+
+def hold_out_items(train: list[Example], item_ids: Iterable[str], fraction: float,
+                   seed: int) -> tuple[list[Example], set[str], int]:
+    """Remove a random `fraction` of the items from training: a cold-start split.
+
+    Returns `(train, held_out, dropped_examples)`: train examples whose target is held out are dropped,
+    and held-out items are cut out of the remaining train histories (an example left with an empty
+    history is dropped too), so no held-out item occurs anywhere in train and `mark_cold` labels every
+    valid/test example that targets one as cold. The draw is over the sorted item ids, so it depends
+    only on the catalog and the seed.
+    """
+    import random
+
+    ids = sorted(set(item_ids))
+    count = round(len(ids) * fraction)
+    held_out = set(random.Random(seed).sample(ids, count)) if count else set()
+    if not held_out:
+        return train, held_out, 0
+    kept: list[Example] = []
+    for ex in train:
+        if ex.target in held_out:
+            continue
+        history = [item for item in ex.history if item not in held_out]
+        if not history:
+            continue
+        ex.history = history
+        kept.append(ex)
+    return kept, held_out, len(train) - len(kept)
