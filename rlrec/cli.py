@@ -23,6 +23,10 @@ STAGES: dict[str, tuple[str, str]] = {
     "grpo": ("rlrec.scripts.grpo", "refine an SFT model with GRPO over constrained beam-search rollouts"),
     "rewards": ("rlrec.scripts.rewards", "compare rewards on one set of rollouts: mean, group variance, correlation"),
     "evaluate": ("rlrec.scripts.evaluate", "HR@K / NDCG@K with constrained beam search, beside baselines"),
+    "export": ("rlrec.scripts.export", "write a Hub-ready model folder (model, SID index, catalog, card) and push it"),
+    "recommend": ("rlrec.scripts.recommend", "top-k items after one history, from an exported or trained model"),
+    "cache": ("rlrec.scripts.cache", "precompute every user's top-K (build, resumable) or some users' (refresh)"),
+    "setrec": ("rlrec.scripts.setrec", "train and evaluate SETRec: order-agnostic set identifiers, one-pass decoding"),
     "demo": ("rlrec.scripts.demo", "run every stage on the embedded MovieLens-100k default"),
 }
 
