@@ -57,17 +57,21 @@ def load_base_model(
     path_or_none: str | os.PathLike | None = None,
     torch_dtype: str | torch.dtype = "auto",
     device: str | torch.device | None = "cpu",
+    attn_implementation: str | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load `(model, tokenizer)` ready for SFT.
 
     `path_or_none` is a local model folder, a `.gguf` file (converted once, see `convert_gguf`), or
     `None` / `"smollm2"` for the embedded SmolLM2-135M-Instruct. `torch_dtype` is `"auto"` (the dtype the
-    weights were saved in), a name such as `"bfloat16"`, or a `torch.dtype`. The tokenizer always has a
+    weights were saved in), a name such as `"bfloat16"`, or a `torch.dtype`. `attn_implementation`
+    (`sdpa`, `eager`, `flash_attention_2`, ...; None: transformers' default) matters for speed, and
+    padding-free batching is only correct with a flash-attention kernel. The tokenizer always has a
     chat template (see `ensure_chat_template`) and a pad token.
     """
     folder = resolve_model_dir(path_or_none)
     tokenizer = load_tokenizer(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=_as_dtype(torch_dtype))
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=_as_dtype(torch_dtype), **kwargs)
     if getattr(model, "hf_quantizer", None) is not None:
         raise ConfigError(
             f"{folder}: the model is quantized ({model.config.quantization_config}); the trainers need plain "

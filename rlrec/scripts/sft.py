@@ -91,7 +91,7 @@ def build_model(script_args: SFTScriptArguments, model_args: ModelConfig, index:
     from rlrec.models.loading import load_base_model
 
     model, tokenizer = load_base_model(model_args.model_name_or_path, torch_dtype=model_args.dtype or "auto",
-                                       device=None)
+                                       device=None, attn_implementation=model_args.attn_implementation)
     start = time.perf_counter()
     sid_ids, report = init_sid_embeddings(
         model, tokenizer, index, mode=script_args.sa_init, levels=script_args.sa_init_levels,
