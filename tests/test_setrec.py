@@ -102,15 +102,45 @@ def test_permuting_an_item_set_changes_nothing(dataset, attn):
     assert not torch.allclose(out, other, atol=1e-4)  # ...while the queries do read the history
 
 
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_the_shared_prompt_cache_changes_nothing(dataset, attn):
+    """The prompt's keys/values, computed once and shared, give what the prompt in every row gives."""
+    import torch.nn.functional as F
+
+    model, _ = make_model(dataset, attn=attn)
+    histories = [ex.history for ex in dataset.train[3:9]] + [[]]
+    index = model.history_index(histories)
+    with torch.no_grad():
+        corpus, _ = model.corpus()
+        cached = model.generate_from(index, corpus)
+        # Reference: [pad, prompt, items, queries] in every row under the full sparse layout, no cache.
+        dims, prompt = model.num_dims, model.prompt_ids
+        lengths = (index >= 0).sum(dim=1).tolist()
+        layout = set_layout(len(prompt), lengths, dims, dims)
+        embed = model.backbone.get_input_embeddings()(prompt)
+        rows = []
+        for row, t in enumerate(lengths):
+            items = corpus[:, index[row, :t]].transpose(0, 1).reshape(t * dims, corpus.shape[-1])
+            seq = torch.cat([embed, items, model.queries])
+            rows.append(F.pad(seq, (0, 0, layout.blocks.shape[1] - len(seq), 0)))
+        full = model.backbone(inputs_embeds=torch.stack(rows), attention_mask=layout.attention_mask(torch.float32),
+                              position_ids=layout.position_ids, use_cache=False).last_hidden_state[:, -dims:]
+    assert len(prompt) > 0
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-4)
+
+
 def test_one_forward_pass_generates_all_tokens(dataset):
     model, _ = make_model(dataset)
     calls = []
-    handle = model.backbone.register_forward_hook(lambda *args: calls.append(1))
+    handle = model.backbone.register_forward_hook(lambda module, args, kwargs, out: calls.append(kwargs),
+                                                  with_kwargs=True)
     try:
         generated = model.generate([ex.history for ex in dataset.valid[:3]])
     finally:
         handle.remove()
-    assert len(calls) == 1
+    # One pass over the histories and queries (plus one batch-1 pass over the shared text prompt).
+    assert len(calls) == 2 and calls[0]["inputs_embeds"].shape[0] == 1
+    assert calls[1]["inputs_embeds"].shape[0] == 3 and calls[1]["past_key_values"] is not None
     assert generated.shape == (3, N_SEM + 1, model.backbone.config.hidden_size)
 
 

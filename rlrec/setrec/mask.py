@@ -8,6 +8,10 @@ queries always sit at the last `num_queries` positions. Every position gets a *b
 - every query: block P + T;
 - padding: -1.
 
+`SETRecModel` runs the prefix once per batch and shares its keys and values through the KV cache, so the
+layout it builds has `prefix_len=0` and `allowed(cached_prefix=P)` adds the P cached prompt keys in front
+(every real position sees them); the result is the same as with the prompt in every row.
+
 Position i may attend to position j when `block[j] < block[i]` (an earlier token, item or the prefix) or
 `i == j`. So the tokens of one item see each other's past but not each other: the set has no order, and
 nothing would change if its tokens were permuted. The queries see the whole history but not each other,
@@ -40,22 +44,30 @@ class SetLayout:
     def real(self) -> torch.Tensor:
         return self.blocks != PAD_BLOCK
 
-    def allowed(self) -> torch.Tensor:
-        """Boolean `(batch, length, length)`: query i may attend to key j."""
+    def allowed(self, cached_prefix: int = 0) -> torch.Tensor:
+        """Boolean `(batch, length, cached_prefix + length)`: query i may attend to key j.
+
+        `cached_prefix` puts that many keys in front, for a text prompt whose keys and values come from a KV
+        cache (blocks before every item): every real position sees all of them, padding none.
+        """
         blocks = self.blocks
         earlier = (blocks.unsqueeze(1) < blocks.unsqueeze(2)) & self.real.unsqueeze(1)
         eye = torch.eye(blocks.shape[1], dtype=torch.bool, device=blocks.device)
         # Each token sees itself, so no row is empty (padding rows see only themselves).
-        return earlier | eye
+        allowed = earlier | eye
+        if cached_prefix:
+            sees_prompt = self.real.unsqueeze(-1).expand(*blocks.shape, cached_prefix)
+            allowed = torch.cat([sees_prompt, allowed], dim=-1)
+        return allowed
 
-    def attention_mask(self, dtype: torch.dtype) -> torch.Tensor:
-        """The 4-D additive float mask `(batch, 1, length, length)` transformers accepts as is.
+    def attention_mask(self, dtype: torch.dtype, cached_prefix: int = 0) -> torch.Tensor:
+        """The 4-D additive float mask `(batch, 1, length, cached_prefix + length)` transformers accepts as is.
 
         Transformers (≥ 5) passes a 4-D mask through untouched to every attention implementation
         (eager adds it to the scores, SDPA gives it as `attn_mask`); a float mask with 0 for allowed and the
         dtype's minimum for blocked works in both, where a boolean one would not suit eager attention.
         """
-        allowed = self.allowed().unsqueeze(1)
+        allowed = self.allowed(cached_prefix).unsqueeze(1)
         zero = torch.zeros((), dtype=dtype, device=allowed.device)
         blocked = torch.full((), torch.finfo(dtype).min, dtype=dtype, device=allowed.device)
         return torch.where(allowed, zero, blocked)

@@ -101,24 +101,36 @@ class SETRecModel(nn.Module):
         return out
 
     def generate_from(self, history_index: torch.Tensor, corpus: torch.Tensor) -> torch.Tensor:
-        """The N+1 generated vectors `(batch, N+1, hidden)` of a history-index batch, in one forward pass."""
+        """The N+1 generated vectors `(batch, N+1, hidden)` of a history-index batch, in one forward pass.
+
+        The text prompt is the same for every user and, under the causal rule, attends only to itself, so
+        its keys and values are computed once (batch 1) and shared by the whole batch through the KV cache:
+        each row then runs only its item tokens and the queries. With a 30-token prompt and 10 items of 5
+        tokens that is 55 positions a row instead of 85, for the same result (`tests/test_setrec.py`).
+        """
         dims = self.num_dims
         embed = self.backbone.get_input_embeddings()
         dtype = embed.weight.dtype
-        prefix = embed(self.prompt_ids.to(embed.weight.device)).to(dtype)
         history_index = history_index.to(corpus.device)
         lengths = (history_index != PAD_ITEM).sum(dim=1).tolist()
-        layout = set_layout(len(self.prompt_ids), lengths, dims, dims, device=corpus.device)
+        batch, prefix_len = len(lengths), len(self.prompt_ids)
+        layout = set_layout(0, lengths, dims, dims, device=corpus.device)
         width = layout.blocks.shape[1]
         rows = []
         queries = self.queries.to(dtype)
         for row, t in enumerate(lengths):
             items = corpus[:, history_index[row, :t]].transpose(0, 1).reshape(t * dims, corpus.shape[-1]).to(dtype)
-            seq = torch.cat([prefix, items, queries])
+            seq = torch.cat([items, queries])
             rows.append(F.pad(seq, (0, 0, width - seq.shape[0], 0)))
         inputs = torch.stack(rows)
-        out = self.backbone(inputs_embeds=inputs, attention_mask=layout.attention_mask(dtype),
-                            position_ids=layout.position_ids, use_cache=False)
+        cache = None
+        if prefix_len:
+            prefix = embed(self.prompt_ids.to(embed.weight.device)).to(dtype).unsqueeze(0)
+            cache = self.backbone(inputs_embeds=prefix, use_cache=True).past_key_values
+            cache.batch_repeat_interleave(batch)
+        out = self.backbone(inputs_embeds=inputs, attention_mask=layout.attention_mask(dtype, prefix_len),
+                            position_ids=layout.position_ids + prefix_len * layout.real,
+                            past_key_values=cache, use_cache=cache is not None)
         return out.last_hidden_state[:, -dims:].float()
 
     def forward(self, history_index: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
