@@ -203,3 +203,39 @@ def test_two_process_ddp_run_on_cpu(workspace, tmp_path):
     assert manifest["world_size"] == 2 and manifest["global_step"] == 4
     rows, _ = _sid_rows(out)
     assert torch.isfinite(rows).all()
+
+
+def test_two_process_zero2_lora_run_on_cpu(workspace, tmp_path):
+    """DeepSpeed ZeRO-2 with 2 CPU processes and LoRA: the SID-row gradient mask survives ZeRO's gradient
+    partitioning (SID rows train, every other embedding row stays as it was) and the merged model is saved."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "zero2"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--use_deepspeed", "--zero_stage", "2",
+        "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "-m", "rlrec", "sft",
+        *_argv(workspace, out, "--use_peft", "true", "--lora_r", "4", "--lora_target_modules", "q_proj", "v_proj",
+               "--eval_at_end", "false"),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache/torch_ext"))}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["world_size"] == 2 and manifest["global_step"] == 4 and manifest["saved_as"] == "merged"
+    assert manifest["distributed_type"] == "DEEPSPEED"
+    rows, ids = _sid_rows(out)
+
+    from transformers import AutoModelForCausalLM
+
+    from rlrec.init.sa_init import init_sid_embeddings
+    from rlrec.models.loading import load_base_model
+
+    model, tokenizer = load_base_model(workspace / "base", device="cpu")
+    init_sid_embeddings(model, tokenizer, SIDIndex.load(workspace / "sid"), mode="keywords")
+    assert not torch.allclose(model.get_input_embeddings().weight[ids].detach(), rows)
+    saved = AutoModelForCausalLM.from_pretrained(out).get_input_embeddings().weight[: min(ids)].detach()
+    torch.testing.assert_close(model.get_input_embeddings().weight[: min(ids)].detach(), saved)

@@ -235,6 +235,7 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
             "sid_dir": sid_dir,
             "saved_as": saved_as,
             "world_size": trainer.accelerator.num_processes,
+            "distributed_type": str(trainer.accelerator.distributed_type.value),
             "global_step": trainer.state.global_step,
             "prompt_max_history": max_history,
             "rewards": {"specs": recipe.specs, "weights": list(training_args.reward_weights),

@@ -172,6 +172,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
             "sid_dir": script_args.sid_dir,
             "saved_as": saved_as,
             "world_size": trainer.accelerator.num_processes,
+            "distributed_type": str(trainer.accelerator.distributed_type.value),
             "global_step": trainer.state.global_step,
             "resumed_from": training_args.resume_from_checkpoint,
             "num_sid_tokens": len(sid_ids),
