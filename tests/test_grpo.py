@@ -250,3 +250,24 @@ def test_rewards_stage_bad_input(tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(UsageError, match="model_path"):
         run_stage("rewards", ["--output_dir", str(tmp_path / "out")])
+
+
+def test_two_process_zero2_run_on_cpu(sft_model, tmp_path):
+    """DeepSpeed ZeRO-2, 2 CPU processes: rollouts on each rank's share of the groups, one update, rank 0 saves."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "zero2"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--use_deepspeed", "--zero_stage", "2",
+        "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "-m", "rlrec", "grpo", *_grpo_argv(sft_model, out, "--per_device_train_batch_size", "4",
+                                           "--eval_at_end", "false"),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["world_size"] == 2 and manifest["distributed_type"] == "DEEPSPEED"
+    assert manifest["global_step"] == 2 and manifest["saved_as"] == "full"
