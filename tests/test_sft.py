@@ -239,3 +239,35 @@ def test_two_process_zero2_lora_run_on_cpu(workspace, tmp_path):
     assert not torch.allclose(model.get_input_embeddings().weight[ids].detach(), rows)
     saved = AutoModelForCausalLM.from_pretrained(out).get_input_embeddings().weight[: min(ids)].detach()
     torch.testing.assert_close(model.get_input_embeddings().weight[: min(ids)].detach(), saved)
+
+
+def test_two_process_zero3_full_finetune_saves_full_weights(workspace, tmp_path):
+    """ZeRO-3 started by plain `accelerate launch --zero_stage 3` (no `zero3_save_16bit_model`): the stage turns on
+    weight gathering at save, so the folder holds a complete, trained model and not only a DeepSpeed checkpoint."""
+    import os
+    import subprocess
+    import sys
+
+    from transformers import AutoModelForCausalLM
+
+    from rlrec.init.sa_init import init_sid_embeddings
+    from rlrec.models.loading import load_base_model
+
+    out = tmp_path / "zero3"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--use_deepspeed", "--zero_stage", "3",
+        "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "-m", "rlrec", "sft", *_argv(workspace, out, "--eval_at_end", "false"),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["distributed_type"] == "DEEPSPEED" and manifest["world_size"] == 2
+    saved = AutoModelForCausalLM.from_pretrained(out)
+    base, tokenizer = load_base_model(workspace / "base", device="cpu")
+    sid_ids, _ = init_sid_embeddings(base, tokenizer, SIDIndex.load(workspace / "sid"), mode="keywords")
+    assert saved.get_input_embeddings().weight.shape == base.get_input_embeddings().weight.shape
+    trained = dict(saved.named_parameters())
+    changed = [name for name, p in base.named_parameters() if not torch.equal(p, trained[name])]
+    assert len(changed) == len(trained)  # full fine-tune: every tensor moved, none left at zero-size shards

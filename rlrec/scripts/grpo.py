@@ -182,7 +182,7 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
     from rlrec.models.checkpoint import load_checkpoint
     from rlrec.scripts.sft import check_index_matches
     from rlrec.training.end_eval import end_eval_config, run_end_eval
-    from rlrec.training.model import lora_config, save_final_model
+    from rlrec.training.model import gather_zero3_weights_on_save, lora_config, save_final_model
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     started = time.perf_counter()
@@ -218,6 +218,7 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
     )
     if trainer.accelerator.is_main_process:
         (output_dir / MANIFEST).unlink(missing_ok=True)
+    gather_zero3_weights_on_save(trainer)
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     saved_as = save_final_model(trainer, output_dir, merge_lora=True,
                                 rebuild=lambda: load_checkpoint(model_path, device="cpu",

@@ -129,7 +129,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
     from trl import SFTTrainer
 
     from rlrec.training.end_eval import end_eval_config, run_end_eval
-    from rlrec.training.model import lora_config, save_final_model, train_sid_rows
+    from rlrec.training.model import gather_zero3_weights_on_save, lora_config, save_final_model, train_sid_rows
 
     started = time.perf_counter()
     output_dir = Path(training_args.output_dir)
@@ -156,6 +156,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
                            training_args.weight_decay)
     if trainer.accelerator.is_main_process:
         (output_dir / MANIFEST).unlink(missing_ok=True)  # the folder is unfinished until the new one lands
+    gather_zero3_weights_on_save(trainer)
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     saved_as = save_final_model(trainer, output_dir, script_args.merge_lora,
                                 rebuild=lambda: rebuild_base(model_args, index))

@@ -45,6 +45,25 @@ def train_sid_rows(model: torch.nn.Module, sid_token_ids: Sequence[int]) -> list
     return params
 
 
+def gather_zero3_weights_on_save(trainer: Any) -> bool:
+    """Under DeepSpeed ZeRO-3, have the engine gather full 16-bit weights when the model is saved.
+
+    Without `stage3_gather_16bit_weights_on_model_save` (accelerate's `zero3_save_16bit_model`, off unless a
+    config sets it, as `accelerate launch --zero_stage 3` does) `Trainer.save_model` writes only a
+    DeepSpeed checkpoint, and the output folder would hold no usable weights. Call before `train()`: the
+    engine reads the setting when it is built. Returns True when it changed the setting.
+    """
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    if plugin is None or plugin.zero_stage != 3:
+        return False
+    zero = plugin.deepspeed_config.setdefault("zero_optimization", {})
+    if zero.get("stage3_gather_16bit_weights_on_model_save") is True:
+        return False
+    zero["stage3_gather_16bit_weights_on_model_save"] = True
+    logger.info("ZeRO-3: gathering full weights on save (stage3_gather_16bit_weights_on_model_save=true)")
+    return True
+
+
 def save_final_model(trainer: Any, output_dir: Path, merge_lora: bool, rebuild: Callable[[], PreTrainedModel]) -> str:
     """Save the trained model into `output_dir` as a plain model folder; return "full", "merged" or "adapter".
 
