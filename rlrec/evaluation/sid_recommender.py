@@ -36,7 +36,9 @@ def check_index_matches_tokenizer(index: SIDIndex, tokenizer: PreTrainedTokenize
             f"(first: {missing[0]!r}); evaluate with the SID index the model was trained with"
         )
     if model is not None:
-        rows = model.get_input_embeddings().weight.shape[0]
+        from rlrec.models.checkpoint import embedding_rows
+
+        rows = embedding_rows(model)
         top = max(vocab[t] for t in tokens)
         if top >= rows:
             raise ConfigError(

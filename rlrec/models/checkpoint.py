@@ -57,6 +57,13 @@ def is_adapter_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / ADAPTER_CONFIG).is_file()
 
 
+def embedding_rows(model: torch.nn.Module) -> int:
+    """Rows of the input embedding, also when ZeRO-3 has partitioned the weight (its local shape is then 0)."""
+    weight = model.get_input_embeddings().weight
+    full_shape = getattr(weight, "ds_shape", None)  # DeepSpeed keeps the unpartitioned shape here
+    return int(full_shape[0]) if full_shape is not None else int(weight.shape[0])
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     device: str | torch.device | None = "auto",
@@ -78,7 +85,7 @@ def load_checkpoint(
         check_model_dir(folder)
         tokenizer = load_tokenizer(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype)
-    rows = model.get_input_embeddings().weight.shape[0]
+    rows = embedding_rows(model)
     if rows < len(tokenizer):
         raise ConfigError(
             f"{folder}: the tokenizer has {len(tokenizer)} tokens but the model only {rows} embedding rows; "
