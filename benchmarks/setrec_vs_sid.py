@@ -11,7 +11,9 @@ Both use one randomly initialised Qwen2 with SmolLM2-135M's shape (`constrained_
   the sparse mask, in one forward pass; grounding scores all 1600 items by 5 matrix products.
 
 So SETRec reads the longer sequence (5 tokens per item against 3), and still needs no decoding loop.
-Prints users/s of each and last `ratio: N` (SETRec / SID users/s).
+`--with_generate` also times the usual SID decoding, `generate(prefix_allowed_tokens_fn=...)` (the
+baseline SETRec's paper measures against), and prints SETRec's ratio to it.
+Prints users/s of each and last `ratio: N` (SETRec / rlrec's SID beam search users/s).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import time
 
 import numpy as np
 import torch
-from constrained_decoding import BASE_VOCAB, SMOLLM2_135M_SHAPE, left_pad, random_codes
+from constrained_decoding import BASE_VOCAB, SMOLLM2_135M_SHAPE, dict_trie, left_pad, random_codes, run_generate
 
 from rlrec.generation import SIDConstraint, constrained_beam_search
 from rlrec.setrec import SETRecModelConfig, SETRecRecommender
@@ -39,6 +41,8 @@ def main() -> None:
     parser.add_argument("--prefix", type=int, default=30, help="text tokens before the history")
     parser.add_argument("--semantic-tokens", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--with_generate", action="store_true",
+                        help="also time generate(prefix_allowed_tokens_fn=...) (slow: ~0.3 users/s on 2 CPU cores)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -86,15 +90,24 @@ def main() -> None:
         # Warm-up: first-call costs (allocator, kernel selection) out of the timings.
         constrained_beam_search(lm, *batches[0], constraint, num_beams=2)
         recommender.recommend(histories[: args.batch_size], args.beams)
+        def run_generate_sid() -> list[list[int]]:
+            eos = BASE_VOCAB - 1  # any non-SID token: the trie allows it only after a complete SID
+            return run_generate(lm, batches, constraint, dict_trie(codes, level_ids), args.beams, eos)[0]
+
+        runs = [("sid_beam", run_sid), ("setrec", run_setrec)]
+        if args.with_generate:
+            runs.append(("sid_generate", run_generate_sid))
         timings = {}
-        for name, fn in (("sid_beam", run_sid), ("setrec", run_setrec)):
+        for name, fn in runs:
             start = time.perf_counter()
             ranked = fn()
             timings[name] = time.perf_counter() - start
             assert len(ranked) == args.users and all(len(r) == args.beams for r in ranked)
     for name, seconds in timings.items():
-        print(f"{name:>9}: {args.users / seconds:7.2f} users/s ({seconds:6.2f} s for {args.users} users, "
+        print(f"{name:>12}: {args.users / seconds:7.2f} users/s ({seconds:6.2f} s for {args.users} users, "
               f"top-{args.beams})")
+    if "sid_generate" in timings:
+        print(f"setrec vs generate(prefix_allowed_tokens_fn): {timings['sid_generate'] / timings['setrec']:.1f}x")
     print(f"ratio: {timings['sid_beam'] / timings['setrec']:.1f}")
 
 
