@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -284,6 +285,31 @@ def test_minionerec_csv_titles_from_csv_without_info(tmp_path):
     assert raw.items["7"].title == "Title 7" and raw.items["7"].text == "Title 7"
     assert set(raw.items) == {"1", "2", "3", "4", "5", "6", "7"}
     assert raw.items["7"].attributes["minionerec_sid"] == "<a_7><b_0>"  # kept verbatim, not taken for a tag
+
+
+def test_minionerec_csv_without_train_rebuilds_windows_from_histories(tmp_path):
+    """The fixture's train rows are exactly the prefixes of each user's first valid history: rebuilt, they match."""
+    folder = _minionerec(tmp_path)
+    original = read_minionerec_csv(folder)
+    shutil.rmtree(folder / "train")
+    raw = read_minionerec_csv(folder)
+    pairs = [(ex.user_id, ex.history, ex.target) for ex in raw.splits["train"]]
+    assert pairs == [(ex.user_id, ex.history, ex.target) for ex in original.splits["train"]]
+    assert raw.raw_counts["train_windows_rebuilt"] == 4 and "train_windows_rebuilt" not in original.raw_counts
+    assert [len(raw.splits[s]) for s in ("valid", "test")] == [2, 3]
+    # A user seen only in test is rebuilt from their earliest test row; later rows never feed train.
+    test_csv = folder / "test" / "Office_5_2016-10-2018-11.csv"
+    with open(test_csv, "a", newline="") as f:
+        csv.DictWriter(f, fieldnames=CSV_COLUMNS).writerow(
+            {"user_id": "A3", "history_item_id": "[8, 9, 10]", "item_id": 11, "history_item_title": "",
+             "item_title": "Title 11", "history_item_sid": "", "item_sid": ""})
+    raw = read_minionerec_csv(folder)
+    a3 = [(ex.history, ex.target) for ex in raw.splits["train"] if ex.user_id == "A3"]
+    assert a3 == [(["8"], "9"), (["8", "9"], "10")]
+    assert all(ex.target not in {"6", "7"} for ex in raw.splits["train"] if ex.user_id == "A1")  # valid/test targets
+    with pytest.raises(DataError, match="no valid split"):
+        shutil.rmtree(folder / "valid")
+        read_minionerec_csv(folder)
 
 
 def test_minionerec_csv_bad_list_and_mismatch(tmp_path):

@@ -7,12 +7,15 @@ MiniOneRec splits all examples 8:1:1 by time, so a user may have several valid o
 splits are kept as they are (no leave-one-out). Item titles come from the CSVs, completed and
 overridden by an item file when there is one: `info/<stem>.txt` (`sid<TAB>title<TAB>id` or
 `title<TAB>id`) or `index/<Category>.item.json` (`{id: {"title", "brand", "categories", ...}}`).
+Copies without train CSVs (the repository's own, for one) get train windows rebuilt from the valid/test
+histories (`rebuild_train_rows`), counted in the manifest as `raw_train_windows_rebuilt`.
 """
 
 from __future__ import annotations
 
 import ast
 import csv
+import logging
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -26,6 +29,8 @@ from rlrec.data.readers.files import existing_folder, explicit_file, single_matc
 from rlrec.data.schema import SPLITS, Example, Item
 from rlrec.utils.errors import ConfigError, DataError
 from rlrec.utils.io import open_text, read_json
+
+logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("user_id", "history_item_id", "item_id")
 
@@ -43,14 +48,22 @@ def read_minionerec_csv(data_path: str | Path, *, category: str | None = None, i
                         drop_unknown_items: bool = True, drop_items_without_text: bool = True) -> RawData:
     """Read `train`, `valid` and `test` CSVs (in `<split>/` sub-folders or as `<split>.csv`) and an item file."""
     folder = existing_folder(data_path, "MiniOneRec data folder")
-    split_paths = {name: _split_file(folder, name, category) for name in SPLITS}
-    stem = split_paths["train"].stem
+    split_paths = {name: path for name in SPLITS
+                   if (path := _split_file(folder, name, category, required=name != "train")) is not None}
+    stem = split_paths["valid"].stem
 
     titles: dict[str, str] = {}
     sids: dict[str, str] = {}
     rows: dict[str, list[_Row]] = {}
     for name, path in split_paths.items():
         rows[name] = _read_split(path, titles, sids)
+    rebuilt = 0
+    if "train" not in split_paths:
+        rows["train"] = rebuild_train_rows(rows["valid"], rows["test"])
+        rebuilt = len(rows["train"])
+        logger.warning("%s: no train split; rebuilt %d train windows from the histories of each user's earliest "
+                       "valid/test row", folder, rebuilt)
+        rows = {name: rows[name] for name in SPLITS}
 
     info_path = _item_file(folder, stem, item_info_file)
     catalog: dict[str, Item] = {}
@@ -108,12 +121,36 @@ def read_minionerec_csv(data_path: str | Path, *, category: str | None = None, i
         "interactions": sum(len(split) for split in rows.values()),  # one target event per row
         "catalog_items": len(items),
     }
+    if rebuilt:
+        raw_counts["train_windows_rebuilt"] = rebuilt
     files = [str(p) for p in split_paths.values()] + ([str(info_path)] if info_path else [])
     return RawData(items=items, interactions=[], raw_counts=raw_counts, dropped=dict(dropped), files=files,
                    splits=splits)
 
 
-def _split_file(folder: Path, split: str, category: str | None) -> Path:
+def rebuild_train_rows(valid: list[_Row], test: list[_Row]) -> list[_Row]:
+    """Train windows rebuilt from histories, for copies of MiniOneRec's data that ship without train CSVs.
+
+    Every valid/test row carries the user's recent history, all of it older than the row's target. The
+    history of each user's earliest row (valid before test, then by timestamp, then file order) lies wholly
+    before that user's valid/test period, so its prefixes are leak-free next-item examples: `h[:i] -> h[i]`
+    for i >= 1. Later rows are not used, since their histories can contain valid/test targets. What lies
+    before the earliest row's (capped) history is not in the files and stays lost.
+    """
+    earliest: dict[str, tuple[tuple[int, int, int], _Row]] = {}
+    for order, row in enumerate((*valid, *test)):
+        key = (0 if order < len(valid) else 1, row.timestamp, order)
+        best = earliest.get(row.user_id)
+        if best is None or key < best[0]:
+            earliest[row.user_id] = (key, row)
+    rows = []
+    for _, row in earliest.values():
+        for i in range(1, len(row.history)):
+            rows.append(_Row(row.user_id, row.history[:i], row.history[i], 0, f"{row.where} (rebuilt train window)"))
+    return rows
+
+
+def _split_file(folder: Path, split: str, category: str | None, *, required: bool = True) -> Path | None:
     sub = folder / split
     if sub.is_dir():
         patterns = [f"{category}*.csv"] if category else ["*.csv"]
@@ -121,6 +158,8 @@ def _split_file(folder: Path, split: str, category: str | None) -> Path:
     flat = folder / f"{split}.csv"
     if flat.is_file():
         return flat
+    if not required:
+        return None
     raise DataError(f"{folder}: no {split} split; expected {split}/*.csv or {split}.csv")
 
 
