@@ -162,6 +162,25 @@ def test_model_card_front_matter_carries_the_latest_metrics(ws, full, exported):
     assert metrics["HR@10"] == 0.987
 
 
+def test_an_evaluation_written_elsewhere_reaches_the_card(ws, full, exported, tmp_path):
+    """`eval_report` takes a report `rlrec evaluate` wrote outside the model folder (file or folder)."""
+    report = json.loads((exported / "eval_report.json").read_text())
+    report["models"] = {"grpo": {**report["models"]["model"], "all": {**report["models"]["model"]["all"],
+                                                                       "HR@10": 0.4321}},
+                        "popularity": report["models"]["popularity"]}
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "report.json").write_text(json.dumps(report))
+    out = ws / "export_elsewhere"
+    stage("export", ["--model_path", str(full), "--output_dir", str(out), "--eval_report", str(tmp_path / "eval")])
+    meta = _front_matter(out / "README.md")
+    metrics = {m["name"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
+    assert metrics["HR@10"] == 0.4321  # the trained model's row ("grpo"), not the baseline's
+    with pytest.raises(ConfigError, match="eval_report"):
+        stage("export", ["--model_path", str(full), "--output_dir", str(ws / "export_bad"), "--eval_report",
+                         str(tmp_path / "nothing")])
+    assert not (ws / "export_bad").exists()
+
+
 def test_merged_lora_export_recommends_as_the_model_did(ws, lora):
     out = ws / "export_lora"
     manifest = stage("export", ["--model_path", str(lora), "--output_dir", str(out), "--num_beams", "10"])

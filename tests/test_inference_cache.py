@@ -156,3 +156,14 @@ def test_catalog_resolves_ids_then_titles_and_flags_ambiguity():
     assert catalog.resolve("Jaws") == (None, None)
     assert catalog.resolve("4") == ("4", None)  # an id wins over a title
     assert catalog.title("missing") == "missing"
+
+
+def test_catalog_reads_titles_loosely_and_says_so():
+    catalog = Catalog({"1": "Fargo", "2": "Deer Hunter, The (1978)", "3": "Fargo (1996)", "4": "Shining, The"})
+    assert catalog.resolve("Fargo") == ("1", None)              # an exact title wins over a loose one
+    assert catalog.resolve("fargo (1996)") == ("3", None)
+    item, note = catalog.resolve("The Deer Hunter")
+    assert item == "2" and "read as 'Deer Hunter, The (1978)'" in note
+    item, note = catalog.resolve("The Shining (1980)")
+    assert item == "4" and "read as" in note
+    assert catalog.resolve("The Fargo") == (None, None)

@@ -94,15 +94,17 @@ def export_model(model_path: str | os.PathLike, output_dir: str | os.PathLike, *
                  dataset_dir: str | os.PathLike | None = None, sid_dir: str | os.PathLike | None = None,
                  dtype: str = "auto", num_beams: int = 20, max_history: int | None = None,
                  license: str = "apache-2.0", base_model: str | None = None, datasets: Sequence[str] = (),
-                 tags: Sequence[str] = (), model_name: str | None = None) -> dict[str, Any]:
+                 tags: Sequence[str] = (), model_name: str | None = None,
+                 eval_report: str | os.PathLike | None = None) -> dict[str, Any]:
     """Export the training output folder `model_path` to `output_dir`; return the export's manifest.
 
     `dataset_dir` / `sid_dir` / `max_history` default to what the training manifest recorded;
     `base_model` and `datasets` are the Hub ids for the card (default: the pretrained base at the end of
     the `base_model` chain when it is a Hub id, and none). `model_name` names the model in the card
-    (default: the output folder's name).
+    (default: the output folder's name). `eval_report` points at an evaluation written outside the model
+    folder (default: the folder's latest own report).
     """
-    source = read_source(model_path)
+    source = read_source(model_path, eval_report)
     output = Path(output_dir)
     _check_not_inside(source.path, output)
     if num_beams < 1:

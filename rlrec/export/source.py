@@ -42,8 +42,12 @@ class SourceModel:
         return str(self.manifest.get("stage", "unknown"))
 
 
-def read_source(path: str | Path) -> SourceModel:
-    """Read the folder's manifest (required: it marks a finished run) and find its latest evaluation."""
+def read_source(path: str | Path, eval_report: str | Path | None = None) -> SourceModel:
+    """Read the folder's manifest (required: it marks a finished run) and find its latest evaluation.
+
+    `eval_report` (a `report.json`, or the folder `rlrec evaluate` wrote it to) is used instead of the
+    folder's own reports, for an evaluation written elsewhere (`output_dir` outside the model folder).
+    """
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise ConfigError(f"{folder}: model folder not found")
@@ -53,8 +57,21 @@ def read_source(path: str | Path) -> SourceModel:
     manifest = read_json(folder / MANIFEST)
     if not isinstance(manifest, dict):
         raise DataError(f"{folder / MANIFEST}: expected a JSON object")
-    report, where = latest_eval(folder, manifest)
+    report, where = read_report(eval_report) if eval_report else latest_eval(folder, manifest)
     return SourceModel(folder, manifest, report, where, base_model_chain(folder, manifest))
+
+
+def read_report(path: str | Path) -> tuple[dict[str, Any], str]:
+    """An evaluation report given by the user: a `report.json` file or a folder holding one."""
+    path = Path(path).expanduser()
+    file = path / REPORT_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise ConfigError(f"eval_report: {path}: no {REPORT_FILE} found; expected the file or the folder "
+                          "`rlrec evaluate` wrote it to")
+    report = read_json(file)
+    if not isinstance(report, dict) or not isinstance(report.get("models"), dict):
+        raise DataError(f"{file}: not an rlrec evaluation report (expected a JSON object with `models`)")
+    return report, str(file)
 
 
 def latest_eval(folder: Path, manifest: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:

@@ -13,6 +13,7 @@ catalog order together with a note saying so.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -23,8 +24,24 @@ from rlrec.utils.io import read_jsonl, write_jsonl
 CATALOG_FILE = "catalog.jsonl"
 
 
+_YEAR = re.compile(r"\s*\((?:19|20)\d\d\)\s*$")
+_TRAILING_ARTICLE = re.compile(r"^(?P<rest>.+),\s*(?P<article>the|a|an)$")
+
+
 def _title_key(title: str) -> str:
     return " ".join(title.casefold().split())
+
+
+def _loose_title_key(title: str) -> str:
+    """A looser key: no trailing `(1996)`, and `Deer Hunter, The` read as `the deer hunter`.
+
+    Catalogs and people write titles differently (MovieLens: `Deer Hunter, The (1978)`; a prepared dataset may
+    keep `Deer Hunter, The`; a user types `The Deer Hunter`), so a title that matches no item exactly is
+    tried again under this key, and the match is reported.
+    """
+    key = _title_key(_YEAR.sub("", title))
+    moved = _TRAILING_ARTICLE.match(key)
+    return f"{moved['article']} {moved['rest']}" if moved else key
 
 
 class Catalog:
@@ -33,8 +50,10 @@ class Catalog:
     def __init__(self, titles: Mapping[str, str]) -> None:
         self._titles = {str(item): str(title) for item, title in titles.items()}
         self._by_title: dict[str, list[str]] = {}
+        self._by_loose_title: dict[str, list[str]] = {}
         for item, title in self._titles.items():
             self._by_title.setdefault(_title_key(title), []).append(item)
+            self._by_loose_title.setdefault(_loose_title_key(title), []).append(item)
 
     def __len__(self) -> int:
         return len(self._titles)
@@ -49,17 +68,24 @@ class Catalog:
     def resolve(self, entry: str) -> tuple[str | None, str | None]:
         """`(item_id, note)` of a history entry given as an item id or a title (case and spacing ignored).
 
-        An id wins over a title. `item_id` is None for an unknown entry; `note` explains an ambiguous title.
+        An id wins over a title, an exact title over a loose one (year and a trailing article ignored, see
+        `_loose_title_key`). `item_id` is None for an unknown entry; `note` explains an ambiguous title or a
+        loose match.
         """
         entry = str(entry)
         if entry in self._titles:
             return entry, None
         matches = self._by_title.get(_title_key(entry), [])
+        loose = not matches
+        if loose:
+            matches = self._by_loose_title.get(_loose_title_key(entry), [])
         if not matches:
             return None, None
         if len(matches) > 1:
             return matches[0], (f"title {entry!r} names {len(matches)} items ({', '.join(matches[:5])}); "
                                 f"used {matches[0]!r}")
+        if loose:
+            return matches[0], f"title {entry!r} read as {self._titles[matches[0]]!r} (item {matches[0]!r})"
         return matches[0], None
 
     # -- files ----------------------------------------------------------------------------------------

@@ -60,6 +60,11 @@ class ExportConfig:
     model_name: str | None = field(
         default=None, metadata={"help": "Name in the card and its model-index; None: hub_repo_id or the folder name."}
     )
+    eval_report: str | None = field(
+        default=None,
+        metadata={"help": "Evaluation for the card: a report.json or the folder `rlrec evaluate` wrote it to; "
+                  "None: the newest report inside model_path (end-of-training or `<model_path>/eval/<split>`)."},
+    )
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the exported folder to the Hub."})
     push_only: bool = field(default=False, metadata={"help": "Skip the export and push an existing output_dir."})
     hub_repo_id: str | None = field(default=None, metadata={"help": "Hub repository, `owner/name`."})
@@ -97,7 +102,7 @@ def main(config: ExportConfig) -> dict[str, Any]:
             config.model_path, output, merge_lora=config.merge_lora, dataset_dir=config.dataset_dir,
             sid_dir=config.sid_dir, dtype=config.dtype, num_beams=config.num_beams, max_history=config.max_history,
             license=config.license, base_model=config.base_model, datasets=config.datasets, tags=config.tags,
-            model_name=name,
+            model_name=name, eval_report=config.eval_report,
         )
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in manifest["metrics"].items()) or "no evaluation recorded"
         print(f"rlrec export: {config.model_path} ({manifest['saved_as']}) -> {output} in "
