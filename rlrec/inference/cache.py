@@ -110,7 +110,7 @@ def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
 def build_cache(recommend_batch: Callable[[Sequence[Sequence[str]], int], Sequence[Any]],
                 histories: Mapping[str, Sequence[str]], output_dir: str | os.PathLike, *, k: int,
                 batch_size: int = 32, settings: Mapping[str, Any] | None = None,
-                overwrite: bool = False) -> dict[str, Any]:
+                overwrite: bool = False, show_progress: bool = True) -> dict[str, Any]:
     """Compute the top-`k` of every user of `histories` into `output_dir`, resuming an unfinished build.
 
     `recommend_batch(histories, k)` returns one result per history with `.items` (each with `item_id`,
@@ -150,7 +150,11 @@ def build_cache(recommend_batch: Callable[[Sequence[Sequence[str]], int], Sequen
         logger.info("cache %s: resuming, %d of %d users done", folder, len(done), len(histories))
     manifest.update(num_users=len(histories), users_done=len(done))
     _write_manifest(folder, manifest)
-    with open(part, "a", encoding="utf-8") as f:
+    from tqdm.auto import tqdm
+
+    with open(part, "a", encoding="utf-8") as f, tqdm(total=len(histories), initial=len(done), desc="cache",
+                                                      unit="user", disable=not show_progress,
+                                                      mininterval=1.0) as bar:
         for start in range(0, len(todo), batch_size):
             users = todo[start:start + batch_size]
             results = recommend_batch([histories[u] for u in users], k)
@@ -161,6 +165,7 @@ def build_cache(recommend_batch: Callable[[Sequence[Sequence[str]], int], Sequen
             manifest["users_done"] += len(users)
             manifest["batches_done"] += 1
             _write_manifest(folder, manifest)
+            bar.update(len(users))
     os.replace(part, final)
     manifest.update(status=COMPLETE, completed=time.time())
     _write_manifest(folder, manifest)
