@@ -55,10 +55,8 @@ def parse_args() -> tuple[argparse.Namespace, list[str]]:
 def time_variant(name: str, args: argparse.Namespace, extra: list[str]) -> dict[str, float]:
     """Train `args.steps` steps of the SFT path with `name`'s collation; return its figures."""
     from transformers import TrainerCallback
-    from trl import SFTTrainer
 
     from rlrec.scripts import sft
-    from rlrec.training.model import lora_config, train_sid_rows
 
     class CountingCollator:
         """The trainer's collator, counting the real tokens of every batch it builds."""
@@ -90,18 +88,11 @@ def time_variant(name: str, args: argparse.Namespace, extra: list[str]) -> dict[
         script_args, _eval_args, training_args, model_args = sft.make_parser().parse_args_and_config(argv)
         if training_args.padding_free and not training_args.packing:
             training_args.max_length = None  # TRL refuses a max_length it would not enforce; rows are short
-        dataset, index = sft.load_inputs(script_args)
-        sft.ensure_keywords(index, dataset, script_args)
-        model, tokenizer, sid_ids, _ = sft.build_model(script_args, model_args, index)
-        train, _ = sft.build_train_dataset(script_args, training_args, dataset, index)
-        trainer = SFTTrainer(model=model, args=training_args, train_dataset=train.remove_columns(["task"]),
-                             processing_class=tokenizer, peft_config=lora_config(model_args))
+        trainer = sft.build_trainer(script_args, training_args, model_args).trainer
         counter = CountingCollator(trainer.data_collator)
         trainer.data_collator = counter  # the train dataloader is built in train(), from this attribute
         clock = StepClock(counter)
         trainer.add_callback(clock)
-        if model_args.use_peft:
-            train_sid_rows(trainer.model, sid_ids)
         trainer.train()
     timed = clock.marks[args.warmup - 1:]
     (t0, c0, n0), (t1, c1, n1) = timed[0], timed[-1]

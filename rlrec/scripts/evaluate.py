@@ -197,8 +197,10 @@ def _progress_bar(total: int, desc: str, show: bool) -> Any:
     return tqdm(total=total, desc=desc, unit="user", disable=not show, mininterval=1.0, dynamic_ncols=True)
 
 
-def _run(name: str, recommender: Recommender, examples: Sequence[Example], settings: EvalSettings,
-         batch_size: int, head: set[str] | None, show_progress: bool, seconds: dict[str, float]) -> dict[str, Any]:
+def evaluate_timed(name: str, recommender: Recommender, examples: Sequence[Example], settings: EvalSettings,
+                   batch_size: int, head: set[str] | None, show_progress: bool,
+                   seconds: dict[str, float]) -> dict[str, Any]:
+    """`evaluate_recommender` under a progress bar named after the model; its wall time goes to `seconds`."""
     start = time.perf_counter()
     with _progress_bar(len(examples), f"evaluate {name}", show_progress) as bar:
         metrics = evaluate_recommender(recommender, examples, settings.k_values, batch_size=batch_size, head=head,
@@ -258,15 +260,15 @@ def evaluate_model(model: Any, tokenizer: Any, index: SIDIndex, dataset: Prepare
     seconds: dict[str, float] = {}
     if model_name in settings.baselines:
         raise ConfigError(f"model_name={model_name!r} is also the name of a baseline")
-    models = {model_name: _run(model_name, recommender, by_length, settings, settings.batch_size, head,
-                               show_progress, seconds)}
+    models = {model_name: evaluate_timed(model_name, recommender, by_length, settings, settings.batch_size, head,
+                                         show_progress, seconds)}
     for name, load in (others or {}).items():
         other_recommender = load(index, settings)
-        models[name] = _run(name, other_recommender, by_length, settings, settings.batch_size, head,
-                            show_progress, seconds)
+        models[name] = evaluate_timed(name, other_recommender, by_length, settings, settings.batch_size, head,
+                                      show_progress, seconds)
         del other_recommender
     for name, baseline in baseline_recommenders(dataset, settings, device, show_progress).items():
-        models[name] = _run(name, baseline, examples, settings, 1024, head, show_progress, seconds)
+        models[name] = evaluate_timed(name, baseline, examples, settings, 1024, head, show_progress, seconds)
 
     meta = {
         "rlrec_version": rlrec.__version__,

@@ -110,12 +110,11 @@ def evaluate_setrec(recommender: Any, dataset: PreparedDataset, stage: SETRecSta
         PopularityRecommender,
         ScorerRecommender,
         build_report,
-        evaluate_recommender,
         head_items,
         item_popularity,
         write_report,
     )
-    from rlrec.scripts.evaluate import select_examples
+    from rlrec.scripts.evaluate import evaluate_timed, select_examples
 
     settings = stage.eval_settings()
     examples = select_examples(dataset.split(settings.split), settings.max_examples, settings.seed)
@@ -127,10 +126,8 @@ def evaluate_setrec(recommender: Any, dataset: PreparedDataset, stage: SETRecSta
         recommenders["sasrec"] = ScorerRecommender(sasrec.score, sasrec.item_ids)
     models, seconds = {}, {}
     for name, rec in recommenders.items():
-        start = time.perf_counter()
         batch = stage.eval_batch_size if name == "setrec" else 1024
-        models[name] = evaluate_recommender(rec, examples, settings.k_values, batch_size=batch, head=head)
-        seconds[name] = round(time.perf_counter() - start, 2)
+        models[name] = evaluate_timed(name, rec, examples, settings, batch, head, show_progress, seconds)
         logger.info("evaluated %s on %d %s users in %.1f s", name, len(examples), settings.split, seconds[name])
     meta = {"settings": dataclasses.asdict(settings), "num_examples": len(examples), "seconds": seconds, **metadata}
     if output_dir is not None:

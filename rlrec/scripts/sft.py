@@ -124,17 +124,27 @@ def build_train_dataset(script_args: SFTScriptArguments, training_args: RecSFTCo
     return train, mixture_summary(train)
 
 
-def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_args: RecSFTConfig,
-         model_args: ModelConfig) -> dict[str, Any]:
+@dataclasses.dataclass
+class SFTSetup:
+    """What `build_trainer` made: the trainer and the pieces the stage writes next to the model."""
+
+    trainer: Any
+    tokenizer: Any
+    index: SIDIndex
+    sid_ids: list[int]
+    sa_init_report: dict[str, Any]
+    task_summary: dict[str, int]
+
+
+def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, model_args: ModelConfig) -> SFTSetup:
+    """The `SFTTrainer` of the stage: inputs checked, keywords, SA-Init model, task mixture, SID rows trainable.
+
+    `benchmarks/sft_throughput.py` times this same trainer, so what it measures is what `rlrec sft` runs.
+    """
     from trl import SFTTrainer
 
-    from rlrec.training.end_eval import end_eval_config, run_end_eval
-    from rlrec.training.model import gather_zero3_weights_on_save, lora_config, save_final_model, train_sid_rows
+    from rlrec.training.model import lora_config, train_sid_rows
 
-    started = time.perf_counter()
-    output_dir = Path(training_args.output_dir)
-    eval_config = end_eval_config(eval_args, training_args, output_dir, script_args.dataset_dir,
-                                  script_args.max_history_items)
     dataset, index = load_inputs(script_args)
     with training_args.main_process_first(desc="keywords"):
         ensure_keywords(index, dataset, script_args)
@@ -154,6 +164,20 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
         if training_args.weight_decay:
             logger.warning("LoRA with weight_decay=%s also decays the frozen embedding rows; set it to 0",
                            training_args.weight_decay)
+    return SFTSetup(trainer, tokenizer, index, sid_ids, sa_report, summary)
+
+
+def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_args: RecSFTConfig,
+         model_args: ModelConfig) -> dict[str, Any]:
+    from rlrec.training.end_eval import end_eval_config, run_end_eval
+    from rlrec.training.model import gather_zero3_weights_on_save, save_final_model
+
+    started = time.perf_counter()
+    output_dir = Path(training_args.output_dir)
+    eval_config = end_eval_config(eval_args, training_args, output_dir, script_args.dataset_dir,
+                                  script_args.max_history_items)
+    setup = build_trainer(script_args, training_args, model_args)
+    trainer, tokenizer, index, sid_ids = setup.trainer, setup.tokenizer, setup.index, setup.sid_ids
     if trainer.accelerator.is_main_process:
         (output_dir / MANIFEST).unlink(missing_ok=True)  # the folder is unfinished until the new one lands
     gather_zero3_weights_on_save(trainer)
@@ -178,8 +202,8 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
             "resumed_from": training_args.resume_from_checkpoint,
             "num_sid_tokens": len(sid_ids),
             "prompt_max_history": script_args.max_history_items,
-            "sa_init": sa_report,
-            "tasks": summary,
+            "sa_init": setup.sa_init_report,
+            "tasks": setup.task_summary,
             "train": {key: value for key, value in result.metrics.items() if isinstance(value, int | float)},
             "config": {
                 "script": dataclasses.asdict(script_args),
