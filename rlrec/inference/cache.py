@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 from rlrec.data.schema import SPLITS, PreparedDataset
 from rlrec.utils.errors import ConfigError, DataError
-from rlrec.utils.io import read_json, read_jsonl, write_json
+from rlrec.utils.io import read_json, read_json_object, read_jsonl, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ class TopKCache:
         if not file.is_file():
             hint = " (the build is unfinished: rerun it to resume)" if (folder / PART_FILE).is_file() else ""
             raise DataError(f"{file}: top-K cache file not found{hint}")
-        manifest = read_json(folder / MANIFEST) if (folder / MANIFEST).is_file() else {}
+        manifest = read_json_object(folder / MANIFEST, missing_ok=True)
         rows: dict[str, tuple[CachedItem, ...]] = {}
         for lineno, row in read_jsonl(file):
             try:

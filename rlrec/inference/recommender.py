@@ -34,7 +34,7 @@ from rlrec.generation import constrained_beam_search
 from rlrec.inference.catalog import CATALOG_FILE, Catalog
 from rlrec.sid.index import INDEX_FILE, SIDIndex
 from rlrec.utils.errors import ConfigError, DataError
-from rlrec.utils.io import read_json
+from rlrec.utils.io import read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -83,15 +83,6 @@ class _History:
     item_ids: list[str]
     unknown: list[str]
     warnings: list[str]
-
-
-def _read_json_if_exists(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    data = read_json(path)
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return data
 
 
 class Recommender:
@@ -147,8 +138,8 @@ class Recommender:
             raise ConfigError(f"{sid_folder}: no SID index ({INDEX_FILE}); expected an `rlrec export`, `rlrec sft` "
                               "or `rlrec grpo` output folder, or set sid_dir")
         index = SIDIndex.load(sid_folder)
-        settings = _read_json_if_exists(folder / INFERENCE_CONFIG)
-        manifest = _read_json_if_exists(folder / MANIFEST)
+        settings = read_json_object(folder / INFERENCE_CONFIG, missing_ok=True)
+        manifest = read_json_object(folder / MANIFEST, missing_ok=True)
         if max_history is None:
             max_history = settings.get("max_history", manifest.get("prompt_max_history"))
         if num_beams is None:

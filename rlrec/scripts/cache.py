@@ -22,7 +22,7 @@ from typing import Any
 from trl import TrlParser
 
 from rlrec.utils.errors import ConfigError
-from rlrec.utils.io import read_json
+from rlrec.utils.io import read_json_object
 
 ACTIONS = ("build", "refresh")
 
@@ -90,14 +90,13 @@ def main(config: CacheConfig) -> dict[str, Any]:
 
     start = time.perf_counter()
     folder = Path(config.output_dir)
-    previous = read_json(folder / MANIFEST).get("settings", {}) if (folder / MANIFEST).is_file() else {}
+    previous = read_json_object(folder / MANIFEST, missing_ok=True).get("settings", {})
     model_path = config.model_path or (previous.get("model_path") if config.action == "refresh" else None)
     if not model_path:
         raise ConfigError("cache: set model_path (an exported or training output folder)")
     dataset_dir = config.dataset_dir or previous.get("dataset_dir")
     if dataset_dir is None and not config.histories_file:
-        manifest_path = Path(model_path) / "manifest.json"
-        dataset_dir = read_json(manifest_path).get("dataset_dir") if manifest_path.is_file() else None
+        dataset_dir = read_json_object(Path(model_path) / MANIFEST, missing_ok=True).get("dataset_dir")
     histories = _histories(config, dataset_dir)  # cheap checks before the model loads
     refresh = config.action == "refresh"
     # A refresh decodes as the build did, so refreshed users rank like everyone else.

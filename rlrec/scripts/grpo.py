@@ -33,7 +33,7 @@ from rlrec.data.schema import PreparedDataset
 from rlrec.sid.index import SIDIndex
 from rlrec.training.config import EndEvalArguments
 from rlrec.utils.errors import ConfigError
-from rlrec.utils.io import read_json, write_json
+from rlrec.utils.io import read_json_object, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +132,7 @@ def make_parser() -> TrlParser:
 
 
 def sft_manifest(model_path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(model_path) / MANIFEST
-    return read_json(path) if path.is_file() else {}
+    return read_json_object(Path(model_path) / MANIFEST, missing_ok=True)
 
 
 def prompt_dataset(dataset: PreparedDataset, index: SIDIndex, max_history: int | None,

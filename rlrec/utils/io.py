@@ -72,6 +72,17 @@ def read_json(path: str | os.PathLike) -> Any:
             raise DataError(f"{path}: line {err.lineno}: invalid JSON ({err.msg})") from err
 
 
+def read_json_object(path: str | os.PathLike, missing_ok: bool = False) -> dict[str, Any]:
+    """A JSON file holding an object (manifests, configs); `{}` for a missing file when `missing_ok`."""
+    path = Path(path)
+    if missing_ok and not path.is_file():
+        return {}
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    return data
+
+
 def write_jsonl(path: str | os.PathLike, rows: Any) -> int:
     n = 0
     with open(path, "w", encoding="utf-8") as f:
