@@ -13,12 +13,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from rlrec.data.schema import Example, PreparedDataset
+from rlrec.data.split import train_items
 
 
 def warm_mask(item_ids: Sequence[str], train: Sequence[Example]) -> np.ndarray:
     """Boolean per item: does it occur in any train example (history or target)?"""
-    seen = {ex.target for ex in train}
-    seen.update(item for ex in train for item in ex.history)
+    seen = train_items(train)  # the same rule as the datasets' warm/cold labels
     return np.array([item in seen for item in item_ids], dtype=bool)
 
 
