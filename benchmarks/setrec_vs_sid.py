@@ -10,7 +10,17 @@ Both use one randomly initialised Qwen2 with SmolLM2-135M's shape (`constrained_
 - SETRec: the prefix plus each history item's 5 continuous tokens (1 CF + 4 semantic) and 5 queries, under
   the sparse mask, in one forward pass; grounding scores all 1600 items by 5 matrix products.
 
-So SETRec reads the longer sequence (5 tokens per item against 3), and still needs no decoding loop.
+So SETRec reads the longer sequence (5 tokens per item against 3), and still needs no decoding loop. The
+text prompt's keys and values depend on the weights alone, so SETRec's recommender computes them once
+(`SETRecRecommender`); the SID search runs the prompt in every row, as `rlrec evaluate` does (sharing
+it there too would save 30 of a SID user's 120 positions: that advantage is SETRec's here).
+
+What ratio to expect: on a CPU both methods are bound by the same matrix products, so users/s follow
+the positions each user puts through the LLM (printed as the "compute-bound ratio estimate"; about 2
+with the defaults). The decoding loop's cost shows on a GPU, where passes this small are bound by
+latency (kernel launches, the beam bookkeeping between steps) more than by arithmetic, and the SID
+search needs 4 passes one after another to SETRec's 1.
+`--batch-size 1` measures single-user latency.
 `--with_generate` also times the usual SID decoding, `generate(prefix_allowed_tokens_fn=...)` (the
 baseline SETRec's paper measures against), and prints SETRec's ratio to it.
 Prints users/s of each and last `ratio: N` (SETRec / rlrec's SID beam search users/s).
@@ -73,8 +83,16 @@ def main() -> None:
     print(f"model: random Qwen2, SmolLM2-135M shape ({lm.num_parameters() / 1e6:.0f}M params), catalog {args.items} "
           f"items, {args.users} users x {args.history} history items, prefix {args.prefix} tokens, batch "
           f"{args.batch_size}, torch threads {torch.get_num_threads()}")
-    print(f"sequence length: SID prompt {len(prompts[0])} tokens + {levels} decoding steps x {args.beams} beams; "
-          f"SETRec {args.prefix + args.history * setrec.num_dims + setrec.num_dims} positions, one pass")
+    # Positions each user sends through the LLM, and the passes that must run one after another. On a
+    # compute-bound device (a CPU) the users/s ratio follows the first; on a latency-bound one (a GPU at
+    # these sizes) it follows the second.
+    sid_positions = len(prompts[0]) + levels * args.beams
+    setrec_positions = (args.history + 1) * setrec.num_dims + args.prefix / len(prompts)
+    print(f"per user: SID {len(prompts[0])} prompt positions + {levels} steps x {args.beams} beams = "
+          f"{sid_positions} positions in {1 + levels} sequential passes; SETRec {setrec_positions:.1f} positions "
+          f"(its {args.prefix}-token prompt runs once for all users) in 1 pass")
+    print(f"compute-bound ratio estimate (positions): {sid_positions / setrec_positions:.1f}; "
+          f"latency-bound (sequential passes): {1 + levels}")
 
     def run_sid() -> list[list[int]]:
         out = []
@@ -83,7 +101,7 @@ def main() -> None:
         return out
 
     def run_setrec() -> list[list[str | None]]:
-        recommender.refresh()  # the corpus (all items' tokens) is part of the cost
+        recommender.refresh()  # the corpus (all items' tokens) and the prompt's keys/values count too
         return recommender.recommend(histories, args.beams)
 
     with torch.inference_mode():

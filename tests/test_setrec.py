@@ -144,6 +144,34 @@ def test_one_forward_pass_generates_all_tokens(dataset):
     assert generated.shape == (3, N_SEM + 1, model.backbone.config.hidden_size)
 
 
+def test_recommender_runs_the_prompt_once_for_all_batches(dataset):
+    """Served batches reuse the prompt's keys/values (one batch-1 pass in all) and rank as `score` does."""
+    model, _ = make_model(dataset)
+    histories = [ex.history for ex in dataset.valid[:7]]
+    expected = model.score(histories)  # computes the prompt itself
+    calls = []
+    handle = model.backbone.register_forward_hook(lambda module, args, kwargs, out: calls.append(kwargs),
+                                                  with_kwargs=True)
+    try:
+        recommender = SETRecRecommender(model, batch_size=3)
+        ranked = recommender.recommend(histories, k=4) + recommender.recommend(histories[:2], k=4)
+    finally:
+        handle.remove()
+    batch_sizes = [c["inputs_embeds"].shape[0] for c in calls]
+    assert batch_sizes == [1, 3, 3, 1, 2]  # the prompt once, then only the histories' passes
+    top = expected.topk(4, dim=1).indices.tolist()
+    assert ranked[:7] == [[model.item_ids[i] for i in row] for row in top]
+    recommender.refresh()  # new weights: the prompt is run again
+    calls.clear()
+    handle = model.backbone.register_forward_hook(lambda module, args, kwargs, out: calls.append(kwargs),
+                                                  with_kwargs=True)
+    try:
+        recommender.recommend(histories[:1], k=4)
+    finally:
+        handle.remove()
+    assert [c["inputs_embeds"].shape[0] for c in calls] == [1, 1]
+
+
 def test_loss_decreases_on_a_toy_set(dataset):
     """16 examples seen twice a step-epoch: the model must memorise them (loss well below uniform)."""
     model, _ = make_model(dataset)
@@ -193,7 +221,8 @@ def test_a_cold_item_can_be_recommended(dataset, monkeypatch):
         return torch.nn.functional.normalize(tokens, dim=-1), recon
 
     monkeypatch.setattr(model, "corpus", unit_corpus)
-    monkeypatch.setattr(model, "generate_from", lambda index, corpus: corpus[:, target].expand(len(index), -1, -1))
+    monkeypatch.setattr(model, "generate_from",
+                        lambda index, corpus, prompt_kv=None: corpus[:, target].expand(len(index), -1, -1))
     ranked = SETRecRecommender(model, batch_size=2).recommend([ex.history for ex in dataset.valid[:3]], k=5)
     assert all(row[0] == cold[0] for row in ranked)
 

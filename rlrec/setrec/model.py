@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import DynamicCache
 
 from rlrec.setrec.config import SETRecModelConfig
 from rlrec.setrec.grounding import dimension_scores, ground
@@ -29,6 +30,7 @@ from rlrec.setrec.mask import set_layout
 from rlrec.utils.errors import DataError
 
 PAD_ITEM = -1  # padding in history-index tensors
+PromptKV = tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer, batch 1
 
 
 def _as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -100,17 +102,32 @@ class SETRecModel(nn.Module):
             out[row, :len(idx)] = torch.tensor(idx, dtype=torch.long)
         return out
 
-    def generate_from(self, history_index: torch.Tensor, corpus: torch.Tensor) -> torch.Tensor:
+    def prompt_key_values(self) -> PromptKV | None:
+        """The text prompt's keys and values, one `(key, value)` pair per layer at batch 1; None without a prompt.
+
+        The prompt is the same for every user and, under the causal rule, attends only to itself, so its keys
+        and values depend on the LLM's weights alone. Training recomputes them every step (the weights move and
+        the gradient flows through them); inference computes them once and reuses them for every batch
+        (`SETRecRecommender`), which matters most at small batches: at batch 1 the prompt is a third of the
+        positions.
+        """
+        if not len(self.prompt_ids):
+            return None
+        embed = self.backbone.get_input_embeddings()
+        prefix = embed(self.prompt_ids.to(embed.weight.device)).unsqueeze(0)
+        cache = self.backbone(inputs_embeds=prefix, use_cache=True).past_key_values
+        return tuple((layer.keys, layer.values) for layer in cache.layers)
+
+    def generate_from(self, history_index: torch.Tensor, corpus: torch.Tensor,
+                      prompt_kv: PromptKV | None = None) -> torch.Tensor:
         """The N+1 generated vectors `(batch, N+1, hidden)` of a history-index batch, in one forward pass.
 
-        The text prompt is the same for every user and, under the causal rule, attends only to itself, so
-        its keys and values are computed once (batch 1) and shared by the whole batch through the KV cache:
-        each row then runs only its item tokens and the queries. With a 30-token prompt and 10 items of 5
-        tokens that is 55 positions a row instead of 85, for the same result (`tests/test_setrec.py`).
+        The text prompt's keys and values (`prompt_kv`, computed here when not given) reach every row through
+        the KV cache, so each row runs only its item tokens and the queries: with a 30-token prompt and 10
+        items of 5 tokens that is 55 positions a row instead of 85, for the same result (`tests/test_setrec.py`).
         """
         dims = self.num_dims
-        embed = self.backbone.get_input_embeddings()
-        dtype = embed.weight.dtype
+        dtype = self.backbone.get_input_embeddings().weight.dtype
         history_index = history_index.to(corpus.device)
         lengths = (history_index != PAD_ITEM).sum(dim=1).tolist()
         batch, prefix_len = len(lengths), len(self.prompt_ids)
@@ -125,9 +142,10 @@ class SETRecModel(nn.Module):
         inputs = torch.stack(rows)
         cache = None
         if prefix_len:
-            prefix = embed(self.prompt_ids.to(embed.weight.device)).to(dtype).unsqueeze(0)
-            cache = self.backbone(inputs_embeds=prefix, use_cache=True).past_key_values
-            cache.batch_repeat_interleave(batch)
+            prompt_kv = prompt_kv if prompt_kv is not None else self.prompt_key_values()
+            # Each layer's cache grows by concatenation, so the expanded (not copied) batch-1 tensors are safe.
+            cache = DynamicCache([(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prompt_kv],
+                                 config=self.backbone.config)
         out = self.backbone(inputs_embeds=inputs, attention_mask=layout.attention_mask(dtype, prefix_len),
                             position_ids=layout.position_ids + prefix_len * layout.real,
                             past_key_values=cache, use_cache=cache is not None)
@@ -159,9 +177,14 @@ class SETRecModel(nn.Module):
         return self.generate_from(self.history_index(histories), corpus)
 
     @torch.no_grad()
-    def score(self, histories: Sequence[Sequence[str]], corpus: torch.Tensor | None = None) -> torch.Tensor:
-        """Grounded scores `(batch, num_items)` on the CPU, columns in `item_ids` order."""
+    def score(self, histories: Sequence[Sequence[str]], corpus: torch.Tensor | None = None,
+              prompt_kv: PromptKV | None = None) -> torch.Tensor:
+        """Grounded scores `(batch, num_items)` on the CPU, columns in `item_ids` order.
+
+        `corpus` and `prompt_kv` (from `corpus()` and `prompt_key_values()`) may be passed in when scoring many
+        batches with the same weights; they are computed here otherwise.
+        """
         if corpus is None:
             corpus, _ = self.corpus()
-        generated = self.generate_from(self.history_index(histories), corpus)
+        generated = self.generate_from(self.history_index(histories), corpus, prompt_kv)
         return ground(generated, corpus, self.warm, self.config.beta, self.logit_scale).cpu()

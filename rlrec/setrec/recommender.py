@@ -1,7 +1,8 @@
 """`SETRecRecommender`: the `Recommender` protocol over a SETRec model, for `evaluate_recommender`.
 
-The token corpus depends only on the model's weights, so it is computed once and reused for every batch;
-each batch is then one forward pass of the LLM and one matrix product per identifier dimension.
+The token corpus and the text prompt's keys and values depend only on the model's weights, so they are
+computed once and reused for every batch; each batch is then one forward pass of the LLM over its item
+tokens and queries, and one matrix product per identifier dimension.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from rlrec.evaluation.baselines import score_to_topk
-from rlrec.setrec.model import SETRecModel
+from rlrec.setrec.model import PromptKV, SETRecModel
 
 
 class SETRecRecommender:
@@ -22,6 +23,7 @@ class SETRecRecommender:
         self.batch_size = batch_size
         self.exclude_history = exclude_history
         self._corpus: torch.Tensor | None = None
+        self._prompt_kv: PromptKV | None = None
 
     @property
     def device(self) -> torch.device:
@@ -34,10 +36,11 @@ class SETRecRecommender:
         try:
             if self._corpus is None:
                 self._corpus, _ = self.model.corpus()
+                self._prompt_kv = self.model.prompt_key_values()
             out: list[list[str | None]] = []
             for start in range(0, len(histories), self.batch_size):
                 batch = [list(h) for h in histories[start:start + self.batch_size]]
-                scores = self.model.score(batch, corpus=self._corpus)
+                scores = self.model.score(batch, corpus=self._corpus, prompt_kv=self._prompt_kv)
                 out.extend(score_to_topk(scores, self.model.item_ids, k,
                                          exclude=batch if self.exclude_history else None, index=self.model.index))
             return out
@@ -45,5 +48,6 @@ class SETRecRecommender:
             self.model.train(was_training)
 
     def refresh(self) -> None:
-        """Forget the cached corpus (call after the model's weights change)."""
+        """Forget the cached corpus and prompt keys/values (call after the model's weights change)."""
         self._corpus = None
+        self._prompt_kv = None
