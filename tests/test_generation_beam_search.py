@@ -265,3 +265,56 @@ def test_cache_strategy_choice(case):
         assert PromptCache(case.model).strategy == "shared"
     with pytest.raises(ValueError, match="strategy"):
         PromptCache(case.model, "tree")
+
+
+TEMPLATED = [  # one template, so the rows share their first tokens (as chat prompts do)
+    "The user watched these movies in order. Recommend the next item. History: Toy Story",
+    "The user watched these movies in order. Recommend the next item. History: GoldenEye, Drama, Toy Story",
+    "The user watched these movies in order. Recommend the next item. History: brand",
+]
+
+
+def test_common_prefix_length_of_left_padded_rows(case):
+    from rlrec.generation.cache import common_prefix_length
+
+    enc = case.batch(TEMPLATED)
+    n = common_prefix_length(enc.input_ids, enc.attention_mask)
+    rows = [case.prompt_ids(p)[0].tolist() for p in TEMPLATED]
+    assert n >= 8 and all(r[:n] == rows[0][:n] for r in rows) and len({r[n] for r in rows}) > 1
+    assert common_prefix_length(enc.input_ids, enc.attention_mask) == n
+    enc = case.batch(PROMPTS)
+    assert common_prefix_length(enc.input_ids, enc.attention_mask) == 0
+    same = case.batch([TEMPLATED[0]] * 2)  # identical rows keep one token each
+    assert common_prefix_length(same.input_ids, same.attention_mask) == same.input_ids.shape[1] - 1
+
+
+@pytest.mark.parametrize("strategy,implementation", [("shared", "sdpa"), ("copied", "sdpa"), ("shared", "eager")])
+def test_shared_prefix_prefill_changes_no_beam(case, strategy, implementation, monkeypatch):
+    """A batch whose prompts share a template runs that prefix once and ranks exactly as unshared rows do."""
+    from rlrec.generation import cache as cache_module
+
+    enc = case.batch(TEMPLATED)
+    prefills = []
+    original = cache_module.PromptCache.prefill
+
+    def spied_prefill(self, *args):
+        logits = original(self, *args)
+        prefills.append(self.shared_prefix_length)
+        return logits
+
+    monkeypatch.setattr(cache_module.PromptCache, "prefill", spied_prefill)
+    with attention(case.model, implementation):
+        batched = constrained_beam_search(
+            case.model, enc.input_ids, enc.attention_mask, case.constraint, num_beams=6, cache_strategy=strategy
+        )
+        sampled = constrained_sample(case.model, enc.input_ids, enc.attention_mask, case.constraint, 8,
+                                     generator=torch.Generator().manual_seed(0), cache_strategy=strategy)
+    assert prefills[0] >= 8 and prefills[1] >= 8  # both decoders shared the template's tokens
+    for row, prompt in enumerate(TEMPLATED):
+        single = constrained_beam_search(case.model, case.prompt_ids(prompt), None, case.constraint, num_beams=6,
+                                         cache_strategy=strategy)
+        assert single.item_indices[0].tolist() == batched.item_indices[row].tolist()
+        torch.testing.assert_close(single.scores[0], batched.scores[row], atol=1e-4, rtol=0)
+        recomputed = case.sequence_logprobs(prompt, sampled.sequences[row])
+        torch.testing.assert_close(sampled.token_logprobs[row], recomputed, atol=1e-4, rtol=0)
+    assert prefills[2:] == [0, 0, 0]  # one prompt alone: nothing to share

@@ -17,6 +17,12 @@ continuations (beams or samples) of every prompt. Two ways to let them share the
 Left padding is handled the way `generate` does it: position ids count only real tokens
 (`cumsum(mask) - 1`) and padded positions are masked out of every attention. All continuations of
 a prompt are at the same depth, so they share a position id.
+
+Prompts built from one template start with the same tokens (the chat template's system turn, the
+instruction before the history): often a third of a prompt. The prefill runs that common prefix once
+(batch 1) and every row's own tokens after it over the prefix's keys and values, so the cache holds
+`[prefix][padding][row tokens]` with unchanged position ids — the same attention, computed once
+(`share_prefix`, on by default for the attentions that take any 2-D mask: sdpa and eager).
 """
 
 from __future__ import annotations
@@ -24,13 +30,47 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from transformers import DynamicCache
 
 CacheStrategy = Literal["auto", "shared", "copied"]
 _MASKABLE_ATTENTION = ("sdpa", "eager")
+MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth the extra (batch-1) pass
+
+
+def common_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> int:
+    """Tokens every left-padded row starts with, leaving each row at least one token of its own."""
+    lengths = attention_mask.sum(dim=1)
+    shortest = int(lengths.min())
+    if shortest < 2:
+        return 0
+    width = input_ids.shape[1]
+    # Row b's real tokens start at column width - lengths[b]; align the rows on their first real token.
+    columns = (width - lengths).unsqueeze(1) + torch.arange(shortest - 1, device=input_ids.device)
+    aligned = input_ids.gather(1, columns)
+    same = (aligned == aligned[:1]).all(dim=0)
+    return int(same.long().cumprod(dim=0).sum())
+
+
+KeyValues = tuple[tuple[torch.Tensor, torch.Tensor], ...]  # (key, value) per layer
+
+
+def layer_key_values(cache: DynamicCache) -> KeyValues:
+    """The `(key, value)` tensors of every layer of a cache."""
+    return tuple((layer.keys, layer.values) for layer in cache.layers)
+
+
+def broadcast_cache(key_values: KeyValues, batch: int, config) -> DynamicCache:
+    """A cache whose `batch` rows all start with one batch-1 prefix's keys and values.
+
+    The rows are expanded views, not copies: a `DynamicCache` layer grows by concatenation (a new tensor),
+    so the shared tensors are never written.
+    """
+    return DynamicCache([(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in key_values],
+                        config=config)
 
 
 def supports_shared_prompt(model: torch.nn.Module) -> bool:
-    """True when the model's attention takes a custom 4-D mask over one full-attention cache."""
+    """True when the model's attention takes a custom 4-D (or any 2-D) mask over one full-attention cache."""
     config = getattr(model, "config", None)
     if getattr(config, "_attn_implementation", None) not in _MASKABLE_ATTENTION:
         return False
@@ -41,13 +81,15 @@ def supports_shared_prompt(model: torch.nn.Module) -> bool:
 class PromptCache:
     """The decoding state of a batch of prompts and the continuations grown from them."""
 
-    def __init__(self, model: torch.nn.Module, strategy: CacheStrategy = "auto") -> None:
+    def __init__(self, model: torch.nn.Module, strategy: CacheStrategy = "auto", share_prefix: bool = True) -> None:
         if strategy not in ("auto", "shared", "copied"):
             raise ValueError(f"cache strategy must be 'auto', 'shared' or 'copied', got {strategy!r}")
         if strategy == "auto":
             strategy = "shared" if supports_shared_prompt(model) else "copied"
         self.model = model
         self.strategy = strategy
+        self.share_prefix = share_prefix and supports_shared_prompt(model)
+        self.shared_prefix_length = 0  # of the last prefill
         self.cache = None
         self.width = 1  # continuations per prompt fed last (1 after the prefill)
 
@@ -67,14 +109,21 @@ class PromptCache:
                 "prompts must be left-padded (the last column of attention_mask must be all ones); "
                 "set tokenizer.padding_side = 'left'"
             )
-        position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        prefix = common_prefix_length(input_ids, attention_mask) if self.share_prefix else 0
+        if input_ids.shape[0] < 2 or prefix < MIN_SHARED_PREFIX:
+            prefix = 0
+        self.shared_prefix_length = prefix
+        if prefix:
+            out, attention_mask, position_ids = self._prefill_after_prefix(input_ids, attention_mask, prefix)
+        else:
+            position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
+            out = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         if out.past_key_values is None:
             raise RuntimeError(
                 "the model returned no KV cache (gradient checkpointing turns it off in training mode): "
@@ -91,6 +140,31 @@ class PromptCache:
         # "copied": the 2-D attention mask of each cache row.
         self.row_mask = attention_mask
         return out.logits[:, -1].float()
+
+    def _prefill_after_prefix(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix: int):
+        """Run the rows' common `prefix` tokens once, then each row's remaining tokens over their cache.
+
+        Dropping `prefix` real tokens from the front of every left-padded row leaves the rows' own tokens in
+        the last columns of `input_ids[:, prefix:]`, and their mask is `attention_mask[:, :-prefix]` (row b
+        keeps `lengths[b] - prefix` real tokens at the right). Returns the model output, the 2-D mask of the
+        whole cache (`[prefix | rows]`) and the rows' position ids (those of the unshared prefill).
+        """
+        batch = input_ids.shape[0]
+        first = int(attention_mask[0].argmax())  # row 0's first real column
+        head = self.model(input_ids=input_ids[:1, first:first + prefix], use_cache=True, logits_to_keep=1)
+        cache = broadcast_cache(layer_key_values(head.past_key_values), batch, self.model.config)
+        rows_mask = attention_mask[:, :-prefix]
+        full_mask = torch.cat([rows_mask.new_ones(batch, prefix), rows_mask], dim=1)
+        position_ids = prefix + (rows_mask.cumsum(-1) - 1).clamp_min(0)
+        out = self.model(
+            input_ids=input_ids[:, prefix:],
+            attention_mask=full_mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return out, full_mask, position_ids
 
     def step(self, token_ids: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
         """Feed one token to each of K continuations per prompt; returns float32 logits `(batch, K, vocab)`.

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import DynamicCache
 
+from rlrec.generation.cache import KeyValues, broadcast_cache, layer_key_values
 from rlrec.setrec.config import SETRecModelConfig
 from rlrec.setrec.grounding import dimension_scores, ground
 from rlrec.setrec.item_tokens import CFTokenizer, SemanticTokenizer
@@ -30,7 +30,7 @@ from rlrec.setrec.mask import set_layout
 from rlrec.utils.errors import DataError
 
 PAD_ITEM = -1  # padding in history-index tensors
-PromptKV = tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer, batch 1
+PromptKV = KeyValues  # the text prompt's, batch 1
 
 
 def _as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -116,7 +116,7 @@ class SETRecModel(nn.Module):
         embed = self.backbone.get_input_embeddings()
         prefix = embed(self.prompt_ids.to(embed.weight.device)).unsqueeze(0)
         cache = self.backbone(inputs_embeds=prefix, use_cache=True).past_key_values
-        return tuple((layer.keys, layer.values) for layer in cache.layers)
+        return layer_key_values(cache)
 
     def generate_from(self, history_index: torch.Tensor, corpus: torch.Tensor,
                       prompt_kv: PromptKV | None = None) -> torch.Tensor:
@@ -143,9 +143,7 @@ class SETRecModel(nn.Module):
         cache = None
         if prefix_len:
             prompt_kv = prompt_kv if prompt_kv is not None else self.prompt_key_values()
-            # Each layer's cache grows by concatenation, so the expanded (not copied) batch-1 tensors are safe.
-            cache = DynamicCache([(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prompt_kv],
-                                 config=self.backbone.config)
+            cache = broadcast_cache(prompt_kv, batch, self.backbone.config)
         out = self.backbone(inputs_embeds=inputs, attention_mask=layout.attention_mask(dtype, prefix_len),
                             position_ids=layout.position_ids + prefix_len * layout.real,
                             past_key_values=cache, use_cache=cache is not None)
