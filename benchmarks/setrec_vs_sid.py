@@ -10,13 +10,13 @@ Both use one randomly initialised Qwen2 with SmolLM2-135M's shape (`constrained_
 - SETRec: the prefix plus each history item's 5 continuous tokens (1 CF + 4 semantic) and 5 queries, under
   the sparse mask, in one forward pass; grounding scores all 1600 items by 5 matrix products.
 
-So SETRec reads the longer sequence (5 tokens per item against 3), and still needs no decoding loop. The
-text prompt's keys and values depend on the weights alone, so SETRec's recommender computes them once
-(`SETRecRecommender`); the SID search runs the prompt in every row, as `rlrec evaluate` does (sharing
-it there too would save 30 of a SID user's 120 positions: that advantage is SETRec's here).
+So SETRec reads the longer sequence (5 tokens per item against 3), and still needs no decoding loop. Both
+run the text prefix once rather than in every row: the SID search once per batch (its prefill shares the
+rows' common prefix; a batch of one has nothing to share), SETRec once per weights (the prompt's keys and
+values are cached by `SETRecRecommender`).
 
 What ratio to expect: on a CPU both methods are bound by the same matrix products, so users/s follow
-the positions each user puts through the LLM (printed as the "compute-bound ratio estimate"; about 2
+the positions each user puts through the LLM (printed as the "compute-bound ratio estimate"; about 1.6
 with the defaults). The decoding loop's cost shows on a GPU, where passes this small are bound by
 latency (kernel launches, the beam bookkeeping between steps) more than by arithmetic, and the SID
 search needs 4 passes one after another to SETRec's 1.
@@ -86,10 +86,12 @@ def main() -> None:
     # Positions each user sends through the LLM, and the passes that must run one after another. On a
     # compute-bound device (a CPU) the users/s ratio follows the first; on a latency-bound one (a GPU at
     # these sizes) it follows the second.
-    sid_positions = len(prompts[0]) + levels * args.beams
+    shared = args.prefix if args.batch_size > 1 else 0  # the SID prefill's common prefix, once per batch
+    sid_prompt = len(prompts[0]) - shared + shared / args.batch_size
+    sid_positions = sid_prompt + levels * args.beams
     setrec_positions = (args.history + 1) * setrec.num_dims + args.prefix / len(prompts)
-    print(f"per user: SID {len(prompts[0])} prompt positions + {levels} steps x {args.beams} beams = "
-          f"{sid_positions} positions in {1 + levels} sequential passes; SETRec {setrec_positions:.1f} positions "
+    print(f"per user: SID {sid_prompt:.1f} prompt positions + {levels} steps x {args.beams} beams = "
+          f"{sid_positions:.1f} positions in {1 + levels} sequential passes; SETRec {setrec_positions:.1f} positions "
           f"(its {args.prefix}-token prompt runs once for all users) in 1 pass")
     print(f"compute-bound ratio estimate (positions): {sid_positions / setrec_positions:.1f}; "
           f"latency-bound (sequential passes): {1 + levels}")
