@@ -6,7 +6,7 @@ Both use one randomly initialised Qwen2 with SmolLM2-135M's shape (`constrained_
 1600-item catalog, and read the same users' histories of `--history` items after the same text prefix:
 
 - SID: the prompt is the prefix plus each history item's 3 SID tokens; `constrained_beam_search` with
-  `SIDConstraint` (rlrec's batched search: one prefill, 3 steps over a shared KV cache) ranks `--beams` items;
+  `SIDConstraint` (rlrec's batched search: one prefill, 2 steps over a shared KV cache) ranks `--beams` items;
 - SETRec: the prefix plus each history item's 5 continuous tokens (1 CF + 4 semantic) and 5 queries, under
   the sparse mask, in one forward pass; grounding scores all 1600 items by 5 matrix products.
 
@@ -16,10 +16,10 @@ rows' common prefix; a batch of one has nothing to share), SETRec once per weigh
 values are cached by `SETRecRecommender`).
 
 What ratio to expect: on a CPU both methods are bound by the same matrix products, so users/s follow
-the positions each user puts through the LLM (printed as the "compute-bound ratio estimate"; about 1.6
-with the defaults). The decoding loop's cost shows on a GPU, where passes this small are bound by
+the multiply-adds each user costs (printed as the "compute-bound ratio estimate"; about 1.5 with the
+defaults). The decoding loop's cost shows on a GPU, where passes this small are bound by
 latency (kernel launches, the beam bookkeeping between steps) more than by arithmetic, and the SID
-search needs 4 passes one after another to SETRec's 1.
+search needs 3 passes one after another (prefill, 2 steps) to SETRec's 1.
 `--batch-size 1` measures single-user latency.
 `--with_generate` also times the usual SID decoding, `generate(prefix_allowed_tokens_fn=...)` (the
 baseline SETRec's paper measures against), and prints SETRec's ratio to it.
@@ -83,18 +83,25 @@ def main() -> None:
     print(f"model: random Qwen2, SmolLM2-135M shape ({lm.num_parameters() / 1e6:.0f}M params), catalog {args.items} "
           f"items, {args.users} users x {args.history} history items, prefix {args.prefix} tokens, batch "
           f"{args.batch_size}, torch threads {torch.get_num_threads()}")
-    # Positions each user sends through the LLM, and the passes that must run one after another. On a
-    # compute-bound device (a CPU) the users/s ratio follows the first; on a latency-bound one (a GPU at
-    # these sizes) it follows the second.
+    # Matrix-product work per user, and the passes that must run one after another. On a compute-bound
+    # device (a CPU) the users/s ratio follows the first; on a latency-bound one (a GPU at these sizes) the
+    # second. A position costs the transformer's weights (body); a SID row that is scored also costs the
+    # vocabulary projection (log-probabilities need the whole vocabulary); SETRec's grounding costs one
+    # product per identifier dimension against the catalog.
+    hidden, steps = config.hidden_size, levels - 1  # the last level is read from the step before
+    body = lm.num_parameters() - config.vocab_size * hidden  # MACs per position (tied embeddings)
     shared = args.prefix if args.batch_size > 1 else 0  # the SID prefill's common prefix, once per batch
     sid_prompt = len(prompts[0]) - shared + shared / args.batch_size
-    sid_positions = sid_prompt + levels * args.beams
+    sid_positions = sid_prompt + steps * args.beams
+    sid_macs = sid_positions * body + (1 + steps * args.beams) * config.vocab_size * hidden
     setrec_positions = (args.history + 1) * setrec.num_dims + args.prefix / len(prompts)
-    print(f"per user: SID {sid_prompt:.1f} prompt positions + {levels} steps x {args.beams} beams = "
-          f"{sid_positions:.1f} positions in {1 + levels} sequential passes; SETRec {setrec_positions:.1f} positions "
-          f"(its {args.prefix}-token prompt runs once for all users) in 1 pass")
-    print(f"compute-bound ratio estimate (positions): {sid_positions / setrec_positions:.1f}; "
-          f"latency-bound (sequential passes): {1 + levels}")
+    setrec_macs = setrec_positions * body + setrec.num_dims * args.items * hidden
+    print(f"per user: SID {sid_prompt:.1f} prompt positions + {steps} steps x {args.beams} beams = "
+          f"{sid_positions:.1f} positions, {sid_macs / 1e9:.1f} GMAC, in {1 + steps} sequential passes; SETRec "
+          f"{setrec_positions:.1f} positions (its {args.prefix}-token prompt runs once for all users), "
+          f"{setrec_macs / 1e9:.1f} GMAC, in 1 pass")
+    print(f"compute-bound ratio estimate (GMAC): {sid_macs / setrec_macs:.1f}; "
+          f"latency-bound (sequential passes): {1 + steps}")
 
     def run_sid() -> list[list[int]]:
         out = []
