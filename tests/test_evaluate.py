@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from rlrec.data.split import cold_items
 from rlrec.data.synthetic import synthetic_dataset
 from rlrec.evaluation.sid_recommender import SIDRecommender
 from rlrec.init.vocab import add_sid_tokens
@@ -79,6 +80,22 @@ def test_recommends_real_distinct_items(world):
     assert all(sorted(items) == sorted(small.item_ids) for items in ranked)
 
 
+def test_restricted_to_a_pool_ranks_as_the_full_ranking_does_within_it(world):
+    """Beam search over a pool's trie gives the exhaustive ranking's order of those items; prompts are unchanged."""
+    index = world["index"]
+    histories = [ex.history for ex in world["dataset"].test[:5]]
+    full = SIDRecommender(world["model"], world["tokenizer"], index, num_beams=64)  # > 60 items: exhaustive
+    pool = index.item_ids[::7]
+    restricted = full.restricted_to(pool)
+    assert restricted.prompt_texts(histories) == full.prompt_texts(histories)
+    ranked_all = full.recommend(histories, 64)
+    for everything, within in zip(ranked_all, restricted.recommend(histories, 64), strict=True):
+        assert within == [item for item in everything if item in set(pool)]
+    assert full.recommend(histories, 64) == ranked_all  # the original is untouched
+    with pytest.raises(DataError, match="not in the index"):
+        full.restricted_to(["no such item"])
+
+
 def test_a_model_biased_towards_an_item_ranks_it_first(world):
     model, tokenizer, index = world["model"], world["tokenizer"], world["index"]
     biased = type(model)(model.config)
@@ -149,15 +166,23 @@ def test_stage_writes_report_and_plot(world, tmp_path, capsys):
     assert (tmp_path / "eval" / "metrics.png").stat().st_size > 1000
     assert on_disk == report
     assert list(report["models"]) == ["model", "popularity", "sasrec"]
-    assert report["counts"] == {"all": 40, "warm": 37, "cold": 3, "head": report["counts"]["head"],
+    assert report["counts"] == {"all": 40, "warm": 37, "cold": 3, "cold_pool": 3, "head": report["counts"]["head"],
                                 "tail": report["counts"]["tail"]}
     for metrics in report["models"].values():
-        assert set(metrics) >= {"all", "warm", "cold", "counts"}
+        assert set(metrics) >= {"all", "warm", "cold", "cold_pool", "counts"}
         assert {f"{m}@{k}" for m in ("HR", "NDCG") for k in (1, 3, 5, 10, 20)} == set(metrics["all"])
         assert 0.0 <= metrics["all"]["NDCG@10"] <= metrics["all"]["HR@10"] <= metrics["all"]["HR@20"] <= 1.0
     assert report["metadata"]["sid_dir"] == str(root / "model" / "sid")
+    # Among the cold items only: popularity has nothing to rank them by, a score-based model ranks each
+    # target at least as high as among all items, and the beam search lists a pool this small whole.
+    models = report["models"]
+    pool = cold_items(world["dataset"].items, world["dataset"].train)
+    assert 3 <= len(pool) <= 20
+    assert models["popularity"]["cold_pool"]["HR@20"] == 0.0
+    assert models["sasrec"]["cold_pool"]["HR@20"] >= models["sasrec"]["cold"]["HR@20"]
+    assert models["model"]["cold_pool"]["HR@20"] == 1.0
     out = capsys.readouterr().out
-    assert "HR@10 all" in out and "sasrec" in out and "popularity" in out
+    assert "HR@10 all" in out and "HR@10 cold_pool" in out and "sasrec" in out and "popularity" in out
 
 
 def test_stage_compares_checkpoints_side_by_side(world, tmp_path, capsys):

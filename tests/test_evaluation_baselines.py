@@ -93,6 +93,18 @@ def test_scorer_recommender_and_evaluate_loop():
     assert result["all"]["HR@3"] == 1.0
 
 
+def test_baselines_restricted_to_a_candidate_pool():
+    """`restricted_to` ranks only the pool's items; items unknown to the baseline (or unpopular) never appear."""
+    popular = PopularityRecommender.from_examples(toy_train())
+    assert popular.restricted_to(["a", "e", "z"]).recommend([["c"]], 3) == [["a", "e"]]
+    assert popular.recommend([[]], 2) == [["c", "d"]]  # the original is untouched
+    ids = ["a", "b", "c", "d"]
+    scorer = ScorerRecommender(lambda histories: torch.tensor([[0.4, 0.3, 0.2, 0.1]] * len(histories)), ids)
+    pooled = scorer.restricted_to(["d", "b", "unknown"])
+    assert pooled.recommend([["a"], []], 3) == [["b", "d", None], ["b", "d", None]]
+    assert scorer.recommend([[]], 2) == [["a", "b"]]
+
+
 def test_evaluate_popularity_with_head_tail():
     train = toy_train()
     test = [Example("u1", ["a", "b"], "c", cold=False), Example("u2", ["b"], "e", cold=False),

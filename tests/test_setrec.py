@@ -172,6 +172,16 @@ def test_recommender_runs_the_prompt_once_for_all_batches(dataset):
     assert [c["inputs_embeds"].shape[0] for c in calls] == [1, 1]
 
 
+def test_recommender_restricted_to_a_pool_keeps_the_full_order_within_it(dataset):
+    model, _ = make_model(dataset)
+    histories = [ex.history for ex in dataset.valid[:4]]
+    full = SETRecRecommender(model, batch_size=3)
+    everything = full.recommend(histories, len(model.item_ids))
+    pool = model.item_ids[::4]
+    within = full.restricted_to(pool).recommend(histories, 5)
+    assert within == [[item for item in row if item in set(pool)][:5] for row in everything]
+
+
 def test_loss_decreases_on_a_toy_set(dataset):
     """16 examples seen twice a step-epoch: the model must memorise them (loss well below uniform)."""
     model, _ = make_model(dataset)

@@ -31,6 +31,15 @@ def test_tokens_sids_and_codes(index):
         index.sid("zz")
 
 
+def test_subset_keeps_codes_tokens_and_order(index):
+    sub = index.subset(["m4", "m2"])
+    assert sub.item_ids == ["m2", "m4"]  # the index's order
+    assert sub.sid("m4") == index.sid("m4") and sub.vocabulary() == index.vocabulary()
+    assert sub.item_for_codes((0, 1, 2)) is None and "m1" not in sub
+    with pytest.raises(DataError, match="not in the index, e.g. 'zz'"):
+        index.subset(["m1", "zz"])
+
+
 def test_vocabulary_is_level_major(index):
     vocab = index.vocabulary()
     assert len(vocab) == 3 + 3 + 4

@@ -63,6 +63,12 @@ def train_items(train: Iterable[Example]) -> set[str]:
     return seen
 
 
+def cold_items(items: Iterable[str], train: Iterable[Example]) -> list[str]:
+    """The items (of `items`, in order) that no train example holds: the candidates of a cold-start ranking."""
+    warm = train_items(train)
+    return [item for item in items if item not in warm]
+
+
 def mark_cold(examples: Iterable[Example], warm: set[str]) -> int:
     """Set `cold` on each example (its target is not in `warm`); return how many are cold."""
     cold = 0

@@ -12,7 +12,8 @@ repeat consumption (one review per item in Amazon), and it would make a repeated
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import copy
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 import torch
@@ -22,6 +23,9 @@ from rlrec.evaluation.groups import item_popularity
 
 
 class Recommender(Protocol):
+    """Anything that ranks items for histories. Recommenders that can also rank within a candidate pool
+    (the cold-start protocol: cold items only) add `restricted_to(items) -> Recommender`."""
+
     def recommend(self, histories: Sequence[Sequence[str]], k: int) -> list[list[str]]:
         """Top-`k` item ids per history, best first (a list may be shorter than `k`)."""
         ...
@@ -39,6 +43,13 @@ class PopularityRecommender:
     def from_examples(cls, train: Sequence[Example], exclude_history: bool = False) -> PopularityRecommender:
         """Popularity counted as in `item_popularity` (each train interaction once)."""
         return cls(item_popularity(train), exclude_history=exclude_history)
+
+    def restricted_to(self, items: Iterable[str]) -> PopularityRecommender:
+        """Popularity within `items`; items never seen in train have no popularity and are never recommended."""
+        pool = set(items)
+        restricted = copy.copy(self)
+        restricted.ranking = [item for item in self.ranking if item in pool]
+        return restricted
 
     def recommend(self, histories: Sequence[Sequence[str]], k: int) -> list[list[str]]:
         if not self.exclude_history:
@@ -80,6 +91,20 @@ def score_to_topk(scores: torch.Tensor, item_ids: Sequence[str], k: int,
             for row, keep in zip(indices.tolist(), valid.tolist(), strict=True)]
 
 
+def candidate_mask(index: Mapping[str, int], items: Iterable[str]) -> torch.Tensor:
+    """Boolean `(n_items,)` mask of the score columns of `items` (ids missing from `index` are skipped)."""
+    mask = torch.zeros(len(index), dtype=torch.bool)
+    mask[[index[item] for item in items if item in index]] = True
+    return mask
+
+
+def mask_candidates(scores: torch.Tensor, candidates: torch.Tensor | None) -> torch.Tensor:
+    """Scores with every column outside `candidates` at -inf (ranked never; `score_to_topk` pads them)."""
+    if candidates is None:
+        return scores
+    return scores.float().masked_fill(~candidates.to(scores.device), float("-inf"))
+
+
 class ScorerRecommender:
     """Adapter from a catalog scorer (`histories -> (batch, n_items)` scores) to `recommend`.
 
@@ -93,10 +118,17 @@ class ScorerRecommender:
         self.item_ids = list(item_ids)
         self.index = {item: i for i, item in enumerate(self.item_ids)}
         self.exclude_history = exclude_history
+        self.candidates: torch.Tensor | None = None  # bool mask over item_ids; None: every item
+
+    def restricted_to(self, items: Iterable[str]) -> ScorerRecommender:
+        """The same scorer ranking only `items` (the others are masked; ids it does not know are ignored)."""
+        restricted = copy.copy(self)
+        restricted.candidates = candidate_mask(self.index, items)
+        return restricted
 
     @torch.no_grad()
     def recommend(self, histories: Sequence[Sequence[str]], k: int) -> list[list[str | None]]:
         histories = [list(h) for h in histories]
-        scores = self.score_fn(histories)
+        scores = mask_candidates(self.score_fn(histories), self.candidates)
         return score_to_topk(scores, self.item_ids, k, exclude=histories if self.exclude_history else None,
                              index=self.index)

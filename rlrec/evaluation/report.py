@@ -161,12 +161,16 @@ def plot_metrics(report: Mapping[str, Any], path: str | os.PathLike) -> None:
 
 
 def format_table(models: Mapping[str, Mapping[str, Any]], k: int = 10,
-                 groups: Sequence[str] = DEFAULT_TABLE_GROUPS, metrics: Sequence[str] = METRIC_NAMES,
+                 groups: Sequence[str] | None = None, metrics: Sequence[str] = METRIC_NAMES,
                  digits: int = 4) -> str:
     """Plain-text table, one row per model, columns `HR@10 all`, `HR@10 warm`, ...; `-` where missing.
 
-    The last line gives the example count of each group (from the first model).
+    `groups` defaults to all / warm / cold, and `cold_pool` when a model has it. The last line gives the
+    example count of each group (from the first model).
     """
+    if groups is None:
+        has_pool = any("cold_pool" in result for result in models.values())
+        groups = DEFAULT_TABLE_GROUPS + (("cold_pool",) if has_pool else ())
     header = ["model", *(f"{m}@{k} {g}" for m in metrics for g in groups)]
     rows = [header]
     for name, result in models.items():

@@ -13,7 +13,8 @@ back only when the catalog has fewer reachable items than `num_beams`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Iterable, Sequence
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -86,6 +87,14 @@ class SIDRecommender:
         self.phrasing = phrasing
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.constraint = SIDConstraint.from_index(index, tokenizer).to(self.device)
+
+    def restricted_to(self, items: Iterable[str]) -> SIDRecommender:
+        """The same model ranking only `items`: beam search over their trie; prompts still use every item's SID."""
+        pool = self.index.subset(items)
+        restricted = copy.copy(self)
+        restricted.constraint = SIDConstraint.from_index(pool, self.tokenizer).to(self.device)
+        restricted.item_ids = pool.item_ids
+        return restricted
 
     def prompt_texts(self, histories: Sequence[Sequence[str]]) -> list[str]:
         """The rendered chat prompts (what SFT trained the model to answer with the next item's SID)."""

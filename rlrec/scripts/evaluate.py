@@ -31,6 +31,7 @@ from trl import TrlParser
 
 import rlrec
 from rlrec.data.schema import Example, PreparedDataset
+from rlrec.data.split import cold_items
 from rlrec.evaluation import (
     DEFAULT_K_VALUES,
     PopularityRecommender,
@@ -87,6 +88,12 @@ class EvalSettings:
         default=0.2,
         metadata={"help": "Most popular fraction of train items that counts as `head` (the rest `tail`); "
                   "None: no head/tail breakdown."},
+    )
+    cold_pool: bool = field(
+        default=True,
+        metadata={"help": "Also rank each user whose target is cold among the cold items only (items in no train "
+                  "example), the cold-start protocol of SETRec and similar papers: group `cold_pool`. The `cold` "
+                  "group ranks the same users among all items."},
     )
     sasrec_epochs: int = field(default=10, metadata={"help": "Training epochs of the SASRec baseline."})
     sasrec_max_len: int = field(default=50, metadata={"help": "Most recent items SASRec reads per history."})
@@ -199,14 +206,36 @@ def _progress_bar(total: int, desc: str, show: bool) -> Any:
 
 def evaluate_timed(name: str, recommender: Recommender, examples: Sequence[Example], settings: EvalSettings,
                    batch_size: int, head: set[str] | None, show_progress: bool,
-                   seconds: dict[str, float]) -> dict[str, Any]:
-    """`evaluate_recommender` under a progress bar named after the model; its wall time goes to `seconds`."""
+                   seconds: dict[str, float], cold_pool: Sequence[str] | None = None) -> dict[str, Any]:
+    """`evaluate_recommender` under a progress bar named after the model; its wall time goes to `seconds`.
+
+    With `cold_pool` (the cold items), the users whose target is cold are ranked again among those items only,
+    as group `cold_pool`, by recommenders that can rank within a pool (`restricted_to`); others are skipped
+    with a log line.
+    """
     start = time.perf_counter()
-    with _progress_bar(len(examples), f"evaluate {name}", show_progress) as bar:
+    cold = [ex for ex in examples if ex.cold] if cold_pool else []
+    restrict = getattr(recommender, "restricted_to", None)
+    if cold and restrict is None:
+        logger.info("%s cannot rank within a candidate pool: no cold_pool group", name)
+        cold = []
+    with _progress_bar(len(examples) + len(cold), f"evaluate {name}", show_progress) as bar:
         metrics = evaluate_recommender(recommender, examples, settings.k_values, batch_size=batch_size, head=head,
                                        on_batch=bar.update)
+        if cold:
+            pooled = evaluate_recommender(restrict(cold_pool), cold, settings.k_values, batch_size=batch_size,
+                                          on_batch=bar.update)
+            metrics["cold_pool"] = pooled["all"]
+            metrics["counts"]["cold_pool"] = len(cold)
     seconds[name] = round(time.perf_counter() - start, 2)
     return metrics
+
+
+def cold_pool_items(dataset: PreparedDataset, settings: EvalSettings) -> list[str] | None:
+    """The candidates of the `cold_pool` group (items no train example holds); None when off or there are none."""
+    if not settings.cold_pool:
+        return None
+    return cold_items(dataset.items, dataset.train) or None
 
 
 def baseline_recommenders(dataset: PreparedDataset, settings: EvalSettings, device: str = "auto",
@@ -260,15 +289,16 @@ def evaluate_model(model: Any, tokenizer: Any, index: SIDIndex, dataset: Prepare
     seconds: dict[str, float] = {}
     if model_name in settings.baselines:
         raise ConfigError(f"model_name={model_name!r} is also the name of a baseline")
+    pool = cold_pool_items(dataset, settings)
     models = {model_name: evaluate_timed(model_name, recommender, by_length, settings, settings.batch_size, head,
-                                         show_progress, seconds)}
+                                         show_progress, seconds, pool)}
     for name, load in (others or {}).items():
         other_recommender = load(index, settings)
         models[name] = evaluate_timed(name, other_recommender, by_length, settings, settings.batch_size, head,
-                                      show_progress, seconds)
+                                      show_progress, seconds, pool)
         del other_recommender
     for name, baseline in baseline_recommenders(dataset, settings, device, show_progress).items():
-        models[name] = evaluate_timed(name, baseline, examples, settings, 1024, head, show_progress, seconds)
+        models[name] = evaluate_timed(name, baseline, examples, settings, 1024, head, show_progress, seconds, pool)
 
     meta = {
         "rlrec_version": rlrec.__version__,

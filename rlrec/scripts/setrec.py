@@ -72,6 +72,11 @@ class SETRecStageConfig:
     head_fraction: float | None = field(
         default=0.2, metadata={"help": "Most popular fraction of train items counted as `head`; null: no split."}
     )
+    cold_pool: bool = field(
+        default=True,
+        metadata={"help": "Also rank cold-target users among the cold items only (group `cold_pool`, as "
+                  "`rlrec evaluate`'s)."},
+    )
     eval_seed: int = field(default=42, metadata={"help": "Seed of the evaluation subset and of SASRec."})
     plot: bool = field(default=True, metadata={"help": "Also write metrics.png next to report.json."})
 
@@ -95,7 +100,8 @@ class SETRecStageConfig:
                             batch_size=self.eval_batch_size, max_examples=self.eval_max_examples,
                             baselines=list(self.baselines), head_fraction=self.head_fraction,
                             sasrec_epochs=self.sasrec_epochs, sasrec_max_len=self.sasrec_max_len,
-                            sasrec_hidden_size=self.sasrec_hidden_size, seed=self.eval_seed, plot=self.plot)
+                            sasrec_hidden_size=self.sasrec_hidden_size, cold_pool=self.cold_pool, seed=self.eval_seed,
+                            plot=self.plot)
 
 
 def make_parser() -> TrlParser:
@@ -114,7 +120,7 @@ def evaluate_setrec(recommender: Any, dataset: PreparedDataset, stage: SETRecSta
         item_popularity,
         write_report,
     )
-    from rlrec.scripts.evaluate import evaluate_timed, select_examples
+    from rlrec.scripts.evaluate import cold_pool_items, evaluate_timed, select_examples
 
     settings = stage.eval_settings()
     examples = select_examples(dataset.split(settings.split), settings.max_examples, settings.seed)
@@ -125,9 +131,10 @@ def evaluate_setrec(recommender: Any, dataset: PreparedDataset, stage: SETRecSta
     if "sasrec" in settings.baselines and sasrec is not None:
         recommenders["sasrec"] = ScorerRecommender(sasrec.score, sasrec.item_ids)
     models, seconds = {}, {}
+    pool = cold_pool_items(dataset, settings)
     for name, rec in recommenders.items():
         batch = stage.eval_batch_size if name == "setrec" else 1024
-        models[name] = evaluate_timed(name, rec, examples, settings, batch, head, show_progress, seconds)
+        models[name] = evaluate_timed(name, rec, examples, settings, batch, head, show_progress, seconds, pool)
         logger.info("evaluated %s on %d %s users in %.1f s", name, len(examples), settings.split, seconds[name])
     meta = {"settings": dataclasses.asdict(settings), "num_examples": len(examples), "seconds": seconds, **metadata}
     if output_dir is not None:

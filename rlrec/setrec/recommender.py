@@ -7,11 +7,11 @@ tokens and queries, and one matrix product per identifier dimension.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
-from rlrec.evaluation.baselines import score_to_topk
+from rlrec.evaluation.baselines import candidate_mask, mask_candidates, score_to_topk
 from rlrec.setrec.model import PromptKV, SETRecModel
 
 
@@ -24,6 +24,13 @@ class SETRecRecommender:
         self.exclude_history = exclude_history
         self._corpus: torch.Tensor | None = None
         self._prompt_kv: PromptKV | None = None
+        self.candidates: torch.Tensor | None = None  # bool mask over the model's items; None: every item
+
+    def restricted_to(self, items: Iterable[str]) -> SETRecRecommender:
+        """The same model ranking only `items` (the cold-start protocol: cold items only)."""
+        restricted = SETRecRecommender(self.model, self.batch_size, self.exclude_history)
+        restricted.candidates = candidate_mask(self.model.index, items)
+        return restricted
 
     @property
     def device(self) -> torch.device:
@@ -40,7 +47,8 @@ class SETRecRecommender:
             out: list[list[str | None]] = []
             for start in range(0, len(histories), self.batch_size):
                 batch = [list(h) for h in histories[start:start + self.batch_size]]
-                scores = self.model.score(batch, corpus=self._corpus, prompt_kv=self._prompt_kv)
+                scores = mask_candidates(self.model.score(batch, corpus=self._corpus, prompt_kv=self._prompt_kv),
+                                         self.candidates)
                 out.extend(score_to_topk(scores, self.model.item_ids, k,
                                          exclude=batch if self.exclude_history else None, index=self.model.index))
             return out

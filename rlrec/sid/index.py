@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,20 @@ class SIDIndex:
             return self._row[item_id]
         except KeyError:
             raise KeyError(f"item {item_id!r} is not in the SID index") from None
+
+    def subset(self, item_ids: Iterable[str]) -> SIDIndex:
+        """The index of some of its items (same codebooks and tokens), in this index's order.
+
+        Decoding over a subset's trie ranks only those items: the candidate pool of a cold-start
+        evaluation, say. Unknown ids raise, naming the first.
+        """
+        wanted = {str(i) for i in item_ids}
+        unknown = wanted - set(self._row)
+        if unknown:
+            raise DataError(f"SID index: {len(unknown)} item(s) not in the index, e.g. {sorted(unknown)[0]!r}")
+        rows = [row for row, item in enumerate(self._item_ids) if item in wanted]
+        return SIDIndex([self._item_ids[r] for r in rows], self._codes[rows], self._sizes,
+                        token_prefixes=self._prefixes, keywords=self.keywords)
 
     def token(self, level: int, code: int) -> str:
         """The token string of `code` at `level` (0-based), e.g. `<b_3>`."""
