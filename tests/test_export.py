@@ -226,6 +226,26 @@ def test_histories_by_title_and_unknown_entries_are_reported(ws, exported):
         rec.recommend("abc", k=3)
 
 
+def test_candidates_rank_only_the_pool_in_the_models_order(ws, exported, capsys):
+    """A candidate pool (ids or titles) is ranked by a search over its SIDs: the full ranking's order within it."""
+    rec = Recommender.from_pretrained(exported, device="cpu")
+    catalog = [json.loads(line) for line in (exported / "catalog.jsonl").read_text().splitlines()]
+    history = [row["item_id"] for row in catalog[:3]]
+    everything = rec.recommend(history, k=len(catalog))  # beams raised to k: the whole catalog, in order
+    pool = [row["item_id"] for row in catalog[::5]]
+    expected = [item for item in everything.item_ids if item in set(pool)]
+    assert len(expected) == len(pool)
+    within = rec.recommend(history, k=4, candidates=pool[:-1] + [catalog[::5][-1]["title"]])
+    assert within.item_ids == expected[:4]
+    np.testing.assert_allclose([i.score for i in within.items],
+                               [i.score for i in everything.items if i.item_id in expected[:4]], atol=1e-4)
+    with pytest.raises(DataError, match="no candidate names an item"):
+        rec.recommend(history, k=2, candidates=["nothing here"])
+    result = stage("recommend", ["--model_path", str(exported), "--history", ",".join(history), "--k", "2",
+                                 "--candidates", ",".join(pool), "--device", "cpu"])
+    assert result.item_ids == expected[:2]
+
+
 def test_recommend_stage_prints_a_table(ws, exported, capsys):
     catalog = [json.loads(line) for line in (exported / "catalog.jsonl").read_text().splitlines()]
     result = stage("recommend", ["--model_path", str(exported), "--history",

@@ -179,19 +179,36 @@ class Recommender:
 
     # -- recommending ---------------------------------------------------------------------------------
 
-    def recommend(self, history: Sequence[str], k: int = 10, *, exclude_history: bool = False) -> Recommendations:
+    def resolve_candidates(self, candidates: Sequence[str]) -> list[str]:
+        """Item ids of a candidate pool given by ids or titles; entries naming no item are reported as in
+        histories (`on_unknown`), and a pool with no known item is an error."""
+        if isinstance(candidates, str):
+            raise ConfigError(f"candidates must be a list of item ids or titles, got the string {candidates!r}")
+        resolved = self.resolve_history(candidates)
+        if not resolved.item_ids:
+            raise DataError(f"no candidate names an item of the catalog: {list(candidates)[:5]}")
+        return list(dict.fromkeys(resolved.item_ids))
+
+    def recommend(self, history: Sequence[str], k: int = 10, *, exclude_history: bool = False,
+                  candidates: Sequence[str] | None = None) -> Recommendations:
         """The top-`k` items after one history (item ids or titles, oldest first)."""
-        return self.recommend_batch([history], k, exclude_history=exclude_history)[0]
+        return self.recommend_batch([history], k, exclude_history=exclude_history, candidates=candidates)[0]
 
     def recommend_batch(self, histories: Sequence[Sequence[str]], k: int = 10, *,
-                        exclude_history: bool = False) -> list[Recommendations]:
+                        exclude_history: bool = False,
+                        candidates: Sequence[str] | None = None) -> list[Recommendations]:
         """The top-`k` items after each history, in input order; decoded `batch_size` histories at a time.
 
         With `exclude_history`, items of the history are left out (the search still keeps
         `max(num_beams, k)` beams, so fewer than `k` items may remain: a warning says so).
+        With `candidates` (item ids or titles), only those items are ranked — new arrivals, one category —
+        by a beam search over their SIDs alone, so the order among them is the model's, not a filter of a
+        top list that may not contain them.
         """
         if k < 1:
             raise ConfigError(f"k={k}; expected a positive integer")
+        searcher = self.prompter if candidates is None else self.prompter.restricted_to(
+            self.resolve_candidates(candidates))
         resolved = [self.resolve_history(h) for h in histories]
         beams = max(self.num_beams, k)
         # Decoding a batch costs its longest prompt: decode histories of similar length together.
@@ -203,18 +220,19 @@ class Recommender:
             with torch.inference_mode():
                 for start in range(0, len(order), self.batch_size):
                     chunk = order[start:start + self.batch_size]
-                    for i, result in zip(chunk, self._search([resolved[i] for i in chunk], k, beams,
+                    for i, result in zip(chunk, self._search(searcher, [resolved[i] for i in chunk], k, beams,
                                                              exclude_history), strict=True):
                         results[i] = result
         finally:
             self.model.train(was_training)
         return results  # type: ignore[return-value]
 
-    def _search(self, histories: list[_History], k: int, beams: int, exclude_history: bool) -> list[Recommendations]:
-        inputs = self.prompter.encode([h.item_ids for h in histories])
+    def _search(self, searcher: SIDRecommender, histories: list[_History], k: int, beams: int,
+                exclude_history: bool) -> list[Recommendations]:
+        inputs = searcher.encode([h.item_ids for h in histories])
         out = constrained_beam_search(self.model, inputs["input_ids"], inputs["attention_mask"],
-                                      self.prompter.constraint, beams)
-        item_ids = self.prompter.item_ids
+                                      searcher.constraint, beams)
+        item_ids = searcher.item_ids
         results = []
         for history, rows, scores in zip(histories, out.item_indices.tolist(), out.scores.tolist(), strict=True):
             skip = set(history.item_ids) if exclude_history else set()

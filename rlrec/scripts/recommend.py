@@ -31,6 +31,11 @@ class RecommendConfig:
                   "('[\"50\", \"Star Wars (1977)\"]'), or ids separated by commas."},
     )
     k: int = field(default=10, metadata={"help": "How many items to recommend."})
+    candidates: str | None = field(
+        default=None,
+        metadata={"help": "Rank only these items (new arrivals, a category): a JSON list of item ids or titles, or "
+                  "ids separated by commas; None: the whole catalog."},
+    )
     num_beams: int | None = field(default=None, metadata={"help": "Beam width; None: the folder's (at least k)."})
     max_history: int | None = field(default=None, metadata={"help": "History cap; None: as in training."})
     exclude_history: bool = field(default=False, metadata={"help": "Leave items of the history out."})
@@ -43,16 +48,24 @@ class RecommendConfig:
     output_json: bool = field(default=False, metadata={"help": "Print the result as JSON instead of a table."})
 
     def parsed_history(self) -> list[str]:
-        text = self.history.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise ConfigError(f"history: invalid JSON list ({err.msg}): {text!r}") from err
-            if not all(isinstance(v, str | int) for v in value):
-                raise ConfigError("history: expected a JSON list of item ids or titles (strings)")
-            return [str(v) for v in value]
-        return [part.strip() for part in text.split(",") if part.strip()]
+        return parse_item_list(self.history, "history")
+
+    def parsed_candidates(self) -> list[str] | None:
+        return None if self.candidates is None else parse_item_list(self.candidates, "candidates")
+
+
+def parse_item_list(text: str, name: str) -> list[str]:
+    """A JSON list of item ids or titles, or ids separated by commas."""
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{name}: invalid JSON list ({err.msg}): {text!r}") from err
+        if not all(isinstance(v, str | int) for v in value):
+            raise ConfigError(f"{name}: expected a JSON list of item ids or titles (strings)")
+        return [str(v) for v in value]
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def make_parser() -> TrlParser:
@@ -83,7 +96,8 @@ def main(config: RecommendConfig):
     recommender = Recommender.from_pretrained(
         config.model_path, dataset_dir=config.dataset_dir, device=config.device, dtype=config.dtype,
         num_beams=config.num_beams, max_history=config.max_history, on_unknown=config.on_unknown)
-    result = recommender.recommend(history, config.k, exclude_history=config.exclude_history)
+    result = recommender.recommend(history, config.k, exclude_history=config.exclude_history,
+                                   candidates=config.parsed_candidates())
     print(json.dumps(result.to_json(), ensure_ascii=False, indent=2) if config.output_json
           else format_recommendations(result), flush=True)
     return result
