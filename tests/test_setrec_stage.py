@@ -29,16 +29,24 @@ def fake_text_embeddings(dataset, model_path=None, use_cache=True, show_progress
     return np.random.default_rng(0).normal(size=(len(dataset.items), 24)).astype(np.float32)
 
 
-def test_stage_trains_saves_and_reports(inputs, monkeypatch):
-    root, dataset = inputs
-    monkeypatch.setattr("rlrec.setrec.features.text_embeddings", fake_text_embeddings)
+@pytest.fixture(scope="module")
+def trained(inputs):
+    """A 3-step `rlrec setrec` run: its output folder and its report."""
+    root, _ = inputs
     out = root / "run"
     argv = ["--dataset_dir", str(root / "data"), "--output_dir", str(out), "--model_name_or_path",
             str(root / "base"), "--num_semantic_tokens", "2", "--ae_hidden", "32", "16", "--max_steps", "3",
             "--per_device_train_batch_size", "8", "--ae_pretrain_steps", "5", "--sasrec_epochs", "1",
             "--k_values", "1", "5", "--eval_max_examples", "20", "--use_cpu", "true", "--plot", "false"]
-    configs = stage.make_parser().parse_args_and_config(argv)
-    report = stage.main(*configs)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("rlrec.setrec.features.text_embeddings", fake_text_embeddings)
+        report = stage.main(*stage.make_parser().parse_args_and_config(argv))
+    return out, report
+
+
+def test_stage_trains_saves_and_reports(inputs, trained):
+    _, dataset = inputs
+    out, report = trained
     assert set(report["models"]) == {"setrec", "popularity", "sasrec"}
     assert report["counts"]["all"] == 20
     setrec_metrics = report["models"]["setrec"]
@@ -50,6 +58,49 @@ def test_stage_trains_saves_and_reports(inputs, monkeypatch):
     model = load_setrec(out)
     assert model.item_ids == list(dataset.items)
     assert len(model.score([dataset.test[0].history])[0]) == len(dataset.items)
+
+
+def test_a_setrec_folder_serves_through_recommender_and_the_cli(inputs, trained, capsys):
+    """`Recommender.from_pretrained` on a SETRec folder: titles resolved, SETRec's ranking, pools, the CLI."""
+    from rlrec.cli import run_stage
+    from rlrec.inference import Recommender
+    from rlrec.setrec import SETRecRecommender
+
+    _, dataset = inputs
+    out, _ = trained
+    rec = Recommender.from_pretrained(out, device="cpu", batch_size=3)
+    model = rec.model
+    histories = [ex.history for ex in dataset.test[:5]]
+    expected = SETRecRecommender(model).recommend(histories, 4)
+    results = rec.recommend_batch(histories, k=4)
+    assert [r.item_ids for r in results] == expected
+    assert all(r.items[0].sid == "" and r.items[0].score >= r.items[-1].score for r in results)
+    first = dataset.items[histories[0][-1]]
+    by_title = rec.recommend(histories[0][:-1] + [first.title, "no such item"], k=4)
+    assert by_title.item_ids == results[0].item_ids and by_title.unknown == ["no such item"]
+    excluded = rec.recommend(histories[0], k=4, exclude_history=True)
+    assert len(excluded.items) == 4 and not set(excluded.item_ids) & set(histories[0])
+    pool = list(dataset.items)[::6]
+    within = rec.recommend(histories[0], k=3, candidates=pool)
+    everything = SETRecRecommender(model).recommend(histories[:1], len(dataset.items))[0]
+    assert within.item_ids == [item for item in everything if item in set(pool)][:3]
+    result = run_stage("recommend", ["--model_path", str(out), "--history", ",".join(histories[1]), "--k", "4",
+                                     "--device", "cpu"])
+    assert result.item_ids == expected[1] and "rank" in capsys.readouterr().out
+
+    # The top-K cache builds from a SETRec folder as from a SID model.
+    from rlrec.data.schema import PreparedDataset
+    from rlrec.inference import TopKCache
+    from rlrec.inference.cache import latest_histories
+
+    root, _ = inputs
+    run_stage("cache", ["--action", "build", "--model_path", str(out), "--dataset_dir", str(root / "data"),
+                        "--output_dir", str(root / "cache"), "--k", "3", "--batch_size", "16", "--device", "cpu"])
+    latest = latest_histories(PreparedDataset.load(root / "data"))
+    cache = TopKCache.load(root / "cache")
+    user = sorted(latest)[0]
+    assert set(cache.users()) == set(latest)
+    assert [c.item_id for c in cache.get(user)] == rec.recommend(latest[user], k=3).item_ids
 
 
 def test_recipe_parses():

@@ -15,7 +15,8 @@ DataError with `on_unknown="error"`.
 
 `from_pretrained` accepts an exported folder (`rlrec export`: `catalog.jsonl`, `inference_config.json`)
 or a training output folder (`rlrec sft` / `rlrec grpo`, full model or LoRA adapter), whose item titles
-come from the prepared dataset named in its manifest.
+come from the prepared dataset named in its manifest. It also serves a SETRec folder (`rlrec setrec`):
+the same API, with SETRec's one-pass scoring instead of the beam search (`rlrec.inference.backends`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 import torch
 
 from rlrec.evaluation.sid_recommender import SIDRecommender
-from rlrec.generation import constrained_beam_search
+from rlrec.inference.backends import SETRecBackend, SIDBackend
 from rlrec.inference.catalog import CATALOG_FILE, Catalog
 from rlrec.sid.index import INDEX_FILE, SIDIndex
 from rlrec.utils.errors import ConfigError, DataError
@@ -46,7 +47,8 @@ DEFAULT_NUM_BEAMS = 20
 
 @dataclass
 class Recommendation:
-    """One recommended item; `score` is the log-probability of its SID under the model."""
+    """One recommended item; `score` is the log-probability of its SID under the model (SETRec: the grounded
+    score, and `sid` is empty, SETRec's identifiers being continuous token sets)."""
 
     item_id: str
     title: str
@@ -86,7 +88,7 @@ class _History:
 
 
 class Recommender:
-    """Top-k items per history by constrained beam search of a SID model.
+    """Top-k items per history from a SID model (constrained beam search) or a SETRec model (`from_setrec`).
 
     Args:
         model, tokenizer: a causal LM whose tokenizer holds the SID tokens of `index`.
@@ -102,14 +104,38 @@ class Recommender:
     def __init__(self, model: Any, tokenizer: Any, index: SIDIndex, catalog: Catalog | None = None, *,
                  num_beams: int = DEFAULT_NUM_BEAMS, batch_size: int = 32, max_history: int | None = None,
                  on_unknown: str = "warn", phrasing: int = 0) -> None:
+        searcher = SIDRecommender(model, tokenizer, index, num_beams=num_beams, batch_size=batch_size,
+                                  max_history=max_history, phrasing=phrasing)
+        self._setup(SIDBackend(searcher), catalog or Catalog.from_ids(index.item_ids), num_beams=num_beams,
+                    batch_size=batch_size, max_history=max_history, on_unknown=on_unknown)
+        self.tokenizer = tokenizer
+        self.index: SIDIndex | None = index
+
+    @classmethod
+    def from_setrec(cls, model: Any, catalog: Catalog | None = None, *, batch_size: int = 32,
+                    on_unknown: str = "warn") -> Recommender:
+        """Serve a SETRec model (`rlrec setrec`): one forward pass per batch, every item scored by grounding.
+
+        `Recommendation.sid` is empty (SETRec's identifiers are continuous token sets) and `score` is the
+        grounded similarity. The history cap is the model's own (`max_history` of its config).
+        """
+        recommender = cls.__new__(cls)
+        recommender._setup(SETRecBackend(model), catalog or Catalog.from_ids(model.item_ids),
+                           num_beams=DEFAULT_NUM_BEAMS, batch_size=batch_size,
+                           max_history=model.config.max_history, on_unknown=on_unknown)
+        recommender.tokenizer = None
+        recommender.index = None
+        return recommender
+
+    def _setup(self, backend: SIDBackend | SETRecBackend, catalog: Catalog, *, num_beams: int, batch_size: int,
+               max_history: int | None, on_unknown: str) -> None:
         if on_unknown not in ON_UNKNOWN:
             raise ConfigError(f"on_unknown={on_unknown!r}; expected one of {', '.join(ON_UNKNOWN)}")
-        self.prompter = SIDRecommender(model, tokenizer, index, num_beams=num_beams, batch_size=batch_size,
-                                       max_history=max_history, phrasing=phrasing)
-        self.model = model
-        self.tokenizer = tokenizer
-        self.index = index
-        self.catalog = catalog if catalog is not None else Catalog.from_ids(index.item_ids)
+        if batch_size < 1:
+            raise ConfigError(f"batch_size={batch_size}; expected a positive integer")
+        self.backend = backend
+        self.model = backend.model
+        self.catalog = catalog
         self.num_beams = num_beams
         self.batch_size = batch_size
         self.max_history = max_history
@@ -133,18 +159,24 @@ class Recommender:
         folder = Path(path).expanduser()
         if not folder.is_dir():
             raise ConfigError(f"{folder}: model folder not found")
+        manifest = read_json_object(folder / MANIFEST, missing_ok=True)
+        if manifest.get("stage") == "setrec":
+            from rlrec.setrec import load_setrec
+
+            model = load_setrec(folder, device=device, dtype=dtype)
+            catalog = load_catalog(folder, model.item_ids, dataset_dir or manifest.get("dataset_dir"))
+            return cls.from_setrec(model, catalog, batch_size=batch_size, on_unknown=on_unknown)
         sid_folder = Path(sid_dir) if sid_dir else folder / "sid"
         if not (sid_folder / INDEX_FILE).is_file():
             raise ConfigError(f"{sid_folder}: no SID index ({INDEX_FILE}); expected an `rlrec export`, `rlrec sft` "
                               "or `rlrec grpo` output folder, or set sid_dir")
         index = SIDIndex.load(sid_folder)
         settings = read_json_object(folder / INFERENCE_CONFIG, missing_ok=True)
-        manifest = read_json_object(folder / MANIFEST, missing_ok=True)
         if max_history is None:
             max_history = settings.get("max_history", manifest.get("prompt_max_history"))
         if num_beams is None:
             num_beams = int(settings.get("num_beams", DEFAULT_NUM_BEAMS))
-        catalog = load_catalog(folder, index, dataset_dir or manifest.get("dataset_dir"))
+        catalog = load_catalog(folder, index.item_ids, dataset_dir or manifest.get("dataset_dir"))
         model, tokenizer = load_checkpoint(folder, device=device, dtype=dtype)
         return cls(model, tokenizer, index, catalog, num_beams=num_beams, batch_size=batch_size,
                    max_history=max_history, on_unknown=on_unknown, phrasing=int(settings.get("phrasing", 0)))
@@ -160,11 +192,11 @@ class Recommender:
         warnings: list[str] = []
         for entry in history:
             item, note = self.catalog.resolve(str(entry))
-            if item is None and str(entry) in self.index:
+            if item is None and self.backend.knows(str(entry)):
                 item = str(entry)
             if note:
                 warnings.append(note)
-            if item is None or item not in self.index:
+            if item is None or not self.backend.knows(item):
                 unknown.append(str(entry))
             else:
                 ids.append(item)
@@ -207,7 +239,7 @@ class Recommender:
         """
         if k < 1:
             raise ConfigError(f"k={k}; expected a positive integer")
-        searcher = self.prompter if candidates is None else self.prompter.restricted_to(
+        backend = self.backend if candidates is None else self.backend.restricted_to(
             self.resolve_candidates(candidates))
         resolved = [self.resolve_history(h) for h in histories]
         beams = max(self.num_beams, k)
@@ -220,33 +252,29 @@ class Recommender:
             with torch.inference_mode():
                 for start in range(0, len(order), self.batch_size):
                     chunk = order[start:start + self.batch_size]
-                    for i, result in zip(chunk, self._search(searcher, [resolved[i] for i in chunk], k, beams,
+                    for i, result in zip(chunk, self._search(backend, [resolved[i] for i in chunk], k, beams,
                                                              exclude_history), strict=True):
                         results[i] = result
         finally:
             self.model.train(was_training)
         return results  # type: ignore[return-value]
 
-    def _search(self, searcher: SIDRecommender, histories: list[_History], k: int, beams: int,
+    def _search(self, backend: SIDBackend | SETRecBackend, histories: list[_History], k: int, beams: int,
                 exclude_history: bool) -> list[Recommendations]:
-        inputs = searcher.encode([h.item_ids for h in histories])
-        out = constrained_beam_search(self.model, inputs["input_ids"], inputs["attention_mask"],
-                                      searcher.constraint, beams)
-        item_ids = searcher.item_ids
+        ranked = backend.rank([h.item_ids for h in histories], k, beams, exclude_history)
         results = []
-        for history, rows, scores in zip(histories, out.item_indices.tolist(), out.scores.tolist(), strict=True):
-            skip = set(history.item_ids) if exclude_history else set()
-            found = [(item_ids[r], s) for r, s in zip(rows, scores, strict=True) if r >= 0 and item_ids[r] not in skip]
-            items = [Recommendation(item, self.catalog.title(item), float(s), self.index.sid(item))
-                     for item, s in found[:k]]
+        for history, found in zip(histories, ranked, strict=True):
+            items = [Recommendation(item, self.catalog.title(item), score, backend.identifier(item))
+                     for item, score in found]
             warnings = list(history.warnings)
             if len(items) < k:
-                warnings.append(f"only {len(items)} of k={k} items: raise num_beams (now {beams})")
+                hint = f": raise num_beams (now {beams})" if isinstance(backend, SIDBackend) else ""
+                warnings.append(f"only {len(items)} of k={k} items{hint}")
             results.append(Recommendations(items, list(history.item_ids), list(history.unknown), warnings))
         return results
 
 
-def load_catalog(folder: Path, index: SIDIndex, dataset_dir: str | os.PathLike | None) -> Catalog:
+def load_catalog(folder: Path, item_ids: Sequence[str], dataset_dir: str | os.PathLike | None) -> Catalog:
     """The folder's `catalog.jsonl`, else the dataset's `items.jsonl`, else a catalog of bare ids."""
     if (folder / CATALOG_FILE).is_file():
         return Catalog.load(folder / CATALOG_FILE)
@@ -257,4 +285,4 @@ def load_catalog(folder: Path, index: SIDIndex, dataset_dir: str | os.PathLike |
         logger.warning("%s not found: items are named by id only", items)
     else:
         logger.warning("%s has no %s and no dataset_dir: items are named by id only", folder, CATALOG_FILE)
-    return Catalog.from_ids(index.item_ids)
+    return Catalog.from_ids(item_ids)

@@ -37,23 +37,27 @@ class SETRecRecommender:
         return self.model.device
 
     @torch.no_grad()
-    def recommend(self, histories: Sequence[Sequence[str]], k: int) -> list[list[str | None]]:
+    def scores(self, histories: Sequence[Sequence[str]]) -> torch.Tensor:
+        """Grounded scores `(batch, num_items)` on the CPU (eval mode), with the cached corpus and prompt."""
         was_training = self.model.training
         self.model.eval()
         try:
             if self._corpus is None:
                 self._corpus, _ = self.model.corpus()
                 self._prompt_kv = self.model.prompt_key_values()
-            out: list[list[str | None]] = []
-            for start in range(0, len(histories), self.batch_size):
-                batch = [list(h) for h in histories[start:start + self.batch_size]]
-                scores = mask_candidates(self.model.score(batch, corpus=self._corpus, prompt_kv=self._prompt_kv),
-                                         self.candidates)
-                out.extend(score_to_topk(scores, self.model.item_ids, k,
-                                         exclude=batch if self.exclude_history else None, index=self.model.index))
-            return out
+            return self.model.score([list(h) for h in histories], corpus=self._corpus, prompt_kv=self._prompt_kv)
         finally:
             self.model.train(was_training)
+
+    @torch.no_grad()
+    def recommend(self, histories: Sequence[Sequence[str]], k: int) -> list[list[str | None]]:
+        out: list[list[str | None]] = []
+        for start in range(0, len(histories), self.batch_size):
+            batch = [list(h) for h in histories[start:start + self.batch_size]]
+            scores = mask_candidates(self.scores(batch), self.candidates)
+            out.extend(score_to_topk(scores, self.model.item_ids, k,
+                                     exclude=batch if self.exclude_history else None, index=self.model.index))
+        return out
 
     def refresh(self) -> None:
         """Forget the cached corpus and prompt keys/values (call after the model's weights change)."""

@@ -1,0 +1,94 @@
+"""How a `Recommender` ranks items: constrained beam search of a SID model, or SETRec's grounding.
+
+`Recommender` resolves histories (ids or titles), batches them and builds the results; a backend only
+turns histories of item ids into ranked `(item_id, score)` lists. Two identifier families, one serving
+API:
+
+- `SIDBackend`: the SID model writes its answer token by token under the trie of real items
+  (`constrained_beam_search`); the score is the SID's log-probability.
+- `SETRecBackend`: a SETRec model writes all of an item's set tokens in one pass and every item is
+  scored against them (`SETRecModel.score`); the score is the grounded similarity.
+
+Both can rank a candidate pool only (`restricted_to`) and leave the history's items out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from rlrec.evaluation.sid_recommender import SIDRecommender
+from rlrec.generation import constrained_beam_search
+
+Ranked = list[tuple[str, float]]  # (item id, score), best first
+
+
+class SIDBackend:
+    """Constrained beam search over the SIDs of `searcher.index` (or of a pool of its items)."""
+
+    def __init__(self, searcher: SIDRecommender) -> None:
+        self.searcher = searcher
+        self.model = searcher.model
+
+    def knows(self, item_id: str) -> bool:
+        return item_id in self.searcher.index
+
+    def identifier(self, item_id: str) -> str:
+        return self.searcher.index.sid(item_id)
+
+    def restricted_to(self, items: Iterable[str]) -> SIDBackend:
+        return SIDBackend(self.searcher.restricted_to(items))
+
+    def rank(self, histories: Sequence[Sequence[str]], k: int, beams: int, exclude_history: bool) -> list[Ranked]:
+        """The best `beams` items of each history's search, minus the history's items when asked, cut to `k`."""
+        inputs = self.searcher.encode(histories)
+        out = constrained_beam_search(self.model, inputs["input_ids"], inputs["attention_mask"],
+                                      self.searcher.constraint, beams)
+        item_ids = self.searcher.item_ids
+        ranked = []
+        for history, rows, scores in zip(histories, out.item_indices.tolist(), out.scores.tolist(), strict=True):
+            skip = set(history) if exclude_history else set()
+            found = [(item_ids[r], float(s)) for r, s in zip(rows, scores, strict=True)
+                     if r >= 0 and item_ids[r] not in skip]
+            ranked.append(found[:k])
+        return ranked
+
+
+class SETRecBackend:
+    """Grounded scores of every item (or of a pool) from one SETRec forward pass per batch."""
+
+    def __init__(self, model: Any, candidates: torch.Tensor | None = None) -> None:
+        from rlrec.setrec.recommender import SETRecRecommender
+
+        self.model = model
+        self.scorer = SETRecRecommender(model)  # caches the item-token corpus and the prompt's keys/values
+        self.candidates = candidates
+
+    def knows(self, item_id: str) -> bool:
+        return item_id in self.model.index
+
+    def identifier(self, item_id: str) -> str:
+        return ""  # SETRec identifiers are continuous token sets, not strings
+
+    def restricted_to(self, items: Iterable[str]) -> SETRecBackend:
+        from rlrec.evaluation.baselines import candidate_mask
+
+        restricted = SETRecBackend(self.model, candidate_mask(self.model.index, items))
+        restricted.scorer = self.scorer  # same weights: share the cached corpus
+        return restricted
+
+    def rank(self, histories: Sequence[Sequence[str]], k: int, beams: int, exclude_history: bool) -> list[Ranked]:
+        """The top `k` items by grounded score; the history's items are masked out exactly when asked."""
+        from rlrec.evaluation.baselines import mask_candidates
+
+        scores = mask_candidates(self.scorer.scores(histories), self.candidates)
+        if exclude_history:
+            scores = scores.clone()
+            for row, history in enumerate(histories):
+                scores[row, [self.model.index[item] for item in history]] = float("-inf")
+        values, indices = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+        item_ids = self.model.item_ids
+        return [[(item_ids[j], v) for j, v in zip(cols, vals, strict=True) if v != float("-inf")]
+                for cols, vals in zip(indices.tolist(), values.tolist(), strict=True)]
