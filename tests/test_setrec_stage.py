@@ -103,6 +103,34 @@ def test_a_setrec_folder_serves_through_recommender_and_the_cli(inputs, trained,
     assert [c.item_id for c in cache.get(user)] == rec.recommend(latest[user], k=3).item_ids
 
 
+def test_export_of_a_setrec_folder_serves_the_same_and_carries_its_metrics(inputs, trained, tmp_path):
+    import yaml
+
+    from rlrec.cli import run_stage
+    from rlrec.inference import Recommender
+
+    _, dataset = inputs
+    out, report = trained
+    manifest = run_stage("export", ["--model_path", str(out), "--output_dir", str(tmp_path / "export")])
+    exported = tmp_path / "export"
+    assert manifest["source_stage"] == "setrec"
+    assert manifest["metrics"]["HR@5"] == report["models"]["setrec"]["all"]["HR@5"]
+    for name in ("llm/config.json", "setrec.pt", "setrec.json", "catalog.jsonl", "inference_config.json",
+                 "eval_report.json", "README.md", "manifest.json"):
+        assert (exported / name).is_file(), name
+    card = (exported / "README.md").read_text()
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert "setrec" in front["tags"] and front["model-index"][0]["results"][0]["metrics"]
+    assert "one forward pass" in card and "sid/index.json" not in card
+    catalog = (exported / "catalog.jsonl").read_text().splitlines()
+    assert len(catalog) == len(dataset.items) and '"sid"' not in catalog[0]
+    histories = [ex.history for ex in dataset.test[:4]]
+    before = Recommender.from_pretrained(out, device="cpu").recommend_batch(histories, k=5)
+    after = Recommender.from_pretrained(exported, device="cpu").recommend_batch(histories, k=5)
+    assert [r.item_ids for r in after] == [r.item_ids for r in before]
+    assert after[0].items[0].title == dataset.items[after[0].items[0].item_id].title
+
+
 def test_recipe_parses():
     configs = stage.make_parser().parse_args_and_config(["--config", "recipes/ml-100k/setrec.yaml"])
     stage_config, model_config, train_config = configs

@@ -67,7 +67,7 @@ def card_metadata(*, model_name: str, base_model: str | None, datasets: Sequence
 
 def _eval_table(report: Mapping[str, Any]) -> list[str]:
     k = main_k(report.get("k_values") or [10])
-    groups = [g for g in ("all", "warm", "cold", "head", "tail")
+    groups = [g for g in ("all", "warm", "cold", "cold_pool", "head", "tail")
               if any(g in entry for entry in report["models"].values())]
     header = "| model | " + " | ".join(f"{m}@{k} {g}" for m in METRIC_NAMES for g in groups) + " |"
     lines = [header, "|" + " --- |" * (1 + len(METRIC_NAMES) * len(groups))]
@@ -84,6 +84,70 @@ def _eval_table(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _usage_lines() -> list[str]:
+    return [
+        "## Use", "",
+        "```python",
+        "from rlrec.inference import Recommender",
+        "",
+        'rec = Recommender.from_pretrained("path/or/downloaded/folder")',
+        'for item in rec.recommend(["<item id or title>", "..."], k=10).items:',
+        "    print(item.item_id, item.title, item.score)",
+        "```", "",
+        "or `rlrec recommend --model_path FOLDER --history '[\"id1\", \"id2\"]' --k 10`.",
+        "",
+    ]
+
+
+def _evaluation_lines(report: Mapping[str, Any] | None, report_source: str | None) -> list[str]:
+    lines = ["## Evaluation", ""]
+    if report and report.get("models"):
+        lines += [f"Split `{report.get('split', 'test')}`, from `{report_source}`; HR@K and NDCG@K with the "
+                  "target as the single relevant item.", ""]
+        lines += _eval_table(report)
+    else:
+        lines.append("No evaluation was recorded for this model (run `rlrec evaluate` before exporting).")
+    return lines
+
+
+def setrec_model_card(*, metadata: Mapping[str, Any], model_name: str, base_chain: Sequence[str],
+                      dataset_dir: str | None, dataset_summary: str, num_items: int, num_warm_items: int | None,
+                      num_semantic_tokens: int, beta: float, max_history: int,
+                      report: Mapping[str, Any] | None, report_source: str | None) -> str:
+    """The `README.md` of an exported SETRec model (`rlrec setrec`): front matter, usage, method, evaluation."""
+    front = yaml.safe_dump(dict(metadata), sort_keys=False, allow_unicode=True)
+    lines = [
+        "---", front.rstrip(), "---", "",
+        f"# {model_name}", "",
+        "A generative recommender trained with rlrec after SETRec (SIGIR '25): every item is a set of "
+        f"continuous tokens, one collaborative-filtering token and {num_semantic_tokens} semantic tokens (an "
+        "autoencoder over the item's text embedding). The LLM reads a history as token sets under a sparse "
+        "attention mask and writes all tokens of the next item in one forward pass; every item is then "
+        f"scored against them, `(1-β)·s_CF + β·Σ s_k` with β = {beta} (semantic tokens alone for items never "
+        "seen in training). No beam search.", "",
+        *_usage_lines(),
+        "## How it was made", "",
+        "- Training stage: `setrec`.",
+    ]
+    if base_chain:
+        lines.append("- Base model chain (most recent first): " + " → ".join(f"`{b}`" for b in base_chain) + ".")
+    warm = f" ({num_warm_items} with a CF token)" if num_warm_items is not None else ""
+    lines += [
+        f"- Data: {dataset_summary}" + (f" (prepared folder `{dataset_dir}`)." if dataset_dir else "."),
+        f"- Items: {num_items}{warm}; history capped at {max_history} items.",
+        "",
+        *_evaluation_lines(report, report_source),
+        "", "## Files", "",
+        "- `llm/`: the language model (LoRA merged) and its tokenizer;",
+        "- `setrec.pt`, `setrec.json`: the item tokenizers, query vectors and item ids;",
+        "- `catalog.jsonl`: item id and title of every recommendable item;",
+        "- `inference_config.json`: how `Recommender` serves it;",
+        "- `manifest.json`: where the model came from and the evaluation above.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def model_card(*, metadata: Mapping[str, Any], model_name: str, stage: str, saved_as: str,
                base_chain: Sequence[str], dataset_dir: str | None, dataset_summary: str, num_items: int,
                sid_shape: Sequence[int], max_history: int | None, num_beams: int,
@@ -98,16 +162,7 @@ def model_card(*, metadata: Mapping[str, Any], model_name: str, stage: str, save
         "history of items, each written as its Semantic ID (a short sequence of new tokens such as "
         "`<a_12><b_3><c_200>`), and writes the Semantic ID of the next item. Decoding is constrained beam "
         "search over the catalog's Semantic IDs, so every recommendation is a real item.", "",
-        "## Use", "",
-        "```python",
-        "from rlrec.inference import Recommender",
-        "",
-        'rec = Recommender.from_pretrained("path/or/downloaded/folder")',
-        'for item in rec.recommend(["<item id or title>", "..."], k=10).items:',
-        "    print(item.item_id, item.title, item.score)",
-        "```", "",
-        "or `rlrec recommend --model_path FOLDER --history '[\"id1\", \"id2\"]' --k 10`.",
-        "",
+        *_usage_lines(),
         "## How it was made", "",
         f"- Training stage: `{stage}`; saved as `{saved_as}`.",
     ]
@@ -120,14 +175,8 @@ def model_card(*, metadata: Mapping[str, Any], model_name: str, stage: str, save
         f"- Prompt: the next-item chat prompt of `rlrec.tasks.prompts`, history capped at {max_history or 'all'} "
         f"items; {num_beams} beams by default (`inference_config.json`).",
         "",
-        "## Evaluation", "",
+        *_evaluation_lines(report, report_source),
     ]
-    if report and report.get("models"):
-        lines += [f"Split `{report.get('split', 'test')}`, from `{report_source}`; HR@K and NDCG@K with the "
-                  "target as the single relevant item.", ""]
-        lines += _eval_table(report)
-    else:
-        lines.append("No evaluation was recorded for this model (run `rlrec evaluate` before exporting).")
     lines += [
         "", "## Files", "",
         "- model weights, `config.json`, `generation_config.json`, and the tokenizer with the SID tokens;",

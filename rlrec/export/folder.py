@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import rlrec
-from rlrec.export.card import card_metadata, model_card, report_metrics
-from rlrec.export.source import hub_base_model, read_source
+from rlrec.export.card import card_metadata, model_card, report_metrics, setrec_model_card
+from rlrec.export.source import SourceModel, hub_base_model, read_source
 from rlrec.inference.catalog import CATALOG_FILE, Catalog
 from rlrec.inference.recommender import INFERENCE_CONFIG, MANIFEST
 from rlrec.sid.index import INDEX_FILE, SIDIndex
@@ -90,6 +90,22 @@ def _save_generation_config(out: Path, tokenizer: Any, model_config: Any, num_le
     config.save_pretrained(out)
 
 
+def _catalog(source: SourceModel, dataset_dir: str | os.PathLike | None, item_ids: Sequence[str],
+             what: str) -> tuple[Path, Catalog]:
+    """The prepared dataset folder and its catalog, checked to hold every item the model can recommend."""
+    data_dir = dataset_dir or source.manifest.get("dataset_dir")
+    if not data_dir or not (Path(data_dir) / "items.jsonl").is_file():
+        raise DataError(f"{source.path}: the item catalog is needed ({data_dir or 'no dataset_dir in the manifest'}"
+                        "/items.jsonl not found); set dataset_dir to the prepared dataset the model was trained on")
+    data_dir = Path(data_dir)
+    catalog = Catalog.load(data_dir / "items.jsonl")
+    missing = [item for item in item_ids if item not in catalog]
+    if missing:
+        raise DataError(f"{data_dir / 'items.jsonl'}: {len(missing)} items of {what} are not in the catalog "
+                        f"(first: {missing[0]!r}); use the dataset the model was trained on")
+    return data_dir, catalog
+
+
 def export_model(model_path: str | os.PathLike, output_dir: str | os.PathLike, *, merge_lora: bool = True,
                  dataset_dir: str | os.PathLike | None = None, sid_dir: str | os.PathLike | None = None,
                  dtype: str = "auto", num_beams: int = 20, max_history: int | None = None,
@@ -107,6 +123,9 @@ def export_model(model_path: str | os.PathLike, output_dir: str | os.PathLike, *
     source = read_source(model_path, eval_report)
     output = Path(output_dir)
     _check_not_inside(source.path, output)
+    if source.stage == "setrec":
+        return export_setrec(source, output, dataset_dir=dataset_dir, license=license, base_model=base_model,
+                             datasets=datasets, tags=tags, model_name=model_name)
     if num_beams < 1:
         raise ConfigError(f"num_beams={num_beams}; expected a positive integer")
     sid_folder = Path(sid_dir) if sid_dir else source.path / "sid"
@@ -114,16 +133,7 @@ def export_model(model_path: str | os.PathLike, output_dir: str | os.PathLike, *
         raise ConfigError(f"{sid_folder}: no SID index ({INDEX_FILE}); set sid_dir to the index the model was "
                           "trained with")
     index = SIDIndex.load(sid_folder)
-    data_dir = dataset_dir or source.manifest.get("dataset_dir")
-    if not data_dir or not (Path(data_dir) / "items.jsonl").is_file():
-        raise DataError(f"{model_path}: the item catalog is needed ({data_dir or 'no dataset_dir in the manifest'}"
-                        "/items.jsonl not found); set dataset_dir to the prepared dataset the model was trained on")
-    data_dir = Path(data_dir)
-    catalog = Catalog.load(data_dir / "items.jsonl")
-    missing = [item for item in index.item_ids if item not in catalog]
-    if missing:
-        raise DataError(f"{data_dir / 'items.jsonl'}: {len(missing)} items of the SID index {sid_folder} are not in "
-                        f"the catalog (first: {missing[0]!r}); use the dataset the model was trained on")
+    data_dir, catalog = _catalog(source, dataset_dir, index.item_ids, f"the SID index {sid_folder}")
     if max_history is None:
         max_history = source.manifest.get("prompt_max_history")
     name = model_name or output.name
@@ -167,4 +177,63 @@ def export_model(model_path: str | os.PathLike, output_dir: str | os.PathLike, *
         }
         write_json(tmp / MANIFEST, manifest)
     logger.info("exported %s (%s) to %s", model_path, saved_as, output)
+    return manifest
+
+
+def export_setrec(source: SourceModel, output: Path, *, dataset_dir: str | os.PathLike | None = None,
+                  license: str = "apache-2.0", base_model: str | None = None, datasets: Sequence[str] = (),
+                  tags: Sequence[str] = (), model_name: str | None = None) -> dict[str, Any]:
+    """Export a SETRec folder (`rlrec setrec`): its model files as saved (LoRA already merged), the catalog
+    without SIDs, an inference config, the latest evaluation, a SETRec model card and the manifest."""
+    from rlrec.setrec.io import LLM_DIR, META_FILE, WEIGHTS_FILE
+
+    meta = read_json(source.path / META_FILE) if (source.path / META_FILE).is_file() else None
+    if not isinstance(meta, dict) or not isinstance(meta.get("item_ids"), list) or "config" not in meta:
+        raise DataError(f"{source.path / META_FILE}: missing or malformed; expected a folder written by rlrec setrec")
+    for name in (LLM_DIR, WEIGHTS_FILE):
+        if not (source.path / name).exists():
+            raise DataError(f"{source.path}: not a saved SETRec model (missing {name})")
+    item_ids = [str(i) for i in meta["item_ids"]]
+    config = meta["config"]
+    data_dir, catalog = _catalog(source, dataset_dir, item_ids, "the SETRec model")
+    name = model_name or output.name
+    summary, data_source = _dataset_summary(data_dir)
+    hub_base = base_model or hub_base_model(source.base_chain)
+    with atomic_output_dir(output) as tmp:
+        shutil.copytree(source.path / LLM_DIR, tmp / LLM_DIR)
+        for file in (WEIGHTS_FILE, META_FILE):
+            shutil.copy2(source.path / file, tmp / file)
+        catalog.save(tmp / CATALOG_FILE, item_ids=item_ids)
+        write_json(tmp / INFERENCE_CONFIG, {
+            "decoding": "setrec_grounding", "max_history": config.get("max_history"),
+            "num_semantic_tokens": config.get("num_semantic_tokens"), "beta": config.get("beta"),
+        })
+        if source.eval_report is not None:
+            write_json(tmp / EVAL_REPORT_FILE, source.eval_report)
+        metadata = card_metadata(model_name=name, base_model=hub_base, datasets=list(datasets), license=license,
+                                 tags=["setrec", *tags], report=source.eval_report,
+                                 dataset_name=data_source or data_dir.name, pipeline_tag="feature-extraction")
+        (tmp / CARD_FILE).write_text(setrec_model_card(
+            metadata=metadata, model_name=name, base_chain=source.base_chain, dataset_dir=str(data_dir),
+            dataset_summary=summary, num_items=len(item_ids), num_warm_items=source.manifest.get("num_warm_items"),
+            num_semantic_tokens=int(config.get("num_semantic_tokens", 0)), beta=float(config.get("beta", 0.0)),
+            max_history=int(config.get("max_history", 0)), report=source.eval_report,
+            report_source=source.eval_report_path,
+        ), encoding="utf-8")
+        manifest = {
+            "stage": "export",
+            "rlrec_version": rlrec.__version__,
+            "source": str(source.path),
+            "source_stage": "setrec",
+            "saved_as": "setrec",
+            "base_model": str(source.path),
+            "hub_base_model": hub_base,
+            "dataset_dir": str(data_dir),
+            "num_items": len(item_ids),
+            "eval_source": source.eval_report_path,
+            "metrics": report_metrics(source.eval_report),
+            "files": sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()) + [MANIFEST],
+        }
+        write_json(tmp / MANIFEST, manifest)
+    logger.info("exported SETRec model %s to %s", source.path, output)
     return manifest

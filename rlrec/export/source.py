@@ -52,8 +52,8 @@ def read_source(path: str | Path, eval_report: str | Path | None = None) -> Sour
     if not folder.is_dir():
         raise ConfigError(f"{folder}: model folder not found")
     if not (folder / MANIFEST).is_file():
-        raise ConfigError(f"{folder}: no {MANIFEST}; expected the output folder of a finished `rlrec sft` or "
-                          "`rlrec grpo` run (the manifest is written last)")
+        raise ConfigError(f"{folder}: no {MANIFEST}; expected the output folder of a finished `rlrec sft`, "
+                          "`rlrec grpo` or `rlrec setrec` run (the manifest is written last)")
     manifest = read_json(folder / MANIFEST)
     if not isinstance(manifest, dict):
         raise DataError(f"{folder / MANIFEST}: expected a JSON object")

@@ -90,10 +90,14 @@ class Catalog:
 
     # -- files ----------------------------------------------------------------------------------------
 
-    def save(self, path: str | os.PathLike, index: SIDIndex) -> int:
-        """Write `catalog.jsonl` for the items of `index` (those the model can recommend), with their SIDs."""
-        return write_jsonl(path, ({"item_id": item, "title": self.title(item), "sid": index.sid(item)}
-                                  for item in index.item_ids))
+    def save(self, path: str | os.PathLike, index: SIDIndex | None = None, item_ids: Iterable[str] = ()) -> int:
+        """Write `catalog.jsonl` for the items of `index` (those the model can recommend), with their SIDs, or
+        for `item_ids` without SIDs (a SETRec model, whose identifiers are not strings)."""
+        if index is not None:
+            rows = ({"item_id": item, "title": self.title(item), "sid": index.sid(item)} for item in index.item_ids)
+        else:
+            rows = ({"item_id": item, "title": self.title(item)} for item in item_ids)
+        return write_jsonl(path, rows)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Catalog:

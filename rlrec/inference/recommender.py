@@ -160,7 +160,7 @@ class Recommender:
         if not folder.is_dir():
             raise ConfigError(f"{folder}: model folder not found")
         manifest = read_json_object(folder / MANIFEST, missing_ok=True)
-        if manifest.get("stage") == "setrec":
+        if "setrec" in (manifest.get("stage"), manifest.get("source_stage")):  # trained or exported SETRec
             from rlrec.setrec import load_setrec
 
             model = load_setrec(folder, device=device, dtype=dtype)

@@ -28,7 +28,8 @@ class ExportConfig:
 
     model_path: str = field(
         default="runs/ml-100k/grpo",
-        metadata={"help": "Output folder of `rlrec sft` or `rlrec grpo` (full model, merged LoRA, or adapter)."},
+        metadata={"help": "Output folder of `rlrec sft` or `rlrec grpo` (full model, merged LoRA, or adapter), or of "
+                  "`rlrec setrec`."},
     )
     output_dir: str = field(default="runs/ml-100k/export", metadata={"help": "Folder the export is written to."})
     merge_lora: bool = field(

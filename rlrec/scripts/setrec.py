@@ -182,6 +182,7 @@ def main(stage: SETRecStageConfig, model_config: SETRecModelConfig, train_config
             "config": {"stage": dataclasses.asdict(stage), "model": dataclasses.asdict(model_config),
                        "train": dataclasses.asdict(train_config)},
             "dataset_dir": str(stage.dataset_dir),
+            "base_model": stage.model_name_or_path or "smollm2",
             "num_items": len(item_ids), "num_warm_items": int(warm.sum()),
             "train": {"steps": history["steps"], "num_processes": history["num_processes"],
                       "seconds": round(train_seconds, 1), "first_loss": round(losses[0]["loss"], 4),
