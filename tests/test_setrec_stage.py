@@ -126,7 +126,7 @@ def test_export_of_a_setrec_folder_serves_the_same_and_carries_its_metrics(input
     assert len(catalog) == len(dataset.items) and '"sid"' not in catalog[0]
     histories = [ex.history for ex in dataset.test[:4]]
     before = Recommender.from_pretrained(out, device="cpu").recommend_batch(histories, k=5)
-    after = Recommender.from_pretrained(exported, device="cpu").recommend_batch(histories, k=5)
+    after = Recommender.from_pretrained(exported).recommend_batch(histories, k=5)  # device auto
     assert [r.item_ids for r in after] == [r.item_ids for r in before]
     assert after[0].items[0].title == dataset.items[after[0].items[0].item_id].title
 

@@ -55,8 +55,12 @@ def save_setrec(model: SETRecModel, folder: str | os.PathLike, tokenizer: Any | 
 
 def load_setrec(folder: str | os.PathLike, device: str | torch.device = "cpu",
                 dtype: str | torch.dtype = "auto") -> SETRecModel:
-    """Read a folder written by `save_setrec`, in eval mode on `device`."""
+    """Read a folder written by `save_setrec`, in eval mode on `device` (`auto`: CUDA when available)."""
     from transformers import AutoModel
+
+    from rlrec.models.checkpoint import resolve_device
+
+    device = resolve_device(device)
 
     folder = Path(folder)
     for name in (MANIFEST, META_FILE, WEIGHTS_FILE, LLM_DIR):
