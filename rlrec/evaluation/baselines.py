@@ -64,14 +64,14 @@ class PopularityRecommender:
         return out
 
 
-def score_to_topk(scores: torch.Tensor, item_ids: Sequence[str], k: int,
-                  exclude: Sequence[Sequence[str]] | None = None,
-                  index: Mapping[str, int] | None = None) -> list[list[str | None]]:
-    """Top-`k` item ids per row of a `(batch, n_items)` score tensor, in one batched `torch.topk`.
+def score_to_ranked(scores: torch.Tensor, item_ids: Sequence[str], k: int,
+                    exclude: Sequence[Sequence[str]] | None = None,
+                    index: Mapping[str, int] | None = None) -> list[list[tuple[str, float]]]:
+    """Top-`k` `(item_id, score)` per row of a `(batch, n_items)` score tensor, in one batched `torch.topk`.
 
-    `exclude[i]` lists ids to drop from row i (e.g. the history); they are masked to -inf. A slot
-    whose score is -inf (masked, or ruled out by the scorer) comes back as `None` padding, which the
-    metrics skip. Ties in score come out in whatever order `torch.topk` gives.
+    `exclude[i]` lists ids to drop from row i (e.g. the history); they are masked to -inf. Items whose score
+    is -inf (masked, or ruled out by the scorer) are left out, so a row may be shorter than `k`. Ties in
+    score come out in whatever order `torch.topk` gives.
     """
     if scores.dim() != 2 or scores.shape[1] != len(item_ids):
         raise ValueError(f"scores must have shape (batch, {len(item_ids)}), got {tuple(scores.shape)}")
@@ -84,11 +84,22 @@ def score_to_topk(scores: torch.Tensor, item_ids: Sequence[str], k: int,
         if rows:
             scores = scores.clone()
             scores[rows, cols] = float("-inf")
-    k = min(k, scores.shape[1])
-    values, indices = torch.topk(scores, k, dim=-1)
+    values, indices = torch.topk(scores, min(k, scores.shape[1]), dim=-1)
     valid = torch.isfinite(values) | (values > 0)  # +inf is a legitimate (certain) score
-    return [[item_ids[j] if ok else None for j, ok in zip(row, keep, strict=True)]
-            for row, keep in zip(indices.tolist(), valid.tolist(), strict=True)]
+    return [[(item_ids[j], v) for j, v, ok in zip(row, vals, keep, strict=True) if ok]
+            for row, vals, keep in zip(indices.tolist(), values.tolist(), valid.tolist(), strict=True)]
+
+
+def score_to_topk(scores: torch.Tensor, item_ids: Sequence[str], k: int,
+                  exclude: Sequence[Sequence[str]] | None = None,
+                  index: Mapping[str, int] | None = None) -> list[list[str | None]]:
+    """Top-`k` item ids per row, as `score_to_ranked` ranks them, padded with `None` to `min(k, n_items)`.
+
+    The padding stands for the slots whose score is -inf (they sort last), which the metrics skip.
+    """
+    width = min(k, len(item_ids))
+    return [[item for item, _ in row] + [None] * (width - len(row))
+            for row in score_to_ranked(scores, item_ids, k, exclude, index)]
 
 
 def candidate_mask(index: Mapping[str, int], items: Iterable[str]) -> torch.Tensor:

@@ -17,8 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import torch
-
 from rlrec.evaluation.sid_recommender import SIDRecommender
 from rlrec.generation import constrained_beam_search
 
@@ -57,14 +55,12 @@ class SIDBackend:
 
 
 class SETRecBackend:
-    """Grounded scores of every item (or of a pool) from one SETRec forward pass per batch."""
+    """Grounded scores of every item (or of a pool) from one SETRec forward pass per batch (`SETRecRecommender`,
+    which caches the item-token corpus and the prompt's keys and values)."""
 
-    def __init__(self, model: Any, candidates: torch.Tensor | None = None) -> None:
-        from rlrec.setrec.recommender import SETRecRecommender
-
-        self.model = model
-        self.scorer = SETRecRecommender(model)  # caches the item-token corpus and the prompt's keys/values
-        self.candidates = candidates
+    def __init__(self, scorer: Any) -> None:
+        self.scorer = scorer
+        self.model = scorer.model
 
     def knows(self, item_id: str) -> bool:
         return item_id in self.model.index
@@ -73,22 +69,8 @@ class SETRecBackend:
         return ""  # SETRec identifiers are continuous token sets, not strings
 
     def restricted_to(self, items: Iterable[str]) -> SETRecBackend:
-        from rlrec.evaluation.baselines import candidate_mask
-
-        restricted = SETRecBackend(self.model, candidate_mask(self.model.index, items))
-        restricted.scorer = self.scorer  # same weights: share the cached corpus
-        return restricted
+        return SETRecBackend(self.scorer.restricted_to(items))
 
     def rank(self, histories: Sequence[Sequence[str]], k: int, beams: int, exclude_history: bool) -> list[Ranked]:
         """The top `k` items by grounded score; the history's items are masked out exactly when asked."""
-        from rlrec.evaluation.baselines import mask_candidates
-
-        scores = mask_candidates(self.scorer.scores(histories), self.candidates)
-        if exclude_history:
-            scores = scores.clone()
-            for row, history in enumerate(histories):
-                scores[row, [self.model.index[item] for item in history]] = float("-inf")
-        values, indices = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-        item_ids = self.model.item_ids
-        return [[(item_ids[j], v) for j, v in zip(cols, vals, strict=True) if v != float("-inf")]
-                for cols, vals in zip(indices.tolist(), values.tolist(), strict=True)]
+        return self.scorer.ranked(histories, k, exclude_history)

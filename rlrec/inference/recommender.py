@@ -119,8 +119,11 @@ class Recommender:
         `Recommendation.sid` is empty (SETRec's identifiers are continuous token sets) and `score` is the
         grounded similarity. The history cap is the model's own (`max_history` of its config).
         """
+        from rlrec.setrec import SETRecRecommender
+
         recommender = cls.__new__(cls)
-        recommender._setup(SETRecBackend(model), catalog or Catalog.from_ids(model.item_ids),
+        recommender._setup(SETRecBackend(SETRecRecommender(model, batch_size=batch_size)),
+                           catalog or Catalog.from_ids(model.item_ids),
                            num_beams=DEFAULT_NUM_BEAMS, batch_size=batch_size,
                            max_history=model.config.max_history, on_unknown=on_unknown)
         recommender.tokenizer = None

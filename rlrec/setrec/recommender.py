@@ -7,11 +7,12 @@ tokens and queries, and one matrix product per identifier dimension.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 
 import torch
 
-from rlrec.evaluation.baselines import candidate_mask, mask_candidates, score_to_topk
+from rlrec.evaluation.baselines import candidate_mask, mask_candidates, score_to_ranked
 from rlrec.setrec.model import PromptKV, SETRecModel
 
 
@@ -27,8 +28,9 @@ class SETRecRecommender:
         self.candidates: torch.Tensor | None = None  # bool mask over the model's items; None: every item
 
     def restricted_to(self, items: Iterable[str]) -> SETRecRecommender:
-        """The same model ranking only `items` (the cold-start protocol: cold items only)."""
-        restricted = SETRecRecommender(self.model, self.batch_size, self.exclude_history)
+        """The same model ranking only `items` (the cold-start protocol: cold items only); a corpus already
+        computed is shared."""
+        restricted = copy.copy(self)
         restricted.candidates = candidate_mask(self.model.index, items)
         return restricted
 
@@ -50,14 +52,23 @@ class SETRecRecommender:
             self.model.train(was_training)
 
     @torch.no_grad()
-    def recommend(self, histories: Sequence[Sequence[str]], k: int) -> list[list[str | None]]:
-        out: list[list[str | None]] = []
+    def ranked(self, histories: Sequence[Sequence[str]], k: int,
+               exclude_history: bool | None = None) -> list[list[tuple[str, float]]]:
+        """Top-`k` `(item_id, grounded score)` per history, `batch_size` histories per forward pass; the
+        history's items are left out when `exclude_history` (default: the recommender's setting)."""
+        exclude = self.exclude_history if exclude_history is None else exclude_history
+        out: list[list[tuple[str, float]]] = []
         for start in range(0, len(histories), self.batch_size):
             batch = [list(h) for h in histories[start:start + self.batch_size]]
             scores = mask_candidates(self.scores(batch), self.candidates)
-            out.extend(score_to_topk(scores, self.model.item_ids, k,
-                                     exclude=batch if self.exclude_history else None, index=self.model.index))
+            out.extend(score_to_ranked(scores, self.model.item_ids, k, exclude=batch if exclude else None,
+                                       index=self.model.index))
         return out
+
+    def recommend(self, histories: Sequence[Sequence[str]], k: int) -> list[list[str | None]]:
+        """Top-`k` item ids per history, padded with None where fewer items can be ranked (`score_to_topk`)."""
+        width = min(k, len(self.model.item_ids))
+        return [[item for item, _ in row] + [None] * (width - len(row)) for row in self.ranked(histories, k)]
 
     def refresh(self) -> None:
         """Forget the cached corpus and prompt keys/values (call after the model's weights change)."""
