@@ -97,9 +97,12 @@ def score_to_topk(scores: torch.Tensor, item_ids: Sequence[str], k: int,
 
     The padding stands for the slots whose score is -inf (they sort last), which the metrics skip.
     """
-    width = min(k, len(item_ids))
-    return [[item for item, _ in row] + [None] * (width - len(row))
-            for row in score_to_ranked(scores, item_ids, k, exclude, index)]
+    return padded_ids(score_to_ranked(scores, item_ids, k, exclude, index), min(k, len(item_ids)))
+
+
+def padded_ids(ranked: Sequence[Sequence[tuple[str, float]]], width: int) -> list[list[str | None]]:
+    """The item ids of ranked `(item_id, score)` rows, each padded with None to `width` slots."""
+    return [[item for item, _ in row] + [None] * (width - len(row)) for row in ranked]
 
 
 def candidate_mask(index: Mapping[str, int], items: Iterable[str]) -> torch.Tensor:

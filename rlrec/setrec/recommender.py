@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from rlrec.evaluation.baselines import candidate_mask, mask_candidates, score_to_ranked
+from rlrec.evaluation.baselines import candidate_mask, mask_candidates, padded_ids, score_to_ranked
 from rlrec.setrec.model import PromptKV, SETRecModel
 
 
@@ -67,8 +67,7 @@ class SETRecRecommender:
 
     def recommend(self, histories: Sequence[Sequence[str]], k: int) -> list[list[str | None]]:
         """Top-`k` item ids per history, padded with None where fewer items can be ranked (`score_to_topk`)."""
-        width = min(k, len(self.model.item_ids))
-        return [[item for item, _ in row] + [None] * (width - len(row)) for row in self.ranked(histories, k)]
+        return padded_ids(self.ranked(histories, k), min(k, len(self.model.item_ids)))
 
     def refresh(self) -> None:
         """Forget the cached corpus and prompt keys/values (call after the model's weights change)."""
