@@ -106,6 +106,28 @@ def _catalog(source: SourceModel, dataset_dir: str | os.PathLike | None, item_id
     return data_dir, catalog
 
 
+def _write_manifest(tmp: Path, source: SourceModel, *, source_path: str, saved_as: str, hub_base: str | None,
+                    data_dir: Path, num_items: int, **extra: Any) -> dict[str, Any]:
+    """Write the export's `manifest.json` last (it marks a complete folder), listing every file; return it."""
+    manifest = {
+        "stage": "export",
+        "rlrec_version": rlrec.__version__,
+        "source": source_path,
+        "source_stage": source.stage,
+        "saved_as": saved_as,
+        "base_model": source_path,
+        "hub_base_model": hub_base,
+        "dataset_dir": str(data_dir),
+        **extra,
+        "num_items": num_items,
+        "eval_source": source.eval_report_path,
+        "metrics": report_metrics(source.eval_report),
+        "files": sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()) + [MANIFEST],
+    }
+    write_json(tmp / MANIFEST, manifest)
+    return manifest
+
+
 def export_model(model_path: str | os.PathLike, output_dir: str | os.PathLike, *, merge_lora: bool = True,
                  dataset_dir: str | os.PathLike | None = None, sid_dir: str | os.PathLike | None = None,
                  dtype: str = "auto", num_beams: int = 20, max_history: int | None = None,
@@ -160,22 +182,8 @@ def export_model(model_path: str | os.PathLike, output_dir: str | os.PathLike, *
             sid_shape=index.codebook_sizes, max_history=max_history, num_beams=num_beams,
             report=source.eval_report, report_source=source.eval_report_path,
         ), encoding="utf-8")
-        manifest = {
-            "stage": "export",
-            "rlrec_version": rlrec.__version__,
-            "source": str(model_path),
-            "source_stage": source.stage,
-            "saved_as": saved_as,
-            "base_model": str(model_path),
-            "hub_base_model": hub_base,
-            "dataset_dir": str(data_dir),
-            "prompt_max_history": max_history,
-            "num_items": len(index),
-            "eval_source": source.eval_report_path,
-            "metrics": report_metrics(source.eval_report),
-            "files": sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()) + [MANIFEST],
-        }
-        write_json(tmp / MANIFEST, manifest)
+        manifest = _write_manifest(tmp, source, source_path=str(model_path), saved_as=saved_as, hub_base=hub_base,
+                                   data_dir=data_dir, num_items=len(index), prompt_max_history=max_history)
     logger.info("exported %s (%s) to %s", model_path, saved_as, output)
     return manifest
 
@@ -220,20 +228,7 @@ def export_setrec(source: SourceModel, output: Path, *, dataset_dir: str | os.Pa
             max_history=int(config.get("max_history", 0)), report=source.eval_report,
             report_source=source.eval_report_path,
         ), encoding="utf-8")
-        manifest = {
-            "stage": "export",
-            "rlrec_version": rlrec.__version__,
-            "source": str(source.path),
-            "source_stage": "setrec",
-            "saved_as": "setrec",
-            "base_model": str(source.path),
-            "hub_base_model": hub_base,
-            "dataset_dir": str(data_dir),
-            "num_items": len(item_ids),
-            "eval_source": source.eval_report_path,
-            "metrics": report_metrics(source.eval_report),
-            "files": sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()) + [MANIFEST],
-        }
-        write_json(tmp / MANIFEST, manifest)
+        manifest = _write_manifest(tmp, source, source_path=str(source.path), saved_as="setrec", hub_base=hub_base,
+                                   data_dir=data_dir, num_items=len(item_ids))
     logger.info("exported SETRec model %s to %s", source.path, output)
     return manifest
