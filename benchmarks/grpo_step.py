@@ -117,7 +117,7 @@ def main() -> None:
         model.train()
         rollout_times: list[float] = []
         rollout = SIDRollout(index, tokenizer, args.num_generations, batch_size=16)
-        prompts = prompt_dataset(dataset, index, 10, args.steps * args.prompts_per_step * 2, seed=0)
+        prompts = prompt_dataset(dataset, index, tokenizer, 10, args.steps * args.prompts_per_step * 2, seed=0)
         timer = StepTimer()
         trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=training_args, train_dataset=prompts,
                               processing_class=tokenizer, rollout_func=timed(rollout, rollout_times),

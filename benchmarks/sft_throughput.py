@@ -2,6 +2,10 @@
 
     HF_HUB_OFFLINE=1 python benchmarks/sft_throughput.py --dataset_dir runs/demo/data --sid_dir runs/demo/sid \
         [--steps 12] [--warmup 2] [--batch 8] [--variants padded,padding_free] [--attn sdpa] [any `rlrec sft` flag]
+    # the compact from-scratch SID model (0.62M parameters), as its recipe trains it:
+    HF_HUB_OFFLINE=1 python benchmarks/sft_throughput.py --config recipes/ml-100k-compact/sft.yaml \
+        --dataset_dir runs/ml-100k/data --sid_dir runs/ml-100k/sid --batch 256 --steps 40 --attn eager \
+        --variants padded --repeats 2 [--bf16 false]
 
 It builds exactly what `rlrec sft` trains (the recipe `--config`, default `recipes/ml-100k/sft.yaml`: SA-Init
 SID rows, the task mixture, TRL's `SFTTrainer`) and times `--steps` optimizer steps per variant, leaving out the
@@ -85,10 +89,11 @@ def time_variant(name: str, args: argparse.Namespace, extra: list[str]) -> dict[
                 str(args.batch), "--num_train_examples", str(args.steps * args.batch), "--logging_steps",
                 str(args.steps), "--report_to", "none", "--eval_at_end", "false", "--attn_implementation", args.attn,
                 *VARIANTS[name], *extra]
-        script_args, _eval_args, training_args, model_args = sft.make_parser().parse_args_and_config(argv)
+        configs = sft.make_parser().parse_args_and_config(argv)
+        script_args, _eval_args, training_args, model_args, scratch_args = configs[:5]
         if training_args.padding_free and not training_args.packing:
             training_args.max_length = None  # TRL refuses a max_length it would not enforce; rows are short
-        trainer = sft.build_trainer(script_args, training_args, model_args).trainer
+        trainer = sft.build_trainer(script_args, training_args, model_args, scratch_args).trainer
         counter = CountingCollator(trainer.data_collator)
         trainer.data_collator = counter  # the train dataloader is built in train(), from this attribute
         clock = StepClock(counter)

@@ -50,9 +50,11 @@ def _rounded(obj: Any, digits: int = 6) -> Any:
 
 
 def build_report(split: str, models: Mapping[str, Mapping[str, Any]], k_values: Iterable[int],
-                 metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 metadata: Mapping[str, Any] | None = None,
+                 sections: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The `report.json` content. Top-level counts are the first model's; a model whose count of a
-    shared group differs is logged, since its numbers are then not comparable."""
+    shared group differs is logged, since its numbers are then not comparable. `sections` are more
+    top-level entries (`paired`, `per_user`)."""
     if not models:
         raise ValueError("no models to report")
     names = list(models)
@@ -68,6 +70,7 @@ def build_report(split: str, models: Mapping[str, Mapping[str, Any]], k_values: 
         "models": _rounded({name: dict(metrics) for name, metrics in models.items()}),
         "counts": counts,
     }
+    report.update(_rounded(dict(sections or {})))
     if metadata:
         report["metadata"] = dict(metadata)
     return report
@@ -91,14 +94,14 @@ def _atomic_files(writers: Mapping[Path, Callable[[Path], None]]) -> None:
 
 def write_report(out_dir: str | os.PathLike, split: str, models: Mapping[str, Mapping[str, Any]],
                  k_values: Iterable[int], metadata: Mapping[str, Any] | None = None,
-                 plot: bool = True) -> dict[str, Any]:
+                 plot: bool = True, sections: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write `report.json` (and `metrics.png` when `plot`) into `out_dir`; return the report.
 
     Without matplotlib the plot is skipped with a warning rather than losing the numbers.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = build_report(split, models, k_values, metadata)
+    report = build_report(split, models, k_values, metadata, sections)
 
     def write_json(path: Path) -> None:
         path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

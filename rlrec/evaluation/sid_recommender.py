@@ -1,10 +1,10 @@
 """`SIDRecommender`: a generative model behind the same `recommend(histories, k)` interface as the baselines.
 
-Each history becomes the next-item prompt of `rlrec.tasks.prompts.history_prompt`, rendered exactly
-as TRL's `SFTTrainer` renders the prompt of a conversational prompt-completion example: the chat
-template with the generation prompt, tokenized without special tokens (the template already has
-them; `apply_chat_template(tokenize=True)` does the same). A model only ranks well when it is
-asked the way it was trained, so this must not drift from SFT.
+Each history becomes the next-item prompt of `rlrec.tasks.prompts.model_history_prompt`, rendered exactly
+as TRL's `SFTTrainer` renders the prompt of a prompt-completion example: the chat template with the
+generation prompt (or, for a from-scratch SID model, `<bos>` and the history's SIDs), tokenized without
+special tokens (the template already has them; `apply_chat_template(tokenize=True)` does the same). A
+model only ranks well when it is asked the way it was trained, so this must not drift from SFT.
 
 The prompts of a batch are left-padded and decoded by `constrained_beam_search` over the SID trie:
 every returned item is a real, distinct item of the index, best first. Fewer than `k` items come
@@ -21,7 +21,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlrec.generation import SIDConstraint, constrained_beam_search
 from rlrec.sid.index import SIDIndex
-from rlrec.tasks.prompts import history_prompt
+from rlrec.tasks.prompts import model_history_prompt, render_prompt
 from rlrec.utils.errors import ConfigError
 
 
@@ -97,14 +97,14 @@ class SIDRecommender:
         return restricted
 
     def prompt_texts(self, histories: Sequence[Sequence[str]]) -> list[str]:
-        """The rendered chat prompts (what SFT trained the model to answer with the next item's SID)."""
+        """The rendered prompts (what SFT trained the model to answer with the next item's SID)."""
         texts = []
         for history in histories:
             history = list(history)
             if self.max_history is not None:
                 history = history[-self.max_history:]
-            messages = history_prompt(history, self.index, self.phrasing)
-            texts.append(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+            prompt = model_history_prompt(self.tokenizer, history, self.index, self.phrasing)
+            texts.append(render_prompt(self.tokenizer, prompt))
         return texts
 
     def encode(self, histories: Sequence[Sequence[str]]) -> dict[str, torch.Tensor]:

@@ -34,15 +34,10 @@ RolloutMode = Literal["beam", "sample"]
 
 
 def render_prompts(tokenizer: Any, prompts: Sequence[Any]) -> list[list[int]]:
-    """Token ids of each prompt as the SFT trainer rendered it (chat template + generation prompt)."""
-    ids = []
-    for prompt in prompts:
-        if isinstance(prompt, str):
-            text = prompt
-        else:
-            text = tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=False)
-        ids.append(tokenizer(text, add_special_tokens=False)["input_ids"])
-    return ids
+    """Token ids of each prompt as the SFT trainer rendered it (`rlrec.tasks.prompts.render_prompt`)."""
+    from rlrec.tasks.prompts import render_prompt
+
+    return [tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"] for prompt in prompts]
 
 
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int,
@@ -90,6 +85,10 @@ class SIDRollout:
             the one the trainer recomputes log-probs at); `beam` scores at temperature 1.
         batch_size: prompts decoded together.
         seed: for `sample`'s draws.
+        add_target: put each prompt's target item into its group when the rollout missed it, in place of the
+            last candidate (an off-policy positive: with the target absent every candidate of an exact-match
+            reward scores 0 and the group teaches nothing). The trainer must expose the batch's targets as
+            `current_targets` (`RecGRPOTrainer` does); the target's log-probs are the policy's, teacher-forced.
     """
 
     index: SIDIndex
@@ -99,6 +98,7 @@ class SIDRollout:
     top_k: int | None = None
     batch_size: int = 16
     seed: int = 0
+    add_target: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("beam", "sample"):
@@ -111,12 +111,19 @@ class SIDRollout:
             )
         self.constraint = SIDConstraint.from_index(self.index, self.tokenizer)
         self._calls = 0
+        self.added_targets = 0  # groups whose target was put in by add_target
 
     def __call__(self, prompts: Sequence[Any], trainer: Any) -> dict[str, list]:
         from trl.models import unwrap_model_for_generation
 
         groups = group_prompts(prompts, self.num_generations)
         prompt_ids = render_prompts(self.tokenizer, groups)
+        targets = None
+        if self.add_target:
+            current = getattr(trainer, "current_targets", None)
+            if current is None or len(current) != len(prompts):
+                raise ConfigError("rollout add_target needs the batch's targets: train with RecGRPOTrainer")
+            targets = current[:: self.num_generations]
         zero3 = getattr(trainer.accelerator.state, "deepspeed_plugin", None) is not None and \
             trainer.accelerator.state.deepspeed_plugin.zero_stage == 3
         with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
@@ -125,6 +132,9 @@ class SIDRollout:
             model.eval()
             try:
                 items, sequences, logprobs = self.decode(model, prompt_ids, temperature=trainer.temperature)
+                if targets is not None:
+                    self.added_targets += add_missing_targets(model, self.index, self.tokenizer, prompt_ids, targets,
+                                                              items, sequences, logprobs)
             finally:
                 model.train(was_training)
         self._calls += 1
@@ -166,3 +176,38 @@ class SIDRollout:
                 out["item_id"].append(item_ids[int(items[p, g])])
                 out["beam_rank"].append(g if self.mode == "beam" else None)
         return out
+
+
+@torch.no_grad()
+def target_logprobs(model: torch.nn.Module, prompt_ids: list[list[int]], completions: torch.Tensor,
+                    pad_id: int) -> torch.Tensor:
+    """Full-vocabulary log-probs `(P, L)` of each prompt's `completions[p]` (teacher-forced), as the search scores."""
+    device = next(model.parameters()).device
+    sequences = [list(p) + completions[i].tolist() for i, p in enumerate(prompt_ids)]
+    input_ids, attention_mask = left_pad(sequences, pad_id, device)
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
+    length = completions.shape[1]
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                   logits_to_keep=length + 1).logits[:, :-1].float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    return logprobs.gather(-1, completions.to(device).unsqueeze(-1)).squeeze(-1).cpu()
+
+
+def add_missing_targets(model: torch.nn.Module, index: SIDIndex, tokenizer: Any, prompt_ids: list[list[int]],
+                        targets: Sequence[str], items: torch.Tensor, sequences: torch.Tensor,
+                        logprobs: torch.Tensor) -> int:
+    """Put each group's target in its last slot where the rollout missed it (in place); returns how many."""
+    rows = index.item_ids
+    position = {item: row for row, item in enumerate(rows)}
+    missing = [p for p, target in enumerate(targets)
+               if target in position and position[target] not in set(items[p].tolist())]
+    if not missing:
+        return 0
+    ids = torch.tensor([tokenizer.convert_tokens_to_ids(index.tokens(targets[p])) for p in missing], dtype=torch.long)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    scored = target_logprobs(model, [prompt_ids[p] for p in missing], ids, pad_id)
+    for j, p in enumerate(missing):
+        items[p, -1] = position[targets[p]]
+        sequences[p, -1] = ids[j]
+        logprobs[p, -1] = scored[j]
+    return len(missing)

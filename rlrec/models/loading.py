@@ -146,9 +146,12 @@ def ensure_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
 
     Every SFT task is a chat `messages` list, so a base (non-instruct) model still needs a template.
     ChatML is what most small instruct models use; the warning says so because the model has never
-    seen these markers and its `<|im_end|>` may not be one token.
+    seen these markers and its `<|im_end|>` may not be one token. A from-scratch model's SID-only
+    tokenizer (`rlrec.models.scratch`) has no words to chat with and is left without one.
     """
-    if tokenizer.chat_template:
+    from rlrec.models.scratch import is_sid_tokenizer
+
+    if tokenizer.chat_template or is_sid_tokenizer(tokenizer):
         return False
     tokenizer.chat_template = CHATML_TEMPLATE
     vocab = tokenizer.get_vocab()

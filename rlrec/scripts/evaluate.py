@@ -206,7 +206,8 @@ def _progress_bar(total: int, desc: str, show: bool) -> Any:
 
 def evaluate_timed(name: str, recommender: Recommender, examples: Sequence[Example], settings: EvalSettings,
                    batch_size: int, head: set[str] | None, show_progress: bool,
-                   seconds: dict[str, float], cold_pool: Sequence[str] | None = None) -> dict[str, Any]:
+                   seconds: dict[str, float], cold_pool: Sequence[str] | None = None,
+                   ranks_out: list[int | None] | None = None) -> dict[str, Any]:
     """`evaluate_recommender` under a progress bar named after the model; its wall time goes to `seconds`.
 
     With `cold_pool` (the cold items), the users whose target is cold are ranked again among those items only,
@@ -221,7 +222,7 @@ def evaluate_timed(name: str, recommender: Recommender, examples: Sequence[Examp
         cold = []
     with _progress_bar(len(examples) + len(cold), f"evaluate {name}", show_progress) as bar:
         metrics = evaluate_recommender(recommender, examples, settings.k_values, batch_size=batch_size, head=head,
-                                       on_batch=bar.update)
+                                       on_batch=bar.update, ranks_out=ranks_out)
         if cold:
             pooled = evaluate_recommender(restrict(cold_pool), cold, settings.k_values, batch_size=batch_size,
                                           on_batch=bar.update)
@@ -290,15 +291,18 @@ def evaluate_model(model: Any, tokenizer: Any, index: SIDIndex, dataset: Prepare
     if model_name in settings.baselines:
         raise ConfigError(f"model_name={model_name!r} is also the name of a baseline")
     pool = cold_pool_items(dataset, settings)
+    ranks: dict[str, list[int | None]] = {name: [] for name in [model_name, *(others or {}), *settings.baselines]}
     models = {model_name: evaluate_timed(model_name, recommender, by_length, settings, settings.batch_size, head,
-                                         show_progress, seconds, pool)}
+                                         show_progress, seconds, pool, ranks[model_name])}
     for name, load in (others or {}).items():
         other_recommender = load(index, settings)
         models[name] = evaluate_timed(name, other_recommender, by_length, settings, settings.batch_size, head,
-                                      show_progress, seconds, pool)
+                                      show_progress, seconds, pool, ranks[name])
         del other_recommender
     for name, baseline in baseline_recommenders(dataset, settings, device, show_progress).items():
-        models[name] = evaluate_timed(name, baseline, examples, settings, 1024, head, show_progress, seconds, pool)
+        models[name] = evaluate_timed(name, baseline, examples, settings, 1024, head, show_progress, seconds, pool,
+                                      ranks[name])
+    sections = paired_sections(examples, by_length, ranks, model_name, list(others or {}), settings)
 
     meta = {
         "rlrec_version": rlrec.__version__,
@@ -311,8 +315,34 @@ def evaluate_model(model: Any, tokenizer: Any, index: SIDIndex, dataset: Prepare
         **(metadata or {}),
     }
     if output_dir is not None:
-        return write_report(output_dir, settings.split, models, settings.k_values, meta, plot=settings.plot)
-    return build_report(settings.split, models, settings.k_values, meta)
+        return write_report(output_dir, settings.split, models, settings.k_values, meta, plot=settings.plot,
+                            sections=sections)
+    return build_report(settings.split, models, settings.k_values, meta, sections)
+
+
+def paired_sections(examples: Sequence[Example], by_length: Sequence[Example], ranks: dict[str, list[int | None]],
+                    main: str, compared: Sequence[str], settings: EvalSettings) -> dict[str, Any]:
+    """`per_user` (every model's target rank per user, in split order) and `paired` (each compared model and
+    baseline against `main`: per-user difference of NDCG and HR at the main K with a bootstrap 95% interval).
+
+    The models were evaluated in two orders (SID models sorted by history length, baselines in split order);
+    both are put back into split order before anything is paired.
+    """
+    from rlrec.evaluation.paired import paired_comparison
+
+    position = {id(ex): i for i, ex in enumerate(examples)}
+    aligned: dict[str, list[int | None]] = {}
+    for name, values in ranks.items():
+        if name in (main, *compared):
+            row: list[int | None] = [None] * len(examples)
+            for ex, rank in zip(by_length, values, strict=True):
+                row[position[id(ex)]] = rank
+            aligned[name] = row
+        else:
+            aligned[name] = list(values)
+    k = main_k(settings.k_values)
+    return {"paired": {"main": main, "k": k, "against": paired_comparison(aligned, main, k, seed=settings.seed)},
+            "per_user": {"user_ids": [ex.user_id for ex in examples], "ranks": aligned}}
 
 
 def load_compared(path: str | Path, index: SIDIndex, settings: EvalSettings, *, device: Any,
@@ -379,6 +409,10 @@ def main(config: EvaluateConfig) -> dict[str, Any]:
                   "sid_dir": str(config.resolved_sid_dir()), "dtype": str(model.dtype)},
     )
     print(format_table(report["models"], k=main_k(report["k_values"])))
+    if report.get("paired", {}).get("against"):
+        from rlrec.evaluation.paired import format_paired
+
+        print(format_paired(report["paired"]["against"], config.model_name))
     print(f"rlrec evaluate: {report['counts']['all']} {config.split} users in {time.perf_counter() - start:.1f}s; "
           f"report written to {output_dir}", flush=True)
     return report

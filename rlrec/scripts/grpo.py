@@ -32,6 +32,7 @@ import rlrec
 from rlrec.data.schema import PreparedDataset
 from rlrec.sid.index import SIDIndex
 from rlrec.training.config import EndEvalArguments
+from rlrec.training.valid_selection import ValidSelectionArguments
 from rlrec.utils.errors import ConfigError
 from rlrec.utils.io import read_json_object, write_json
 
@@ -84,6 +85,11 @@ class GRPOScriptArguments:
                   "sample: num_generations constrained samples at GRPO's temperature."},
     )
     rollout_top_k: int | None = field(default=None, metadata={"help": "sample mode: top-k within the trie."})
+    rollout_add_target: bool = field(
+        default=False,
+        metadata={"help": "Put the target item into every group that missed it, in place of the last candidate (an "
+                  "off-policy positive, so an exact-match reward varies in every group)."},
+    )
     rollout_batch_size: int = field(default=16, metadata={"help": "Prompts decoded together in a rollout."})
     num_train_prompts: int | None = field(
         default=None, metadata={"help": "Train on a random subset of this many train examples; None: all."}
@@ -128,19 +134,20 @@ class RecGRPOConfig(GRPOConfig):
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((GRPOScriptArguments, EndEvalArguments, RecGRPOConfig, ModelConfig))
+    return TrlParser((GRPOScriptArguments, EndEvalArguments, RecGRPOConfig, ModelConfig, ValidSelectionArguments))
 
 
 def sft_manifest(model_path: str | os.PathLike) -> dict[str, Any]:
     return read_json_object(Path(model_path) / MANIFEST, missing_ok=True)
 
 
-def prompt_dataset(dataset: PreparedDataset, index: SIDIndex, max_history: int | None,
+def prompt_dataset(dataset: PreparedDataset, index: SIDIndex, tokenizer: Any, max_history: int | None,
                    num_prompts: int | None, seed: int):
-    """One GRPO row per train example: the next-item prompt, its target item and the target's SID."""
+    """One GRPO row per train example: the next-item prompt (as the SFT model learned it), its target item and
+    the target's SID."""
     from datasets import Dataset
 
-    from rlrec.tasks.prompts import history_prompt
+    from rlrec.tasks.prompts import model_history_prompt
 
     examples = [ex for ex in dataset.train if ex.target in index]
     if num_prompts is not None and num_prompts < len(examples):
@@ -148,7 +155,7 @@ def prompt_dataset(dataset: PreparedDataset, index: SIDIndex, max_history: int |
     rows = []
     for ex in examples:
         history = ex.history[-max_history:] if max_history else ex.history
-        rows.append({"prompt": history_prompt(history, index), "target": ex.target,
+        rows.append({"prompt": model_history_prompt(tokenizer, history, index), "target": ex.target,
                      "target_sid": index.sid(ex.target), "user_id": ex.user_id})
     if not rows:
         raise ConfigError("grpo: no train example has a target in the SID index")
@@ -174,14 +181,14 @@ def build_rewards(script_args: GRPOScriptArguments, training_args: RecGRPOConfig
 
 
 def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training_args: RecGRPOConfig,
-         model_args: ModelConfig) -> dict[str, Any]:
-    from trl import GRPOTrainer
-
+         model_args: ModelConfig, valid_args: ValidSelectionArguments | None = None) -> dict[str, Any]:
     from rlrec.generation.rollout import SIDRollout
     from rlrec.models.checkpoint import load_checkpoint
     from rlrec.scripts.sft import check_index_matches
     from rlrec.training.end_eval import end_eval_config, run_end_eval
+    from rlrec.training.grpo_trainer import RecGRPOTrainer
     from rlrec.training.model import gather_zero3_weights_on_save, lora_config, save_final_model
+    from rlrec.training.valid_selection import valid_selection_callback
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     started = time.perf_counter()
@@ -201,12 +208,13 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
     model.train()
     rollout = SIDRollout(index, tokenizer, training_args.num_generations, mode=script_args.rollout,
                          top_k=script_args.rollout_top_k, batch_size=script_args.rollout_batch_size,
-                         seed=training_args.seed)
-    train_dataset = prompt_dataset(dataset, index, max_history, script_args.num_train_prompts, training_args.seed)
+                         seed=training_args.seed, add_target=script_args.rollout_add_target)
+    train_dataset = prompt_dataset(dataset, index, tokenizer, max_history, script_args.num_train_prompts,
+                                   training_args.seed)
     logger.info("grpo: %d prompts, %d candidates each, rewards %s (weights %s)", len(train_dataset),
                 training_args.num_generations, recipe.specs, training_args.reward_weights)
 
-    trainer = GRPOTrainer(
+    trainer = RecGRPOTrainer(
         model=model,
         reward_funcs=rewards,
         args=training_args,
@@ -215,6 +223,12 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
         peft_config=lora_config(model_args),
         rollout_func=rollout,
     )
+    selection = valid_selection_callback(valid_args or ValidSelectionArguments(), dataset, index, tokenizer,
+                                         max_history, training_args.seed)
+    if selection is not None:
+        if model_args.use_peft:
+            raise ConfigError("valid_every_steps keeps the best full weights; it does not work with use_peft")
+        trainer.add_callback(selection)
     if trainer.accelerator.is_main_process:
         (output_dir / MANIFEST).unlink(missing_ok=True)
     gather_zero3_weights_on_save(trainer)
@@ -242,10 +256,13 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
                         "params": recipe.params},
             "train": {key: value for key, value in result.metrics.items() if isinstance(value, int | float)},
             "reward_log": [entry for entry in trainer.state.log_history if "reward" in entry],
+            "valid_selection": selection.summary() if selection is not None else None,
+            "rollout_added_targets": rollout.added_targets,
             "config": {
                 "script": dataclasses.asdict(script_args),
                 "eval": dataclasses.asdict(eval_args),
                 "model": dataclasses.asdict(model_args),
+                "valid_selection": dataclasses.asdict(valid_args or ValidSelectionArguments()),
                 "training": training_args.to_dict(),
             },
         }

@@ -27,9 +27,11 @@ from trl import ModelConfig, TrlParser
 
 import rlrec
 from rlrec.data.schema import PreparedDataset
+from rlrec.models.scratch import ScratchModelArguments, is_scratch
 from rlrec.sid.index import SIDIndex
 from rlrec.training.config import EndEvalArguments, RecSFTConfig, SFTScriptArguments
-from rlrec.utils.errors import DataError
+from rlrec.training.valid_selection import ValidSelectionArguments
+from rlrec.utils.errors import ConfigError, DataError
 from rlrec.utils.io import write_json
 
 logger = logging.getLogger(__name__)
@@ -38,7 +40,8 @@ MANIFEST = "manifest.json"
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((SFTScriptArguments, EndEvalArguments, RecSFTConfig, ModelConfig))
+    return TrlParser((SFTScriptArguments, EndEvalArguments, RecSFTConfig, ModelConfig, ScratchModelArguments,
+                      ValidSelectionArguments))
 
 
 def load_inputs(script_args: SFTScriptArguments) -> tuple[PreparedDataset, SIDIndex]:
@@ -94,7 +97,7 @@ def build_model(script_args: SFTScriptArguments, model_args: ModelConfig, index:
                                        device=None, attn_implementation=model_args.attn_implementation)
     start = time.perf_counter()
     sid_ids, report = init_sid_embeddings(
-        model, tokenizer, index, mode=script_args.sa_init, levels=script_args.sa_init_levels,
+        model, tokenizer, index, mode=script_args.sa_init_mode(), levels=script_args.sa_init_levels,
         layer=script_args.sa_init_layer,
     )
     report["seconds"] = round(time.perf_counter() - start, 2)
@@ -119,8 +122,8 @@ def build_train_dataset(script_args: SFTScriptArguments, training_args: RecSFTCo
 
     context = TaskContext.build(dataset, index, keyword_top_k=script_args.keyword_top_k,
                                 max_history=script_args.max_history_items)
-    train = build_mixture(context, script_args.tasks, num_examples=script_args.num_train_examples,
-                          seed=training_args.seed)
+    train = build_mixture(context, script_args.task_weights(scratch=False),
+                          num_examples=script_args.num_train_examples, seed=training_args.seed)
     return train, mixture_summary(train)
 
 
@@ -134,10 +137,48 @@ class SFTSetup:
     sid_ids: list[int]
     sa_init_report: dict[str, Any]
     task_summary: dict[str, int]
+    dataset: PreparedDataset
 
 
-def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, model_args: ModelConfig) -> SFTSetup:
-    """The `SFTTrainer` of the stage: inputs checked, keywords, SA-Init model, task mixture, SID rows trainable.
+def build_scratch_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, model_args: ModelConfig,
+                          scratch_args: ScratchModelArguments, dataset: PreparedDataset, index: SIDIndex) -> SFTSetup:
+    """A from-scratch SID model (`rlrec.models.scratch`) and its next-item examples as token ids, trained with
+    the plain-loss `SFTTrainer` (TRL's fused LM head only costs time at this size)."""
+    import random
+
+    from datasets import Dataset
+
+    from rlrec.models.scratch import build_scratch_model, scratch_report, sid_tokenizer
+    from rlrec.tasks.sid_sequences import sid_sequence_rows
+    from rlrec.training.plain_loss import PlainLossSFTTrainer
+
+    script_args.check_scratch()
+    if model_args.use_peft:
+        raise ConfigError("use_peft: LoRA adapts a pretrained model, but a from-scratch model (model_name_or_path: "
+                          "scratch) trains every weight; drop use_peft")
+    tokenizer = sid_tokenizer(index.vocabulary())
+    model = build_scratch_model(tokenizer, scratch_args, seed=training_args.seed)
+    rows = sid_sequence_rows(dataset.train, index, tokenizer.get_vocab(), script_args.max_history_items,
+                             script_args.sequence_stride)
+    if script_args.num_train_examples is not None and script_args.num_train_examples < len(rows):
+        rows = random.Random(training_args.seed).sample(rows, script_args.num_train_examples)
+    longest = max(len(row["input_ids"]) for row in rows)
+    if longest > scratch_args.scratch_max_positions:
+        raise ConfigError(f"examples run to {longest} tokens but scratch_max_positions is "
+                          f"{scratch_args.scratch_max_positions}; raise it or lower max_history_items")
+    trainer = PlainLossSFTTrainer(model=model, args=training_args, train_dataset=Dataset.from_list(rows),
+                                  processing_class=tokenizer)
+    sid_ids = tokenizer.convert_tokens_to_ids(index.vocabulary())
+    logger.info("from-scratch SID model: %s; %d examples (stride %d)", scratch_report(model, scratch_args),
+                len(rows), script_args.sequence_stride)
+    return SFTSetup(trainer, tokenizer, index, sid_ids, scratch_report(model, scratch_args), {"next_item": len(rows)},
+                    dataset)
+
+
+def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, model_args: ModelConfig,
+                  scratch_args: ScratchModelArguments | None = None) -> SFTSetup:
+    """The `SFTTrainer` of the stage: inputs checked, keywords, SA-Init model, task mixture, SID rows trainable
+    (or, for `model_name_or_path: scratch`, a from-scratch SID model: `build_scratch_trainer`).
 
     `benchmarks/sft_throughput.py` times this same trainer, so what it measures is what `rlrec sft` runs.
     """
@@ -146,6 +187,9 @@ def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, 
     from rlrec.training.model import lora_config, train_sid_rows
 
     dataset, index = load_inputs(script_args)
+    if is_scratch(model_args.model_name_or_path):
+        return build_scratch_trainer(script_args, training_args, model_args, scratch_args or ScratchModelArguments(),
+                                     dataset, index)
     with training_args.main_process_first(desc="keywords"):
         ensure_keywords(index, dataset, script_args)
     model, tokenizer, sid_ids, sa_report = build_model(script_args, model_args, index)
@@ -164,20 +208,29 @@ def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, 
         if training_args.weight_decay:
             logger.warning("LoRA with weight_decay=%s also decays the frozen embedding rows; set it to 0",
                            training_args.weight_decay)
-    return SFTSetup(trainer, tokenizer, index, sid_ids, sa_report, summary)
+    return SFTSetup(trainer, tokenizer, index, sid_ids, sa_report, summary, dataset)
 
 
 def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_args: RecSFTConfig,
-         model_args: ModelConfig) -> dict[str, Any]:
+         model_args: ModelConfig, scratch_args: ScratchModelArguments | None = None,
+         valid_args: ValidSelectionArguments | None = None) -> dict[str, Any]:
     from rlrec.training.end_eval import end_eval_config, run_end_eval
     from rlrec.training.model import gather_zero3_weights_on_save, save_final_model
+    from rlrec.training.valid_selection import valid_selection_callback
 
     started = time.perf_counter()
     output_dir = Path(training_args.output_dir)
+    scratch = is_scratch(model_args.model_name_or_path)
+    if scratch:
+        script_args.check_scratch()  # before the end-of-training config reads max_history_items
     eval_config = end_eval_config(eval_args, training_args, output_dir, script_args.dataset_dir,
                                   script_args.max_history_items)
-    setup = build_trainer(script_args, training_args, model_args)
+    setup = build_trainer(script_args, training_args, model_args, scratch_args)
     trainer, tokenizer, index, sid_ids = setup.trainer, setup.tokenizer, setup.index, setup.sid_ids
+    selection = valid_selection_callback(valid_args or ValidSelectionArguments(), setup.dataset, index, tokenizer,
+                                         script_args.max_history_items, training_args.seed)
+    if selection is not None:
+        trainer.add_callback(selection)
     if trainer.accelerator.is_main_process:
         (output_dir / MANIFEST).unlink(missing_ok=True)  # the folder is unfinished until the new one lands
     gather_zero3_weights_on_save(trainer)
@@ -203,12 +256,15 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
             "num_sid_tokens": len(sid_ids),
             "prompt_max_history": script_args.max_history_items,
             "sa_init": setup.sa_init_report,
+            "scratch": dataclasses.asdict(scratch_args or ScratchModelArguments()) if scratch else None,
             "tasks": setup.task_summary,
+            "valid_selection": selection.summary() if selection is not None else None,
             "train": {key: value for key, value in result.metrics.items() if isinstance(value, int | float)},
             "config": {
                 "script": dataclasses.asdict(script_args),
                 "eval": dataclasses.asdict(eval_args),
                 "model": dataclasses.asdict(model_args),
+                "valid_selection": dataclasses.asdict(valid_args or ValidSelectionArguments()),
                 "training": training_args.to_dict(),
             },
         }

@@ -8,10 +8,12 @@ for the next item builds its prompt here. Training tasks may use other phrasings
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from rlrec.sid.index import SIDIndex
 
 Messages = list[dict[str, str]]
+Prompt = Messages | str  # a chat prompt, or the plain text of a from-scratch SID model
 
 NEXT_ITEM_PHRASINGS: tuple[str, ...] = (
     "A user interacted with these items, oldest first: {history}. Which item comes next?",
@@ -37,3 +39,24 @@ def next_item_prompt(history_sids: Sequence[str], phrasing: int = 0) -> Messages
 def history_prompt(history: Sequence[str], index: SIDIndex, phrasing: int = 0) -> Messages:
     """`next_item_prompt` for a history of item ids; items without a SID (not in `index`) are skipped."""
     return next_item_prompt([index.sid(item) for item in history if item in index], phrasing)
+
+
+def model_history_prompt(tokenizer: Any, history: Sequence[str], index: SIDIndex, phrasing: int = 0) -> Prompt:
+    """The next-item prompt as `tokenizer`'s model was trained on it.
+
+    A from-scratch model's SID-only tokenizer (`rlrec.models.scratch`) gets `<bos>` and the history's SIDs,
+    as a plain string; every other model gets `history_prompt`'s chat messages.
+    """
+    from rlrec.models.scratch import is_sid_tokenizer, sid_prompt
+
+    if is_sid_tokenizer(tokenizer):
+        return sid_prompt([index.sid(item) for item in history if item in index])
+    return history_prompt(history, index, phrasing)
+
+
+def render_prompt(tokenizer: Any, prompt: Prompt) -> str:
+    """The text of `prompt` exactly as TRL's trainers render it: plain strings as they are, chat messages
+    through the chat template with the generation prompt."""
+    if isinstance(prompt, str):
+        return prompt
+    return tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=False)

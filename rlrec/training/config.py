@@ -25,6 +25,7 @@ DEFAULT_TASKS: dict[str, float] = {
 }
 SA_INIT_MODES = ("keywords", "mean_vocab", "none")
 KEYWORD_SOURCES = ("ctfidf", "teacher")
+DEFAULT_SCRATCH_HISTORY = 10  # history items in a from-scratch model's prompt when the recipe sets none
 
 
 def parse_mapping(value: Any, field_name: str) -> dict[str, float]:
@@ -91,9 +92,10 @@ class SFTScriptArguments:
             "None: the histories as prepared. Evaluation reads it from the manifest and asks the same way."
         },
     )
-    sa_init: str = field(
-        default="keywords",
-        metadata={"help": "SID token init: keywords (SA-Init), mean_vocab (vocabulary mean) or none (random)."},
+    sa_init: str | None = field(
+        default=None,
+        metadata={"help": "SID token init: keywords (SA-Init), mean_vocab (vocabulary mean) or none (random); "
+                  "None: keywords for a pretrained model, none for a from-scratch one (its rows are all new)."},
     )
     sa_init_levels: list[int] | None = field(
         default=None, metadata={"help": "SID levels that get SA-Init (others: vocabulary mean); None: all."}
@@ -112,9 +114,16 @@ class SFTScriptArguments:
     merge_lora: bool = field(
         default=True, metadata={"help": "With LoRA, save the merged full model (what evaluate and grpo read)."}
     )
+    sequence_stride: int = field(
+        default=1,
+        metadata={"help": "From-scratch models: consecutive targets of a user taught by one example (1: one "
+                  "example per train window; s: s targets after a history of max_history_items - s + 1 items, "
+                  "about s times fewer tokens per epoch). See rlrec/tasks/sid_sequences.py."},
+    )
+
     def __post_init__(self) -> None:
-        self.tasks = dict(DEFAULT_TASKS) if self.tasks is None else parse_mapping(self.tasks, "tasks")
-        if self.sa_init not in SA_INIT_MODES:
+        self.tasks = None if self.tasks is None else parse_mapping(self.tasks, "tasks")
+        if self.sa_init is not None and self.sa_init not in SA_INIT_MODES:
             raise ConfigError(f"`sa_init` must be one of {SA_INIT_MODES}, got {self.sa_init!r}")
         if self.keyword_source not in KEYWORD_SOURCES:
             raise ConfigError(f"`keyword_source` must be one of {KEYWORD_SOURCES}, got {self.keyword_source!r}")
@@ -124,6 +133,39 @@ class SFTScriptArguments:
             raise ConfigError(f"`max_history_items` must be positive, got {self.max_history_items}")
         if self.keyword_top_k < 1:
             raise ConfigError(f"`keyword_top_k` must be positive, got {self.keyword_top_k}")
+        if self.sequence_stride < 1:
+            raise ConfigError(f"`sequence_stride` must be positive, got {self.sequence_stride}")
+
+    def check_scratch(self) -> None:
+        """Refuse what a from-scratch SID model cannot do: it knows no words, so it has no text tasks and no
+        pretrained vocabulary to initialise SID rows from."""
+        text_tasks = sorted(set(self.tasks or {}) - {"next_item"})
+        if text_tasks:
+            raise ConfigError(
+                f"`tasks` {text_tasks} need text (titles, keywords, queries), but a from-scratch model "
+                "(model_name_or_path: scratch) has only SID tokens in its vocabulary; use tasks: {next_item: 1.0}"
+            )
+        if self.sa_init not in (None, "none"):
+            raise ConfigError(
+                f"`sa_init: {self.sa_init}` needs a pretrained model's embeddings; a from-scratch model "
+                "(model_name_or_path: scratch) starts from random rows: drop sa_init or set it to none"
+            )
+        if self.max_history_items is None:
+            self.max_history_items = DEFAULT_SCRATCH_HISTORY
+        if self.sequence_stride > self.max_history_items:
+            raise ConfigError(
+                f"`sequence_stride`={self.sequence_stride} exceeds max_history_items={self.max_history_items}: each "
+                "target must keep at least one history item"
+            )
+
+    def task_weights(self, scratch: bool) -> dict[str, float]:
+        """The task mixture, with the defaults of a pretrained model (DEFAULT_TASKS) or a scratch one."""
+        if self.tasks is not None:
+            return dict(self.tasks)
+        return {"next_item": 1.0} if scratch else dict(DEFAULT_TASKS)
+
+    def sa_init_mode(self) -> str:
+        return self.sa_init or "keywords"
 
 
 @dataclass

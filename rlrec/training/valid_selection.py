@@ -1,0 +1,128 @@
+"""Choose the weights on the validation users while training: rank them every few steps, keep the best.
+
+Training loss says little about ranking, and a GRPO run can lower NDCG on users it has not seen while
+its reward rises on the prompts it trains on. So a stage can rank the valid users with constrained beam
+search (the evaluation's own `SIDRecommender`) at the start and every `valid_every_steps` steps, keep
+the weights of the best `valid_metric` seen (the start included: a run that only got worse ends with its
+start), and load them back when training ends, before the model is saved. The curve goes into the
+manifest. Test users are never touched: choose on valid, report test.
+
+Every process ranks the same users with the same weights, so all of them reach the same decision with no
+collective call and none waits on another (ZeRO-3's partitioned weights are refused: each process would
+hold only a shard).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from rlrec.utils.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ValidSelectionArguments:
+    """Rank the valid users during training and keep the best weights (off unless `valid_every_steps` is set)."""
+
+    valid_every_steps: int | None = field(
+        default=None,
+        metadata={"help": "Rank the valid users every N optimizer steps (and before the first) and keep the weights "
+                  "with the best valid_metric; None: off (the last weights are saved)."},
+    )
+    valid_metric: str = field(default="NDCG@10", metadata={"help": "Metric that chooses: HR@K or NDCG@K."})
+    valid_max_examples: int | None = field(
+        default=None, metadata={"help": "Rank a fixed random subset of this many valid users; None: all of them."}
+    )
+    valid_num_beams: int = field(default=20, metadata={"help": "Beams of the valid ranking (>= the metric's K)."})
+    valid_batch_size: int = field(default=64, metadata={"help": "Valid users decoded together."})
+
+    def __post_init__(self) -> None:
+        if self.valid_every_steps is not None and self.valid_every_steps < 1:
+            raise ConfigError(f"`valid_every_steps` must be positive or None, got {self.valid_every_steps}")
+        name, _, k = self.valid_metric.partition("@")
+        if name not in ("HR", "NDCG") or not k.isdigit() or int(k) < 1:
+            raise ConfigError(f"`valid_metric` must look like NDCG@10 or HR@10, got {self.valid_metric!r}")
+        if int(k) > self.valid_num_beams:
+            raise ConfigError(f"`valid_metric` {self.valid_metric} needs at least {k} beams, valid_num_beams is "
+                              f"{self.valid_num_beams}")
+
+    @property
+    def k(self) -> int:
+        return int(self.valid_metric.partition("@")[2])
+
+
+class ValidSelectionCallback(TrainerCallback):
+    """Ranks the valid users at train start and every `every_steps` steps; restores the best weights at the end."""
+
+    def __init__(self, args: ValidSelectionArguments, examples: list, index: Any, tokenizer: Any,
+                 max_history: int | None) -> None:
+        if not examples:
+            raise ConfigError("valid_every_steps is set but the valid split has no examples to rank")
+        self.args = args
+        self.examples = sorted(examples, key=lambda ex: len(ex.history))  # similar lengths decode together
+        self.index, self.tokenizer, self.max_history = index, tokenizer, max_history
+        self.curve: list[dict[str, float]] = []
+        self.best: dict[str, float] | None = None
+        self._best_state: dict[str, torch.Tensor] | None = None
+
+    def _rank(self, model: torch.nn.Module, step: int) -> None:
+        from rlrec.evaluation.evaluate import evaluate_recommender
+        from rlrec.evaluation.sid_recommender import SIDRecommender
+
+        start = time.perf_counter()
+        recommender = SIDRecommender(model, self.tokenizer, self.index, num_beams=self.args.valid_num_beams,
+                                     batch_size=self.args.valid_batch_size, max_history=self.max_history)
+        metrics = evaluate_recommender(recommender, self.examples, [self.args.k],
+                                       batch_size=self.args.valid_batch_size)["all"]
+        point = {"step": step, **metrics, "seconds": round(time.perf_counter() - start, 2)}
+        self.curve.append(point)
+        value = metrics[self.args.valid_metric]
+        if self.best is None or value > self.best[self.args.valid_metric]:
+            self.best = point
+            self._best_state = {name: tensor.detach().to("cpu", copy=True)
+                                for name, tensor in model.state_dict().items()}
+        logger.info("valid %s at step %d: %.4f (best %.4f at step %d)", self.args.valid_metric, step, value,
+                    self.best[self.args.valid_metric], self.best["step"])
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if getattr(args, "deepspeed_plugin", None) is not None and args.deepspeed_plugin.zero_stage == 3:
+            raise ConfigError("valid_every_steps does not work under ZeRO-3 (each process holds a shard of the "
+                              "weights); use ZeRO-2 or DDP, or evaluate the saved checkpoints afterwards")
+        if not self.curve:
+            self._rank(model, state.global_step)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.args.valid_every_steps == 0:
+            self._rank(model, state.global_step)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if not self.curve or self.curve[-1]["step"] != state.global_step:
+            self._rank(model, state.global_step)
+        if self._best_state is not None and self.best["step"] != state.global_step:
+            model.load_state_dict(self._best_state)
+            logger.info("kept the weights of step %d (valid %s %.4f) instead of the last step's", self.best["step"],
+                        self.args.valid_metric, self.best[self.args.valid_metric])
+
+    def summary(self) -> dict[str, Any]:
+        """What the manifest records: the metric, the best point and the whole curve."""
+        return {"metric": self.args.valid_metric, "best": copy.deepcopy(self.best), "curve": list(self.curve),
+                "users": len(self.examples)}
+
+
+def valid_selection_callback(args: ValidSelectionArguments, dataset: Any, index: Any, tokenizer: Any,
+                             max_history: int | None, seed: int) -> ValidSelectionCallback | None:
+    """The callback for a stage, or None when `valid_every_steps` is not set."""
+    if args.valid_every_steps is None:
+        return None
+    from rlrec.scripts.evaluate import select_examples
+
+    examples = select_examples([ex for ex in dataset.valid if ex.target in index], args.valid_max_examples, seed)
+    return ValidSelectionCallback(args, examples, index, tokenizer, max_history)

@@ -1,0 +1,239 @@
+"""The from-scratch SID model: tokenizer, examples, loss, and the whole path sft -> grpo -> evaluate -> export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rlrec.cli import run_stage
+from rlrec.data.schema import Example
+from rlrec.data.synthetic import synthetic_dataset
+from rlrec.models.scratch import (
+    BOS,
+    ScratchModelArguments,
+    build_scratch_model,
+    is_sid_tokenizer,
+    sid_prompt,
+    sid_tokenizer,
+)
+from rlrec.sid.index import SIDIndex
+from rlrec.tasks.sid_sequences import IGNORE_INDEX, consecutive_runs, sid_sequence_rows
+from rlrec.utils.errors import ConfigError
+
+
+def _index(item_ids: list[str], sizes=(4, 4, 8), seed: int = 0) -> SIDIndex:
+    rng = np.random.default_rng(seed)
+    space = np.array(np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij")).reshape(len(sizes), -1).T
+    return SIDIndex(item_ids, space[rng.choice(len(space), len(item_ids), replace=False)], list(sizes))
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("scratch")
+    dataset = synthetic_dataset(num_users=40, num_items=60, seed=1, max_history=8)
+    (root / "data").mkdir()
+    dataset.save(root / "data")
+    _index(sorted(dataset.items)).save(root / "sid")
+    return root
+
+
+# -- tokenizer and prompt ------------------------------------------------------------------------------------------
+
+def test_sid_tokenizer_splits_joined_sids_and_survives_save_load(ws, tmp_path):
+    from rlrec.models.loading import load_tokenizer
+    from rlrec.models.tiny import tiny_tokenizer
+
+    index = SIDIndex.load(ws / "sid")
+    tokenizer = sid_tokenizer(index.vocabulary())
+    assert len(tokenizer) == 4 + len(index.vocabulary())
+    items = index.item_ids[:3]
+    prompt = sid_prompt([index.sid(i) for i in items])
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    assert ids == [tokenizer.bos_token_id] + tokenizer.convert_tokens_to_ids(
+        [t for i in items for t in index.tokens(i)])
+    # TRL joins prompt and completion with no separator: the joint text must split as the two parts do.
+    completion = index.sid(index.item_ids[5])
+    joint = tokenizer(prompt + completion, add_special_tokens=False)["input_ids"]
+    assert joint == ids + tokenizer(completion, add_special_tokens=False)["input_ids"]
+    assert tokenizer.unk_token_id not in joint
+
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = load_tokenizer(tmp_path)
+    assert is_sid_tokenizer(reloaded) and not reloaded.chat_template  # no ChatML template bolted on
+    assert reloaded(prompt, add_special_tokens=False)["input_ids"] == ids
+    assert not is_sid_tokenizer(tiny_tokenizer())
+    with pytest.raises(ConfigError, match="not SID tokens"):
+        sid_tokenizer(["<a_1>", "hello"])
+
+
+def test_model_history_prompt_follows_the_tokenizer(ws):
+    from rlrec.models.tiny import tiny_tokenizer
+    from rlrec.tasks.prompts import history_prompt, model_history_prompt
+
+    index = SIDIndex.load(ws / "sid")
+    history = index.item_ids[:4]
+    scratch = model_history_prompt(sid_tokenizer(index.vocabulary()), history, index)
+    assert scratch == BOS + "".join(index.sid(i) for i in history)
+    assert model_history_prompt(tiny_tokenizer(), history, index) == history_prompt(history, index)
+
+
+# -- examples ------------------------------------------------------------------------------------------------------
+
+def _user(user: str, items: list[str]) -> list[Example]:
+    return [Example(user_id=user, history=items[:i], target=items[i]) for i in range(1, len(items))]
+
+
+def test_stride_one_rows_are_the_train_windows_and_every_target_is_taught_once(ws):
+    index = SIDIndex.load(ws / "sid")
+    vocab = sid_tokenizer(index.vocabulary()).get_vocab()
+    items = index.item_ids[:12]
+    train = _user("u1", items) + _user("u2", items[::-1])
+    rows = sid_sequence_rows(train, index, vocab, max_history=4, stride=1)
+    assert len(rows) == len(train)
+    for row, ex in zip(rows, train, strict=True):
+        prompt = [vocab[BOS]] + [vocab[t] for i in ex.history[-4:] for t in index.tokens(i)]
+        target = [vocab[t] for t in index.tokens(ex.target)]
+        assert row["input_ids"] == prompt + target
+        assert row["labels"] == [IGNORE_INDEX] * len(prompt) + target
+
+    for stride in (2, 3, 4):
+        rows = sid_sequence_rows(train, index, vocab, max_history=4, stride=stride)
+        taught = [label for row in rows for label in row["labels"] if label != IGNORE_INDEX]
+        expected = [vocab[t] for ex in train for t in index.tokens(ex.target)]
+        assert taught == expected  # each target exactly once, in order
+        for row in rows:  # no target sees more than max_history items before it
+            first = next(i for i, label in enumerate(row["labels"]) if label != IGNORE_INDEX)
+            assert (first - 1) // index.num_levels <= 4 - stride + 1
+    with pytest.raises(ConfigError, match="sequence_stride"):
+        sid_sequence_rows(train, index, vocab, max_history=4, stride=5)
+
+
+def test_windows_that_do_not_chain_start_a_new_example(ws):
+    index = SIDIndex.load(ws / "sid")
+    a, b, c, d, e = index.item_ids[:5]
+    train = [Example("u", [a], b), Example("u", [a, b], c), Example("u", [a, d], e)]  # d is not c: a new run
+    assert [len(run) for run in consecutive_runs(train)] == [2, 1]
+
+
+# -- the loss -----------------------------------------------------------------------------------------------------
+
+def test_plain_loss_on_labelled_positions_equals_the_full_padded_loss(ws):
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from rlrec.training.plain_loss import left_align
+
+    index = SIDIndex.load(ws / "sid")
+    tokenizer = sid_tokenizer(index.vocabulary())
+    model = build_scratch_model(tokenizer, ScratchModelArguments(scratch_hidden_size=32, scratch_num_heads=2), seed=3)
+    model.eval()
+    from rlrec.data.schema import PreparedDataset
+
+    dataset = PreparedDataset.load(ws / "data")
+    rows = sid_sequence_rows(dataset.train, index, tokenizer.get_vocab(), max_history=5, stride=2)[:9]
+    batch = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)(rows)
+    assert (batch["attention_mask"] == 0).any()  # rows of different lengths, right-padded
+    full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+
+    input_ids, mask, labels, positions = left_align(batch["input_ids"], batch["attention_mask"], batch["labels"])
+    assert torch.equal(mask[:, -1], torch.ones(len(rows), dtype=mask.dtype))
+    first = int((labels != IGNORE_INDEX).any(dim=0).nonzero()[0])
+    keep = labels.shape[1] - first + 1
+    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+    part = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                             labels[:, first:].reshape(-1), ignore_index=IGNORE_INDEX)
+    torch.testing.assert_close(part, full, rtol=1e-5, atol=1e-5)
+
+
+# -- the stages ---------------------------------------------------------------------------------------------------
+
+def _sft_argv(ws: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "--dataset_dir", str(ws / "data"), "--sid_dir", str(ws / "sid"), "--model_name_or_path", "scratch",
+        "--scratch_hidden_size", "32", "--scratch_num_heads", "2", "--output_dir", str(out), "--use_cpu", "true",
+        "--num_train_epochs", "30", "--per_device_train_batch_size", "32", "--learning_rate", "0.01",
+        "--logging_steps", "5", "--save_strategy", "no", "--report_to", "none", "--max_history_items", "5",
+        "--eval_num_beams", "20", "--eval_k_values", "1", "5", "10", "--eval_baselines", "popularity", *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def scratch_sft(ws) -> Path:
+    out = ws / "sft"
+    run_stage("sft", _sft_argv(ws, out, "--sequence_stride", "2", "--valid_every_steps", "20"))
+    return out
+
+
+def test_scratch_sft_saves_an_ordinary_model_folder_that_learned(ws, scratch_sft):
+    from rlrec.models.checkpoint import load_checkpoint
+
+    manifest = json.loads((scratch_sft / "manifest.json").read_text())
+    assert manifest["sa_init"]["mode"] == "scratch" and manifest["scratch"]["scratch_hidden_size"] == 32
+    assert manifest["prompt_max_history"] == 5 and set(manifest["tasks"]) == {"next_item"}
+    model, tokenizer = load_checkpoint(scratch_sft, device="cpu")
+    assert is_sid_tokenizer(tokenizer) and model.config.model_type == "llama"
+    # The valid curve starts at the random initialisation and rises; the saved weights are the best point's:
+    # the end-of-training evaluation (same valid users, same beams) of the reloaded model finds its NDCG@10.
+    selection = manifest["valid_selection"]
+    curve = selection["curve"]
+    assert curve[0]["step"] == 0 and len(curve) >= 3
+    best = selection["best"]
+    assert best["NDCG@10"] == max(point["NDCG@10"] for point in curve) > curve[0]["NDCG@10"] + 0.02
+    assert manifest["eval"]["models"]["model"]["all"]["NDCG@10"] == pytest.approx(best["NDCG@10"], abs=1e-6)
+
+
+def test_scratch_model_goes_through_grpo_evaluate_export_and_recommend(ws, scratch_sft, tmp_path, capsys):
+    from rlrec.inference import Recommender
+
+    grpo = tmp_path / "grpo"
+    manifest = run_stage("grpo", [
+        "--dataset_dir", str(ws / "data"), "--model_name_or_path", str(scratch_sft), "--output_dir", str(grpo),
+        "--use_cpu", "true", "--max_steps", "2", "--num_generations", "4", "--per_device_train_batch_size", "8",
+        "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none", "--num_train_prompts", "16",
+        "--learning_rate", "0.001", "--eval_at_end", "false",
+    ])
+    assert manifest["global_step"] == 2 and manifest["prompt_max_history"] == 5
+
+    report = run_stage("evaluate", [
+        "--model_path", str(grpo), "--dataset_dir", str(ws / "data"), "--split", "test", "--num_beams", "10",
+        "--k_values", "1", "5", "10", "--baselines", "popularity", "--compare", f"sft={scratch_sft}",
+        "--output_dir", str(tmp_path / "eval"),
+    ])
+    assert set(report["models"]) == {"model", "sft", "popularity"}
+    from rlrec.data.schema import PreparedDataset
+
+    assert report["counts"]["all"] == len(PreparedDataset.load(ws / "data").test)
+    against = report["paired"]["against"]  # grpo - sft per user, with its interval, in the report
+    assert set(against) == {"sft", "popularity"} and against["sft"]["NDCG@10"]["users"] == report["counts"]["all"]
+    assert set(report["per_user"]["ranks"]) == {"model", "sft", "popularity"}
+
+    export = tmp_path / "export"
+    run_stage("export", ["--model_path", str(grpo), "--output_dir", str(export)])
+    assert (export / "README.md").is_file() and (export / "tokenizer.json").is_file()
+    recommender = Recommender.from_pretrained(export, device="cpu")
+    history = SIDIndex.load(ws / "sid").item_ids[:5]
+    top = recommender.recommend(history, k=5, exclude_history=True)
+    assert len(top.item_ids) == 5 and not set(top.item_ids) & set(history)
+    result = run_stage("recommend", ["--model_path", str(export), "--history", json.dumps(history), "--k", "3",
+                                     "--device", "cpu"])
+    assert result.item_ids == recommender.recommend(history, k=3).item_ids
+    printed = capsys.readouterr().out
+    assert all(item in printed for item in result.item_ids)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--tasks", '{"next_item": 1.0, "title_to_sid": 0.2}'), "need text"),
+    (("--sa_init", "keywords"), "pretrained model's embeddings"),
+    (("--use_peft", "true"), "LoRA adapts a pretrained model"),
+    (("--sequence_stride", "6"), "exceeds max_history_items"),
+    (("--scratch_num_heads", "3"), "must divide"),
+])
+def test_scratch_refuses_what_it_cannot_do(ws, tmp_path, extra, message):
+    from rlrec.cli import UsageError
+
+    with pytest.raises((ConfigError, UsageError), match=message):
+        run_stage("sft", _sft_argv(ws, tmp_path / "out", *extra))
+    assert not (tmp_path / "out" / "manifest.json").exists()
