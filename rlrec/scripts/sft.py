@@ -148,7 +148,7 @@ def build_scratch_trainer(script_args: SFTScriptArguments, training_args: RecSFT
 
     from datasets import Dataset
 
-    from rlrec.models.scratch import build_scratch_model, scratch_report, sid_tokenizer
+    from rlrec.models.scratch import SCRATCH, build_scratch_model, scratch_report, sid_tokenizer
     from rlrec.tasks.sid_sequences import sid_sequence_rows
     from rlrec.training.plain_loss import PlainLossSFTTrainer
 
@@ -156,8 +156,16 @@ def build_scratch_trainer(script_args: SFTScriptArguments, training_args: RecSFT
     if model_args.use_peft:
         raise ConfigError("use_peft: LoRA adapts a pretrained model, but a from-scratch model (model_name_or_path: "
                           "scratch) trains every weight; drop use_peft")
-    tokenizer = sid_tokenizer(index.vocabulary())
-    model = build_scratch_model(tokenizer, scratch_args, seed=training_args.seed)
+    if model_args.model_name_or_path == SCRATCH:
+        tokenizer = sid_tokenizer(index.vocabulary())
+        model = build_scratch_model(tokenizer, scratch_args, seed=training_args.seed)
+    else:  # a saved scratch model: continue training it
+        from rlrec.evaluation.sid_recommender import check_index_matches_tokenizer
+        from rlrec.models.checkpoint import load_checkpoint
+
+        model, tokenizer = load_checkpoint(model_args.model_name_or_path, device="cpu", dtype="float32")
+        check_index_matches_tokenizer(index, tokenizer, model)
+        model.train()
     rows = sid_sequence_rows(dataset.train, index, tokenizer.get_vocab(), script_args.max_history_items,
                              script_args.sequence_stride)
     if script_args.num_train_examples is not None and script_args.num_train_examples < len(rows):
@@ -169,9 +177,9 @@ def build_scratch_trainer(script_args: SFTScriptArguments, training_args: RecSFT
     trainer = PlainLossSFTTrainer(model=model, args=training_args, train_dataset=Dataset.from_list(rows),
                                   processing_class=tokenizer)
     sid_ids = tokenizer.convert_tokens_to_ids(index.vocabulary())
-    logger.info("from-scratch SID model: %s; %d examples (stride %d)", scratch_report(model, scratch_args),
+    logger.info("from-scratch SID model: %s; %d examples (stride %d)", scratch_report(model),
                 len(rows), script_args.sequence_stride)
-    return SFTSetup(trainer, tokenizer, index, sid_ids, scratch_report(model, scratch_args), {"next_item": len(rows)},
+    return SFTSetup(trainer, tokenizer, index, sid_ids, scratch_report(model), {"next_item": len(rows)},
                     dataset)
 
 
@@ -256,7 +264,9 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
             "num_sid_tokens": len(sid_ids),
             "prompt_max_history": script_args.max_history_items,
             "sa_init": setup.sa_init_report,
-            "scratch": dataclasses.asdict(scratch_args or ScratchModelArguments()) if scratch else None,
+            # the size fields of a new scratch model (a continued one keeps its own config.json)
+            "scratch": dataclasses.asdict(scratch_args or ScratchModelArguments())
+            if model_args.model_name_or_path == "scratch" else None,
             "tasks": setup.task_summary,
             "valid_selection": selection.summary() if selection is not None else None,
             "train": {key: value for key, value in result.metrics.items() if isinstance(value, int | float)},

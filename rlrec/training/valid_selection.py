@@ -4,7 +4,8 @@ Training loss says little about ranking, and a GRPO run can lower NDCG on users 
 its reward rises on the prompts it trains on. So a stage can rank the valid users with constrained beam
 search (the evaluation's own `SIDRecommender`) at the start and every `valid_every_steps` steps, keep
 the weights of the best `valid_metric` seen (the start included: a run that only got worse ends with its
-start), and load them back when training ends, before the model is saved. The curve goes into the
+start), stop after `valid_patience` checks without a new best, and load the best weights back when
+training ends, before the model is saved. The curve goes into the
 manifest. Test users are never touched: choose on valid, report test.
 
 Every process ranks the same users with the same weights, so all of them reach the same decision with no
@@ -42,9 +43,17 @@ class ValidSelectionArguments:
         default=None, metadata={"help": "Rank a fixed random subset of this many valid users; None: all of them."}
     )
     valid_num_beams: int = field(default=20, metadata={"help": "Beams of the valid ranking (>= the metric's K)."})
-    valid_batch_size: int = field(default=64, metadata={"help": "Valid users decoded together."})
+    valid_batch_size: int = field(
+        default=32, metadata={"help": "Valid users decoded together (as `rlrec evaluate`, so the figures agree)."}
+    )
+    valid_patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop training after this many checks in a row without a new best; None: never stop early."},
+    )
 
     def __post_init__(self) -> None:
+        if self.valid_patience is not None and self.valid_patience < 1:
+            raise ConfigError(f"`valid_patience` must be positive or None, got {self.valid_patience}")
         if self.valid_every_steps is not None and self.valid_every_steps < 1:
             raise ConfigError(f"`valid_every_steps` must be positive or None, got {self.valid_every_steps}")
         name, _, k = self.valid_metric.partition("@")
@@ -70,6 +79,7 @@ class ValidSelectionCallback(TrainerCallback):
         self.examples = sorted(examples, key=lambda ex: len(ex.history))  # similar lengths decode together
         self.index, self.tokenizer, self.max_history = index, tokenizer, max_history
         self.curve: list[dict[str, float]] = []
+        self.stopped_at: int | None = None  # the step early stopping ended training at
         self.best: dict[str, float] | None = None
         self._best_state: dict[str, torch.Tensor] | None = None
 
@@ -102,6 +112,12 @@ class ValidSelectionCallback(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.args.valid_every_steps == 0:
             self._rank(model, state.global_step)
+            patience = self.args.valid_patience
+            if patience is not None and len(self.curve) - 1 - self.curve.index(self.best) >= patience:
+                logger.info("no new best valid %s in %d checks: stopping at step %d", self.args.valid_metric,
+                            patience, state.global_step)
+                self.stopped_at = state.global_step
+                control.should_training_stop = True
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if not self.curve or self.curve[-1]["step"] != state.global_step:
@@ -114,7 +130,7 @@ class ValidSelectionCallback(TrainerCallback):
     def summary(self) -> dict[str, Any]:
         """What the manifest records: the metric, the best point and the whole curve."""
         return {"metric": self.args.valid_metric, "best": copy.deepcopy(self.best), "curve": list(self.curve),
-                "users": len(self.examples)}
+                "users": len(self.examples), "stopped_early_at": self.stopped_at}
 
 
 def valid_selection_callback(args: ValidSelectionArguments, dataset: Any, index: Any, tokenizer: Any,
