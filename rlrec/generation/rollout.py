@@ -31,6 +31,7 @@ from rlrec.utils.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 RolloutMode = Literal["beam", "sample"]
+CREDITS = ("sequence", "divergence", "target")
 
 
 def render_prompts(tokenizer: Any, prompts: Sequence[Any]) -> list[list[int]]:
@@ -89,6 +90,13 @@ class SIDRollout:
             last candidate (an off-policy positive: with the target absent every candidate of an exact-match
             reward scores 0 and the group teaches nothing). The trainer must expose the batch's targets as
             `current_targets` (`RecGRPOTrainer` does); the target's log-probs are the policy's, teacher-forced.
+        credit: which tokens of a candidate the policy gradient reaches. `sequence` (GRPO's): all of them.
+            `divergence`: for a candidate other than the target, only the first token where its SID leaves the
+            target's (TRL's `env_mask`); the target keeps all its tokens. A wrong item shares the target's
+            prefix up to that token, so `sequence` credit pushes the target's own prefix down with it, and the
+            tokens after it are choices under a wrong prefix that say nothing about this user; the one wrong
+            decision is the divergence. `target`: only the target's tokens (a control: with add_target, an SFT
+            step on the targets run through GRPO's loss). Both need the targets, as `add_target` does.
     """
 
     index: SIDIndex
@@ -99,10 +107,13 @@ class SIDRollout:
     batch_size: int = 16
     seed: int = 0
     add_target: bool = False
+    credit: str = "sequence"
 
     def __post_init__(self) -> None:
         if self.mode not in ("beam", "sample"):
             raise ConfigError(f"rollout mode must be 'beam' or 'sample', got {self.mode!r}")
+        if self.credit not in CREDITS:
+            raise ConfigError(f"rollout credit must be one of {CREDITS}, got {self.credit!r}")
         if self.num_generations < 2:
             raise ConfigError(f"num_generations must be at least 2 for GRPO, got {self.num_generations}")
         if self.mode == "beam" and self.num_generations > len(self.index):
@@ -119,10 +130,11 @@ class SIDRollout:
         groups = group_prompts(prompts, self.num_generations)
         prompt_ids = render_prompts(self.tokenizer, groups)
         targets = None
-        if self.add_target:
+        if self.add_target or self.credit != "sequence":
             current = getattr(trainer, "current_targets", None)
             if current is None or len(current) != len(prompts):
-                raise ConfigError("rollout add_target needs the batch's targets: train with RecGRPOTrainer")
+                raise ConfigError("rollout add_target / divergence credit need the batch's targets: train with "
+                                  "RecGRPOTrainer")
             targets = current[:: self.num_generations]
         zero3 = getattr(trainer.accelerator.state, "deepspeed_plugin", None) is not None and \
             trainer.accelerator.state.deepspeed_plugin.zero_stage == 3
@@ -132,13 +144,17 @@ class SIDRollout:
             model.eval()
             try:
                 items, sequences, logprobs = self.decode(model, prompt_ids, temperature=trainer.temperature)
-                if targets is not None:
+                if self.add_target:
                     self.added_targets += add_missing_targets(model, self.index, self.tokenizer, prompt_ids, targets,
                                                               items, sequences, logprobs)
             finally:
                 model.train(was_training)
         self._calls += 1
-        return self.pack(prompt_ids, items, sequences, logprobs)
+        out = self.pack(prompt_ids, items, sequences, logprobs)
+        if self.credit != "sequence":
+            out["env_mask"] = divergence_masks(self.tokenizer, self.index, targets, sequences,
+                                               wrong_tokens=self.credit == "divergence")
+        return out
 
     def decode(self, model: torch.nn.Module, prompt_ids: list[list[int]], temperature: float = 1.0):
         """Candidates per prompt: item rows `(P, G)`, SID token ids `(P, G, L)`, token log-probs `(P, G, L)`."""
@@ -211,3 +227,20 @@ def add_missing_targets(model: torch.nn.Module, index: SIDIndex, tokenizer: Any,
         sequences[p, -1] = ids[j]
         logprobs[p, -1] = scored[j]
     return len(missing)
+
+
+def divergence_masks(tokenizer: Any, index: SIDIndex, targets: Sequence[str], sequences: torch.Tensor,
+                     wrong_tokens: bool = True) -> list[list[int]]:
+    """Per completion, 1 on the first token where it leaves its group's target SID, 0 elsewhere (all 0 without
+    `wrong_tokens`); all 1 for the target itself (or when the target has no SID). Groups in prompt order,
+    candidates in rank order."""
+    masks = []
+    for p, target in enumerate(targets):
+        wanted = tokenizer.convert_tokens_to_ids(index.tokens(target)) if target in index else None
+        for row in sequences[p].tolist():
+            if wanted is None or row == wanted:
+                masks.append([1] * len(row))
+                continue
+            first = next(i for i, (a, b) in enumerate(zip(row, wanted, strict=True)) if a != b)
+            masks.append([int(wrong_tokens and i == first) for i in range(len(row))])
+    return masks

@@ -90,6 +90,12 @@ class GRPOScriptArguments:
         metadata={"help": "Put the target item into every group that missed it, in place of the last candidate (an "
                   "off-policy positive, so an exact-match reward varies in every group)."},
     )
+    rollout_credit: str = field(
+        default="sequence",
+        metadata={"help": "sequence: the policy gradient reaches every token of a candidate (GRPO); divergence: a "
+                  "wrong candidate's only at the first token where its SID leaves the target's "
+                  "(rlrec/generation/rollout.py says why); target: only the target's tokens (an SFT control)."},
+    )
     rollout_batch_size: int = field(default=16, metadata={"help": "Prompts decoded together in a rollout."})
     num_train_prompts: int | None = field(
         default=None, metadata={"help": "Train on a random subset of this many train examples; None: all."}
@@ -208,7 +214,8 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
     model.train()
     rollout = SIDRollout(index, tokenizer, training_args.num_generations, mode=script_args.rollout,
                          top_k=script_args.rollout_top_k, batch_size=script_args.rollout_batch_size,
-                         seed=training_args.seed, add_target=script_args.rollout_add_target)
+                         seed=training_args.seed, add_target=script_args.rollout_add_target,
+                         credit=script_args.rollout_credit)
     train_dataset = prompt_dataset(dataset, index, tokenizer, max_history, script_args.num_train_prompts,
                                    training_args.seed)
     logger.info("grpo: %d prompts, %d candidates each, rewards %s (weights %s)", len(train_dataset),
