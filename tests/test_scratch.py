@@ -212,7 +212,9 @@ def test_scratch_model_goes_through_grpo_evaluate_export_and_recommend(ws, scrat
 
     export = tmp_path / "export"
     run_stage("export", ["--model_path", str(grpo), "--output_dir", str(export)])
-    assert (export / "README.md").is_file() and (export / "tokenizer.json").is_file()
+    assert (export / "tokenizer.json").is_file()
+    card = (export / "README.md").read_text()
+    assert "trained from scratch over the SID tokens only" in card and "base_model:" not in card
     recommender = Recommender.from_pretrained(export, device="cpu")
     history = SIDIndex.load(ws / "sid").item_ids[:5]
     top = recommender.recommend(history, k=5, exclude_history=True)
@@ -306,3 +308,26 @@ def test_valid_patience_stops_a_run_that_stopped_improving(ws, tmp_path):
     selection = manifest["valid_selection"]
     assert manifest["global_step"] == 4 and selection["stopped_early_at"] == 4
     assert [point["step"] for point in selection["curve"]] == [0, 2, 4] and selection["best"]["step"] == 0
+
+
+def test_divergence_credit_masks_only_the_first_wrong_token():
+    from rlrec.generation.rollout import divergence_masks
+
+    index = SIDIndex(["t", "sibling", "cousin", "stranger"], np.array([[0, 0, 0], [0, 0, 1], [0, 1, 0], [1, 0, 0]]),
+                     [2, 2, 2])
+    tokenizer = sid_tokenizer(index.vocabulary())
+    sequences = torch.tensor([[tokenizer.convert_tokens_to_ids(index.tokens(i))
+                               for i in ("t", "sibling", "cousin", "stranger")]])
+    masks = divergence_masks(tokenizer, index, ["t"], sequences)
+    assert masks == [[1, 1, 1], [0, 0, 1], [0, 1, 0], [1, 0, 0]]
+    assert divergence_masks(tokenizer, index, ["t"], sequences, wrong_tokens=False) == \
+        [[1, 1, 1], [0, 0, 0], [0, 0, 0], [0, 0, 0]]
+
+
+def test_a_compared_checkpoint_is_asked_with_its_own_history_cap(ws, scratch_sft):
+    from rlrec.scripts.evaluate import EvalSettings, load_compared
+
+    index = SIDIndex.load(scratch_sft / "sid")
+    settings = EvalSettings(max_history=9, baselines=[])  # the main model's cap, as `rlrec evaluate` sets it
+    assert load_compared(scratch_sft, index, settings, device="cpu", dtype="auto").max_history == 5
+    assert load_compared(scratch_sft, index, settings, device="cpu", dtype="auto", max_history=2).max_history == 2

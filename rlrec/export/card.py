@@ -172,8 +172,11 @@ def model_card(*, metadata: Mapping[str, Any], model_name: str, stage: str, save
         f"- Data: {dataset_summary}" + (f" (prepared folder `{dataset_dir}`)." if dataset_dir else "."),
         f"- Semantic IDs: {len(sid_shape)} levels ({levels} codes) over {num_items} items; `sid/index.json` maps "
         "items to codes and tokens, with each token's keywords.",
-        f"- Prompt: the next-item chat prompt of `rlrec.tasks.prompts`, history capped at {max_history or 'all'} "
-        f"items; {num_beams} beams by default (`inference_config.json`).",
+        (f"- Model: a compact causal LM trained from scratch over the SID tokens only; its prompt is `<bos>` and "
+         f"the history's SIDs, history capped at {max_history or 'all'} items"
+         if base_chain and base_chain[-1] == "scratch" else
+         f"- Prompt: the next-item chat prompt of `rlrec.tasks.prompts`, history capped at {max_history or 'all'} "
+         "items") + f"; {num_beams} beams by default (`inference_config.json`).",
         "",
         *_evaluation_lines(report, report_source),
     ]

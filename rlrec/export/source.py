@@ -117,6 +117,8 @@ def hub_base_model(chain: list[str]) -> str | None:
     if not chain:
         return None
     base = chain[-1]
+    if base == "scratch":  # a from-scratch SID model has no pretrained base
+        return None
     if base.lower() in EMBEDDED_BASE_MODELS:
         return EMBEDDED_BASE_MODELS[base.lower()]
     if _HUB_ID.fullmatch(base) and not Path(base).exists():

@@ -346,7 +346,7 @@ def paired_sections(examples: Sequence[Example], by_length: Sequence[Example], r
 
 
 def load_compared(path: str | Path, index: SIDIndex, settings: EvalSettings, *, device: Any,
-                  dtype: str) -> Any:
+                  dtype: str, max_history: int | None = None) -> Any:
     """The recommender of a compared model: a SETRec folder (`rlrec setrec`), else a SID checkpoint.
 
     SETRec models need no SID index (they score items directly), so `rlrec evaluate` can set the two
@@ -361,7 +361,8 @@ def load_compared(path: str | Path, index: SIDIndex, settings: EvalSettings, *, 
 
         return SETRecRecommender(load_setrec(path, device=device, dtype=dtype), batch_size=settings.batch_size)
     model, tokenizer = load_checkpoint(path, device=device, dtype=dtype)
-    max_history = settings.max_history if settings.max_history is not None else trained_max_history(path)
+    # Each checkpoint is asked the way it was trained, unless the run set a history cap for all of them.
+    max_history = max_history if max_history is not None else trained_max_history(path)
     return SIDRecommender(model, tokenizer, index, num_beams=settings.num_beams, batch_size=settings.batch_size,
                           max_history=max_history)
 
@@ -400,7 +401,8 @@ def main(config: EvaluateConfig) -> dict[str, Any]:
     if settings.max_history is None:
         settings.max_history = trained_max_history(config.model_path)
     output_dir = config.resolved_output_dir()
-    others = {name: functools.partial(load_compared, path, device=device, dtype=config.dtype)
+    others = {name: functools.partial(load_compared, path, device=device, dtype=config.dtype,
+                                      max_history=config.max_history)
               for name, path in compared.items()}
     report = evaluate_model(
         model, tokenizer, index, dataset, settings, output_dir=output_dir, device=str(device),
