@@ -331,3 +331,20 @@ def test_a_compared_checkpoint_is_asked_with_its_own_history_cap(ws, scratch_sft
     settings = EvalSettings(max_history=9, baselines=[])  # the main model's cap, as `rlrec evaluate` sets it
     assert load_compared(scratch_sft, index, settings, device="cpu", dtype="auto").max_history == 5
     assert load_compared(scratch_sft, index, settings, device="cpu", dtype="auto", max_history=2).max_history == 2
+
+
+def test_unseen_last_item_validation_leaves_each_users_last_window_out(ws, tmp_path):
+    from rlrec.data.schema import PreparedDataset
+    from rlrec.training.valid_selection import without_last_windows
+
+    dataset = PreparedDataset.load(ws / "data")
+    kept = without_last_windows(dataset.train)
+    users = {ex.user_id for ex in dataset.train}
+    assert len(kept) == len(dataset.train) - len(users)
+    for valid in dataset.valid:  # the last item of every valid history is now in no train window of its user
+        seen = {i for ex in kept if ex.user_id == valid.user_id for i in (*ex.history, ex.target)}
+        assert valid.history[-1] not in seen
+    manifest = run_stage("sft", _sft_argv(ws, tmp_path / "sft", "--valid_unseen_last_item", "true",
+                                          "--num_train_epochs", "1", "--eval_at_end", "false"))
+    full = run_stage("sft", _sft_argv(ws, tmp_path / "full", "--num_train_epochs", "1", "--eval_at_end", "false"))
+    assert manifest["tasks"]["next_item"] == full["tasks"]["next_item"] - len(users)

@@ -216,6 +216,10 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
                          top_k=script_args.rollout_top_k, batch_size=script_args.rollout_batch_size,
                          seed=training_args.seed, add_target=script_args.rollout_add_target,
                          credit=script_args.rollout_credit)
+    if valid_args is not None and valid_args.valid_unseen_last_item:
+        from rlrec.training.valid_selection import without_last_windows
+
+        dataset.train = without_last_windows(dataset.train)
     train_dataset = prompt_dataset(dataset, index, tokenizer, max_history, script_args.num_train_prompts,
                                    training_args.seed)
     logger.info("grpo: %d prompts, %d candidates each, rewards %s (weights %s)", len(train_dataset),

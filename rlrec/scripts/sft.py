@@ -184,7 +184,8 @@ def build_scratch_trainer(script_args: SFTScriptArguments, training_args: RecSFT
 
 
 def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, model_args: ModelConfig,
-                  scratch_args: ScratchModelArguments | None = None) -> SFTSetup:
+                  scratch_args: ScratchModelArguments | None = None,
+                  valid_args: ValidSelectionArguments | None = None) -> SFTSetup:
     """The `SFTTrainer` of the stage: inputs checked, keywords, SA-Init model, task mixture, SID rows trainable
     (or, for `model_name_or_path: scratch`, a from-scratch SID model: `build_scratch_trainer`).
 
@@ -195,6 +196,10 @@ def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, 
     from rlrec.training.model import lora_config, train_sid_rows
 
     dataset, index = load_inputs(script_args)
+    if valid_args is not None and valid_args.valid_unseen_last_item:
+        from rlrec.training.valid_selection import without_last_windows
+
+        dataset.train = without_last_windows(dataset.train)
     if is_scratch(model_args.model_name_or_path):
         return build_scratch_trainer(script_args, training_args, model_args, scratch_args or ScratchModelArguments(),
                                      dataset, index)
@@ -233,7 +238,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
         script_args.check_scratch()  # before the end-of-training config reads max_history_items
     eval_config = end_eval_config(eval_args, training_args, output_dir, script_args.dataset_dir,
                                   script_args.max_history_items)
-    setup = build_trainer(script_args, training_args, model_args, scratch_args)
+    setup = build_trainer(script_args, training_args, model_args, scratch_args, valid_args)
     trainer, tokenizer, index, sid_ids = setup.trainer, setup.tokenizer, setup.index, setup.sid_ids
     selection = valid_selection_callback(valid_args or ValidSelectionArguments(), setup.dataset, index, tokenizer,
                                          script_args.max_history_items, training_args.seed)

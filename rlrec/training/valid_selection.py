@@ -8,6 +8,11 @@ start), stop after `valid_patience` checks without a new best, and load the best
 training ends, before the model is saved. The curve goes into the
 manifest. Test users are never touched: choose on valid, report test.
 
+A valid user's history is the user's whole train sequence, which a small model can memorise, while a
+test history ends with the valid item, never trained on: selection on such valid users favours the
+memorising checkpoints that then fall on test. `valid_unseen_last_item` leaves each user's last train
+window out of training (`without_last_windows`), so the valid histories end with an unseen item too.
+
 Every process ranks the same users with the same weights, so all of them reach the same decision with no
 collective call and none waits on another (ZeRO-3's partitioned weights are refused: each process would
 hold only a shard).
@@ -45,6 +50,11 @@ class ValidSelectionArguments:
     valid_num_beams: int = field(default=20, metadata={"help": "Beams of the valid ranking (>= the metric's K)."})
     valid_batch_size: int = field(
         default=32, metadata={"help": "Valid users decoded together (as `rlrec evaluate`, so the figures agree)."}
+    )
+    valid_unseen_last_item: bool = field(
+        default=False,
+        metadata={"help": "Leave each user's last train window out of training, so that the valid histories end, "
+                  "as the test histories do, with an item the model never trained on (test-like validation)."},
     )
     valid_patience: int | None = field(
         default=None,
@@ -142,3 +152,9 @@ def valid_selection_callback(args: ValidSelectionArguments, dataset: Any, index:
 
     examples = select_examples([ex for ex in dataset.valid if ex.target in index], args.valid_max_examples, seed)
     return ValidSelectionCallback(args, examples, index, tokenizer, max_history)
+
+
+def without_last_windows(train: list) -> list:
+    """`train` without each user's last window (the latest target), for `valid_unseen_last_item`."""
+    last = {example.user_id: i for i, example in enumerate(train)}
+    return [example for i, example in enumerate(train) if last[example.user_id] != i]
