@@ -348,3 +348,24 @@ def test_unseen_last_item_validation_leaves_each_users_last_window_out(ws, tmp_p
                                           "--num_train_epochs", "1", "--eval_at_end", "false"))
     full = run_stage("sft", _sft_argv(ws, tmp_path / "full", "--num_train_epochs", "1", "--eval_at_end", "false"))
     assert manifest["tasks"]["next_item"] == full["tasks"]["next_item"] - len(users)
+
+
+def test_two_process_ddp_scratch_run_with_valid_selection(ws, tmp_path):
+    """`accelerate launch` with 2 CPU processes (gloo): the plain loss's left-aligned forward goes through DDP,
+    every rank ranks the valid users itself, and both ranks end with the same (best) weights."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlrec", "sft",
+        *_sft_argv(ws, out, "--ddp_find_unused_parameters", "false", "--num_train_epochs", "4",
+                   "--valid_every_steps", "2", "--eval_at_end", "false"),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["world_size"] == 2 and manifest["valid_selection"]["best"]["step"] > 0
