@@ -1,6 +1,6 @@
 """`SIDRecommender`: a generative model behind the same `recommend(histories, k)` interface as the baselines.
 
-Each history becomes the next-item prompt of `rlrec.tasks.prompts.model_history_prompt`, rendered exactly
+Each history becomes the next-item prompt of `rlrec.tasks.prompts.next_item_prompter`, rendered exactly
 as TRL's `SFTTrainer` renders the prompt of a prompt-completion example: the chat template with the
 generation prompt (or, for a from-scratch SID model, `<bos>` and the history's SIDs), tokenized without
 special tokens (the template already has them; `apply_chat_template(tokenize=True)` does the same). A
@@ -21,7 +21,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlrec.generation import SIDConstraint, constrained_beam_search
 from rlrec.sid.index import SIDIndex
-from rlrec.tasks.prompts import model_history_prompt, render_prompt
+from rlrec.tasks.prompts import next_item_prompter, render_prompt
 from rlrec.utils.errors import ConfigError
 
 
@@ -85,6 +85,7 @@ class SIDRecommender:
         self.batch_size = batch_size
         self.max_history = max_history
         self.phrasing = phrasing
+        self.prompter = next_item_prompter(tokenizer, index, phrasing)
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.constraint = SIDConstraint.from_index(index, tokenizer).to(self.device)
 
@@ -103,8 +104,7 @@ class SIDRecommender:
             history = list(history)
             if self.max_history is not None:
                 history = history[-self.max_history:]
-            prompt = model_history_prompt(self.tokenizer, history, self.index, self.phrasing)
-            texts.append(render_prompt(self.tokenizer, prompt))
+            texts.append(render_prompt(self.tokenizer, self.prompter(history)))
         return texts
 
     def encode(self, histories: Sequence[Sequence[str]]) -> dict[str, torch.Tensor]:

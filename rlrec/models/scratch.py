@@ -7,7 +7,7 @@ in which SFT, GRPO and reward designs can be judged without a GPU).
 
 Its prompt is the history's SID tokens after `<bos>`, with no chat template and no words:
 `<bos><a_1><b_7><c_3><a_9>...`, and the model continues with the next item's SID. Everything that
-asks a model for the next item renders the prompt through `rlrec.tasks.prompts.model_history_prompt`,
+asks a model for the next item renders the prompt through `rlrec.tasks.prompts.next_item_prompter`,
 which recognises this tokenizer (`is_sid_tokenizer`), so a scratch model folder is an ordinary model
 folder that `grpo`, `evaluate`, `export`, `recommend` and `cache` read unchanged.
 

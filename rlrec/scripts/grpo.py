@@ -153,15 +153,16 @@ def prompt_dataset(dataset: PreparedDataset, index: SIDIndex, tokenizer: Any, ma
     the target's SID."""
     from datasets import Dataset
 
-    from rlrec.tasks.prompts import model_history_prompt
+    from rlrec.tasks.prompts import next_item_prompter
 
     examples = [ex for ex in dataset.train if ex.target in index]
     if num_prompts is not None and num_prompts < len(examples):
         examples = random.Random(seed).sample(examples, num_prompts)
+    prompter = next_item_prompter(tokenizer, index)
     rows = []
     for ex in examples:
         history = ex.history[-max_history:] if max_history else ex.history
-        rows.append({"prompt": model_history_prompt(tokenizer, history, index), "target": ex.target,
+        rows.append({"prompt": prompter(history), "target": ex.target,
                      "target_sid": index.sid(ex.target), "user_id": ex.user_id})
     if not rows:
         raise ConfigError("grpo: no train example has a target in the SID index")
@@ -216,10 +217,8 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
                          top_k=script_args.rollout_top_k, batch_size=script_args.rollout_batch_size,
                          seed=training_args.seed, add_target=script_args.rollout_add_target,
                          credit=script_args.rollout_credit)
-    if valid_args is not None and valid_args.valid_unseen_last_item:
-        from rlrec.training.valid_selection import without_last_windows
-
-        dataset.train = without_last_windows(dataset.train)
+    if valid_args is not None:
+        dataset.train = valid_args.training_examples(dataset.train)
     train_dataset = prompt_dataset(dataset, index, tokenizer, max_history, script_args.num_train_prompts,
                                    training_args.seed)
     logger.info("grpo: %d prompts, %d candidates each, rewards %s (weights %s)", len(train_dataset),

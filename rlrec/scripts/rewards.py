@@ -104,7 +104,7 @@ def generate_groups(config: RewardsConfig, dataset: PreparedDataset, index: SIDI
     from rlrec.generation.rollout import SIDRollout, add_missing_targets, render_prompts
     from rlrec.models.checkpoint import load_checkpoint, resolve_device
     from rlrec.scripts.evaluate import select_examples, trained_max_history
-    from rlrec.tasks.prompts import model_history_prompt
+    from rlrec.tasks.prompts import next_item_prompter
 
     examples = [ex for ex in dataset.split(config.split) if ex.target in index]
     examples = select_examples(examples, config.max_examples, config.seed)
@@ -115,8 +115,8 @@ def generate_groups(config: RewardsConfig, dataset: PreparedDataset, index: SIDI
     model.eval()
     rollout = SIDRollout(index, tokenizer, config.num_generations, mode=config.rollout, top_k=config.top_k,
                          batch_size=config.batch_size, seed=config.seed)
-    prompts = [model_history_prompt(tokenizer, ex.history[-max_history:] if max_history else ex.history, index)
-               for ex in examples]
+    prompter = next_item_prompter(tokenizer, index)
+    prompts = [prompter(ex.history[-max_history:] if max_history else ex.history) for ex in examples]
     groups = []
     bar = tqdm(total=len(examples), desc="rollouts", unit="prompt")
     for start in range(0, len(examples), config.batch_size):

@@ -27,7 +27,7 @@ from trl import ModelConfig, TrlParser
 
 import rlrec
 from rlrec.data.schema import PreparedDataset
-from rlrec.models.scratch import ScratchModelArguments, is_scratch
+from rlrec.models.scratch import SCRATCH, ScratchModelArguments, is_scratch
 from rlrec.sid.index import SIDIndex
 from rlrec.training.config import EndEvalArguments, RecSFTConfig, SFTScriptArguments
 from rlrec.training.valid_selection import ValidSelectionArguments
@@ -148,7 +148,7 @@ def build_scratch_trainer(script_args: SFTScriptArguments, training_args: RecSFT
 
     from datasets import Dataset
 
-    from rlrec.models.scratch import SCRATCH, build_scratch_model, scratch_report, sid_tokenizer
+    from rlrec.models.scratch import build_scratch_model, scratch_report, sid_tokenizer
     from rlrec.tasks.sid_sequences import sid_sequence_rows
     from rlrec.training.plain_loss import PlainLossSFTTrainer
 
@@ -196,10 +196,8 @@ def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, 
     from rlrec.training.model import lora_config, train_sid_rows
 
     dataset, index = load_inputs(script_args)
-    if valid_args is not None and valid_args.valid_unseen_last_item:
-        from rlrec.training.valid_selection import without_last_windows
-
-        dataset.train = without_last_windows(dataset.train)
+    if valid_args is not None:
+        dataset.train = valid_args.training_examples(dataset.train)
     if is_scratch(model_args.model_name_or_path):
         return build_scratch_trainer(script_args, training_args, model_args, scratch_args or ScratchModelArguments(),
                                      dataset, index)
@@ -271,7 +269,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
             "sa_init": setup.sa_init_report,
             # the size fields of a new scratch model (a continued one keeps its own config.json)
             "scratch": dataclasses.asdict(scratch_args or ScratchModelArguments())
-            if model_args.model_name_or_path == "scratch" else None,
+            if model_args.model_name_or_path == SCRATCH else None,
             "tasks": setup.task_summary,
             "valid_selection": selection.summary() if selection is not None else None,
             "train": {key: value for key, value in result.metrics.items() if isinstance(value, int | float)},

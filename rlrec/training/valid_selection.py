@@ -77,6 +77,11 @@ class ValidSelectionArguments:
     def k(self) -> int:
         return int(self.valid_metric.partition("@")[2])
 
+    def training_examples(self, train: list) -> list:
+        """The train windows a stage may train on: all of them, or `without_last_windows` for test-like
+        validation (`valid_unseen_last_item`)."""
+        return without_last_windows(train) if self.valid_unseen_last_item else train
+
 
 class ValidSelectionCallback(TrainerCallback):
     """Ranks the valid users at train start and every `every_steps` steps; restores the best weights at the end."""
