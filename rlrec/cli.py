@@ -80,6 +80,23 @@ def main(argv: list[str] | None = None) -> None:
     except (UsageError, RlrecError) as err:
         print(f"rlrec: error: {err}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Tear down torch.distributed before the interpreter does.
+
+    Left to interpreter shutdown, a gloo process group (DeepSpeed on CPU) is sometimes destroyed while its
+    worker threads still run, and the process aborts with "terminate called without an active exception"
+    after the model was saved: the launch then fails although the stage finished.
+    """
+    if "torch" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
