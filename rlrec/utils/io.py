@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,14 +48,107 @@ def atomic_output_dir(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def open_text(path: str | os.PathLike) -> IO[str]:
-    """Open a text file for reading, transparently decompressing `.gz`."""
+def open_text(path: str | os.PathLike) -> CheckedTextFile:
+    """Open a text file for reading, transparently decompressing `.gz`.
+
+    Read errors come back as a DataError naming the file and, for line-wise reads, the line: a truncated
+    or corrupt download otherwise surfaces as a bare `EOFError` or `zlib.error` from deep inside a reader.
+    """
     path = Path(path)
     if not path.is_file():
+        if path.is_dir():
+            raise DataError(f"{path}: is a folder; expected a file")
         raise DataError(f"{path}: file not found")
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+    try:
+        if path.suffix == ".gz":
+            return CheckedTextFile(gzip.open(path, "rt", encoding="utf-8"), path)
+        return CheckedTextFile(open(path, encoding="utf-8"), path)
+    except OSError as err:  # permissions and the like
+        raise DataError(f"{path}: cannot open ({err.strerror or err})") from err
+
+
+class CheckedTextFile:
+    """A text file whose decompression and decoding errors raise DataError naming the file and the line.
+
+    Lines handed out so far are complete, so a failure while reading is at the next line: the line number
+    in the message is where the file stops being readable. Everything else is delegated to the file.
+    """
+
+    def __init__(self, file: IO[str], path: Path) -> None:
+        self._file = file
+        self._path = path
+        self._lines = 0  # lines returned by iteration / readline so far
+
+    def __enter__(self) -> CheckedTextFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __iter__(self) -> CheckedTextFile:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            line = next(self._file)
+        except (EOFError, OSError, zlib.error, UnicodeDecodeError) as err:
+            raise self._error(err, self._lines + 1) from err
+        self._lines += 1
+        return line
+
+    def readline(self, size: int = -1) -> str:
+        try:
+            line = self._file.readline(size)
+        except (EOFError, OSError, zlib.error, UnicodeDecodeError) as err:
+            raise self._error(err, self._lines + 1) from err
+        if line.endswith("\n"):
+            self._lines += 1
+        return line
+
+    def read(self, size: int = -1) -> str:
+        try:
+            return self._file.read(size)
+        except (EOFError, OSError, zlib.error, UnicodeDecodeError) as err:
+            raise self._error(err, None) from err
+
+    def readlines(self) -> list[str]:
+        return list(self)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+    def _error(self, err: BaseException, lineno: int | None) -> DataError:
+        where = f"{self._path}: line {lineno}" if lineno is not None else str(self._path)
+        if isinstance(err, EOFError):
+            return DataError(f"{where}: the compressed file ends early (truncated or partly downloaded?); expected a "
+                             "complete gzip file")
+        if isinstance(err, gzip.BadGzipFile) and "Not a gzipped file" in str(err):
+            return DataError(f"{self._path}: not a gzip file; expected gzip-compressed text for a .gz name "
+                             "(rename it without .gz if it is plain text)")
+        if isinstance(err, (gzip.BadGzipFile, zlib.error)):
+            return DataError(f"{where}: corrupt compressed data ({err}); expected a valid gzip file "
+                             "(download it again)")
+        if isinstance(err, UnicodeDecodeError):
+            hint = ""
+            if self._path.suffix != ".gz" and _starts_with(self._path, GZIP_MAGIC):
+                hint = "; it looks gzip-compressed: give it a .gz name"
+            return DataError(f"{where}: not UTF-8 text (byte 0x{err.object[err.start]:02x}: {err.reason}); expected "
+                             f"UTF-8{hint}")
+        return DataError(f"{where}: cannot read ({err})")
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(magic)) == magic
+    except OSError:
+        return False
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
