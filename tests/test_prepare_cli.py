@@ -118,7 +118,11 @@ def test_malformed_input_leaves_no_folder_and_keeps_an_old_one(tmp_path, capsys)
     with open(raw / "reviews_Office_5.json", "a") as f:
         f.write('{"reviewerID": "u1", "asin": \n')
     n_lines = len((raw / "reviews_Office_5.json").read_text().splitlines())
+    # A finished folder is refused outright; asked to replace it, a failing run still keeps it.
     err = _fails(["prepare", "--config", str(recipe), "--output_dir", str(out)], capsys)
+    assert f"output_dir {out} holds a finished run (manifest.json); pass --overwrite_output_dir true" in err
+    err = _fails(["prepare", "--config", str(recipe), "--output_dir", str(out), "--overwrite_output_dir", "true"],
+                 capsys)
     assert f"reviews_Office_5.json: line {n_lines}: neither JSON nor a Python dict literal" in err
     assert (out / "train.jsonl").read_bytes() == before      # the previous dataset is untouched
     assert _leftovers(tmp_path, "out") == ["out"]
@@ -164,9 +168,9 @@ def test_item_policies_from_the_command_line(tmp_path, capsys):
     assert dropped["items_without_text"] == 1 and dropped["interactions_of_items_without_text"] == 1
     assert dropped["unknown_items"] == 1 and dropped["interactions_of_unknown_items"] == 1
     assert "items_without_text" in capsys.readouterr().out
-    err = _fails(["prepare", "--config", str(recipe), "--output_dir", str(out),
+    err = _fails(["prepare", "--config", str(recipe), "--output_dir", str(out), "--overwrite_output_dir", "true",
                   "--drop_unknown_items", "false"], capsys)
     assert "item 'ghost' is not in" in err and "reviews_Office_5.json: line" in err
-    err = _fails(["prepare", "--config", str(recipe), "--output_dir", str(out),
+    err = _fails(["prepare", "--config", str(recipe), "--output_dir", str(out), "--overwrite_output_dir", "true",
                   "--no_drop_items_without_text"], capsys)
     assert "item 'notitle'" in err

@@ -23,6 +23,9 @@ class PrepareConfig:
         metadata={"help": "Folder that receives items.jsonl, train/valid/test.jsonl and manifest.json "
                   "(written atomically: a failed run leaves nothing behind)."},
     )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace an output_dir that already holds something (refused otherwise)."}
+    )
     source: str = field(
         default="movielens",
         metadata={"help": "Raw data format: `movielens` (RecBole atomic files ml-100k.inter/.item), "

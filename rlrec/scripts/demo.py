@@ -71,6 +71,9 @@ def default_recipes_dir() -> Path:
 @dataclass
 class DemoConfig:
     output_dir: str = field(default="runs/demo", metadata={"help": "Folder that receives one sub-folder per step."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Let the steps that run replace their folders from an earlier demo."}
+    )
     recipes_dir: str | None = field(
         default=None, metadata={"help": "Folder holding ml-100k/ and ml-100k-compact/; default: recipes/ of the "
                                 "checkout."}
@@ -106,6 +109,8 @@ def stage_commands(config: DemoConfig) -> list[tuple[DemoStep, list[str]]]:
         argv = ["--config", str(recipe), "--output_dir", folders[step.name]]
         for field_name, template in step.inputs.items():
             argv += [f"--{field_name}", template.format(**folders)]
+        if config.overwrite_output_dir and step.stage != "evaluate":  # evaluate replaces its report anyway
+            argv += ["--overwrite_output_dir", "true"]
         commands.append((step, argv + list(step.extra)))
     return commands
 

@@ -20,6 +20,7 @@ from typing import Any
 from trl import TrlParser
 
 from rlrec.utils.errors import ConfigError
+from rlrec.utils.output_dirs import check_output_dir
 
 
 @dataclass
@@ -32,6 +33,9 @@ class ExportConfig:
                   "`rlrec setrec`."},
     )
     output_dir: str = field(default="runs/ml-100k/export", metadata={"help": "Folder the export is written to."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace an output_dir that already holds something (refused otherwise)."}
+    )
     merge_lora: bool = field(
         default=True,
         metadata={"help": "Merge a LoRA adapter into its base weights (true) or export the adapter as it is "
@@ -98,6 +102,7 @@ def main(config: ExportConfig) -> dict[str, Any]:
             raise ConfigError(f"push_only: {output} does not exist; export first")
         manifest: dict[str, Any] = {"stage": "export", "output_dir": str(output)}
     else:
+        check_output_dir(output, overwrite=config.overwrite_output_dir, stage="export")
         name = config.model_name or (config.hub_repo_id.split("/")[-1] if config.hub_repo_id else None)
         manifest = export_model(
             config.model_path, output, merge_lora=config.merge_lora, dataset_dir=config.dataset_dir,

@@ -35,6 +35,7 @@ from rlrec.training.config import EndEvalArguments
 from rlrec.training.valid_selection import ValidSelectionArguments
 from rlrec.utils.errors import ConfigError
 from rlrec.utils.io import read_json_object, write_json
+from rlrec.utils.output_dirs import prepare_training_output
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,10 @@ class RecGRPOConfig(GRPOConfig):
     gradient_checkpointing: bool | None = field(
         default=None, metadata={"help": "Deprecated alias of `activation_checkpointing` (off by default)."}
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace an output_dir that holds a finished or unfinished run (refused otherwise)."},
+    )
     max_completion_length: int = field(
         default=8, metadata={"help": "Completions are one SID (a few tokens); rollouts never exceed its depth."}
     )
@@ -203,6 +208,7 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
         raise ConfigError("grpo: set `model_name_or_path` to the SFT model folder (`rlrec sft` output)")
     model_path = Path(model_args.model_name_or_path)
     output_dir = Path(training_args.output_dir)
+    resume = prepare_training_output(training_args, "grpo")
     sid_dir = script_args.sid_dir or str(model_path / "sid")
     dataset = PreparedDataset.load(script_args.dataset_dir)
     index = SIDIndex.load(sid_dir)
@@ -242,7 +248,9 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
     if trainer.accelerator.is_main_process:
         (output_dir / MANIFEST).unlink(missing_ok=True)
     gather_zero3_weights_on_save(trainer)
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    if selection is not None and resume is not None:
+        selection.restore(resume)
+    result = trainer.train(resume_from_checkpoint=resume)
     saved_as = save_final_model(trainer, output_dir, merge_lora=True,
                                 rebuild=lambda: load_checkpoint(model_path, device="cpu",
                                                                 dtype=model_args.dtype or "auto")[0])

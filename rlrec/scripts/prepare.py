@@ -17,6 +17,7 @@ from rlrec.data.config import PrepareConfig
 from rlrec.data.pipeline import build_dataset
 from rlrec.data.schema import PreparedDataset
 from rlrec.utils.io import atomic_output_dir
+from rlrec.utils.output_dirs import check_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ def make_parser() -> TrlParser:
 
 def main(config: PrepareConfig) -> PreparedDataset:
     start = time.perf_counter()
+    check_output_dir(config.output_dir, overwrite=config.overwrite_output_dir, stage="prepare")
     dataset = build_dataset(config)
     with atomic_output_dir(config.output_dir) as tmp:
         dataset.save(tmp)

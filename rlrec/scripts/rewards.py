@@ -35,6 +35,7 @@ from rlrec.data.schema import PreparedDataset
 from rlrec.sid.index import SIDIndex
 from rlrec.utils.errors import ConfigError, DataError
 from rlrec.utils.io import atomic_output_dir, read_jsonl, write_json, write_jsonl
+from rlrec.utils.output_dirs import check_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ class RewardsConfig:
     """Which rollouts to score (generated from a checkpoint, or saved ones) and with which rewards."""
 
     output_dir: str = field(default="runs/ml-100k/rewards", metadata={"help": "Receives rollouts.jsonl + report."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace an output_dir that already holds something (refused otherwise)."}
+    )
     rewards: list[Any] | str | None = field(
         default=None,
         metadata={"help": "Rewards to compare, as in `rlrec grpo` (names, {name, **params}, package.module:fn)."},
@@ -227,6 +231,7 @@ def main(config: RewardsConfig) -> dict[str, Any]:
     from rlrec.rewards import RewardContext, load_rewards, parse_reward_recipe
 
     start = time.perf_counter()
+    check_output_dir(config.output_dir, overwrite=config.overwrite_output_dir, stage="rewards")
     recipe = parse_reward_recipe(config.rewards)
     index = SIDIndex.load(config.resolved_sid_dir())
     dataset = PreparedDataset.load(config.dataset_dir) if config.rollouts_file is None else None

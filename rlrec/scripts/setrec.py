@@ -27,6 +27,7 @@ from rlrec.data.schema import PreparedDataset
 from rlrec.evaluation import DEFAULT_K_VALUES
 from rlrec.setrec.config import SETRecModelConfig, SETRecTrainConfig
 from rlrec.utils.errors import ConfigError
+from rlrec.utils.output_dirs import check_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ class SETRecStageConfig:
         default="runs/ml-100k/data", metadata={"help": "Prepared dataset folder written by `rlrec prepare`."}
     )
     output_dir: str = field(default="runs/ml-100k/setrec", metadata={"help": "Folder of the trained model."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace an output_dir that already holds something (refused otherwise)."}
+    )
     model_name_or_path: str | None = field(
         default=None,
         metadata={"help": "Base LLM: a local folder, a .gguf file, or null for the embedded SmolLM2-135M-Instruct."},
@@ -153,6 +157,7 @@ def main(stage: SETRecStageConfig, model_config: SETRecModelConfig, train_config
     from rlrec.setrec.features import text_embeddings, warm_mask
 
     started = time.perf_counter()
+    check_output_dir(stage.output_dir, overwrite=stage.overwrite_output_dir, stage="setrec")
     accelerator = Accelerator(cpu=train_config.use_cpu)
     dataset = PreparedDataset.load(stage.dataset_dir)
     item_ids = list(dataset.items)

@@ -33,6 +33,7 @@ from rlrec.training.config import EndEvalArguments, RecSFTConfig, SFTScriptArgum
 from rlrec.training.valid_selection import ValidSelectionArguments
 from rlrec.utils.errors import ConfigError, DataError
 from rlrec.utils.io import write_json
+from rlrec.utils.output_dirs import prepare_training_output
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +232,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
 
     started = time.perf_counter()
     output_dir = Path(training_args.output_dir)
+    resume = prepare_training_output(training_args, "sft")
     scratch = is_scratch(model_args.model_name_or_path)
     if scratch:
         script_args.check_scratch()  # before the end-of-training config reads max_history_items
@@ -242,10 +244,12 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
                                          script_args.max_history_items, training_args.seed)
     if selection is not None:
         trainer.add_callback(selection)
+        if resume is not None:
+            selection.restore(resume)
     if trainer.accelerator.is_main_process:
         (output_dir / MANIFEST).unlink(missing_ok=True)  # the folder is unfinished until the new one lands
     gather_zero3_weights_on_save(trainer)
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume)
     saved_as = save_final_model(trainer, output_dir, script_args.merge_lora,
                                 rebuild=lambda: rebuild_base(model_args, index))
 
@@ -263,7 +267,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
             "world_size": trainer.accelerator.num_processes,
             "distributed_type": str(trainer.accelerator.distributed_type.value),
             "global_step": trainer.state.global_step,
-            "resumed_from": training_args.resume_from_checkpoint,
+            "resumed_from": resume,
             "num_sid_tokens": len(sid_ids),
             "prompt_max_history": script_args.max_history_items,
             "sa_init": setup.sa_init_report,

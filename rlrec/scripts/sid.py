@@ -33,6 +33,7 @@ from rlrec.sid.metrics import format_quality, sid_quality
 from rlrec.sid.quantizers import CascadeQuantizer, Quantizer, get_quantizer, resolve_device
 from rlrec.utils.errors import DataError
 from rlrec.utils.io import atomic_output_dir, write_json
+from rlrec.utils.output_dirs import check_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ def import_sid_file(config: SIDConfig) -> SIDIndex:
 
 
 def main(config: SIDConfig) -> SIDIndex:
+    check_output_dir(config.output_dir, overwrite=config.overwrite_output_dir, stage="sid")
     if config.sid_file:
         return import_sid_file(config)
     seconds: dict[str, float] = {}

@@ -25,6 +25,9 @@ class SIDConfig:
         default="runs/ml-100k/sid",
         metadata={"help": "Folder that receives index.json and manifest.json (written atomically)."},
     )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace an output_dir that already holds something (refused otherwise)."}
+    )
     dataset_dir: str = field(
         default="runs/ml-100k/data",
         metadata={

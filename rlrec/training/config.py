@@ -182,6 +182,10 @@ class RecSFTConfig(SFTConfig):
         default=None,
         metadata={"help": "Deprecated alias of `activation_checkpointing` (off by default; pays off on big models)."},
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace an output_dir that holds a finished or unfinished run (refused otherwise)."},
+    )
 
     def __post_init__(self) -> None:
         if self.bf16 is None:

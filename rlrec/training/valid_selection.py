@@ -24,14 +24,19 @@ import copy
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import TrainerCallback
 
 from rlrec.utils.errors import ConfigError
+from rlrec.utils.io import read_json_object, write_json
 
 logger = logging.getLogger(__name__)
+
+SELECTION_STATE = "valid_selection.json"
+SELECTION_WEIGHTS = "valid_best.safetensors"
 
 
 @dataclass
@@ -97,6 +102,7 @@ class ValidSelectionCallback(TrainerCallback):
         self.stopped_at: int | None = None  # the step early stopping ended training at
         self.best: dict[str, float] | None = None
         self._best_state: dict[str, torch.Tensor] | None = None
+        self._snapshot_on_begin = False  # resumed at the best step: its weights are the checkpoint's
 
     def _rank(self, model: torch.nn.Module, step: int) -> None:
         from rlrec.evaluation.evaluate import evaluate_recommender
@@ -112,8 +118,7 @@ class ValidSelectionCallback(TrainerCallback):
         value = metrics[self.args.valid_metric]
         if self.best is None or value > self.best[self.args.valid_metric]:
             self.best = point
-            self._best_state = {name: tensor.detach().to("cpu", copy=True)
-                                for name, tensor in model.state_dict().items()}
+            self._best_state = _cpu_copy(model)
         logger.info("valid %s at step %d: %.4f (best %.4f at step %d)", self.args.valid_metric, step, value,
                     self.best[self.args.valid_metric], self.best["step"])
 
@@ -123,6 +128,9 @@ class ValidSelectionCallback(TrainerCallback):
                               "weights); use ZeRO-2 or DDP, or evaluate the saved checkpoints afterwards")
         if not self.curve:
             self._rank(model, state.global_step)
+        elif self._snapshot_on_begin:
+            self._best_state = _cpu_copy(model)
+            self._snapshot_on_begin = False
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.args.valid_every_steps == 0:
@@ -142,10 +150,44 @@ class ValidSelectionCallback(TrainerCallback):
             logger.info("kept the weights of step %d (valid %s %.4f) instead of the last step's", self.best["step"],
                         self.args.valid_metric, self.best[self.args.valid_metric])
 
+    def on_save(self, args, state, control, **kwargs):
+        """Keep the curve and the best weights with the checkpoint, so a resumed run selects as one run would."""
+        if not state.is_world_process_zero:
+            return
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if not folder.is_dir():
+            return
+        write_json(folder / SELECTION_STATE, {"curve": self.curve, "best": self.best, "stopped_at": self.stopped_at})
+        if self._best_state is not None and self.best is not None and self.best["step"] != state.global_step:
+            from safetensors.torch import save_file
+
+            save_file({name: t.contiguous() for name, t in self._best_state.items()}, folder / SELECTION_WEIGHTS)
+
+    def restore(self, checkpoint: str | Path) -> None:
+        """Continue from a checkpoint's selection state (`on_save`). When the best step is the checkpoint's
+        own, no weights were saved beside it: they are the checkpoint's, taken when training begins."""
+        folder = Path(checkpoint)
+        saved = read_json_object(folder / SELECTION_STATE, missing_ok=True)
+        if not saved:
+            logger.warning("%s: no %s: valid selection starts afresh from the resumed step", folder, SELECTION_STATE)
+            return
+        self.curve, self.best, self.stopped_at = saved["curve"], saved["best"], saved["stopped_at"]
+        if (folder / SELECTION_WEIGHTS).is_file():
+            from safetensors.torch import load_file
+
+            self._best_state = load_file(folder / SELECTION_WEIGHTS)
+        else:
+            self._best_state = None
+            self._snapshot_on_begin = True
+
     def summary(self) -> dict[str, Any]:
         """What the manifest records: the metric, the best point and the whole curve."""
         return {"metric": self.args.valid_metric, "best": copy.deepcopy(self.best), "curve": list(self.curve),
                 "users": len(self.examples), "stopped_early_at": self.stopped_at}
+
+
+def _cpu_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
 
 
 def valid_selection_callback(args: ValidSelectionArguments, dataset: Any, index: Any, tokenizer: Any,
