@@ -232,7 +232,8 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
 
     started = time.perf_counter()
     output_dir = Path(training_args.output_dir)
-    resume = prepare_training_output(training_args, "sft")
+    valid_args = valid_args or ValidSelectionArguments()
+    resume = prepare_training_output(training_args, "sft", valid_args.checkpoint_files())
     scratch = is_scratch(model_args.model_name_or_path)
     if scratch:
         script_args.check_scratch()  # before the end-of-training config reads max_history_items

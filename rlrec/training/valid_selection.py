@@ -82,6 +82,10 @@ class ValidSelectionArguments:
     def k(self) -> int:
         return int(self.valid_metric.partition("@")[2])
 
+    def checkpoint_files(self) -> tuple[str, ...]:
+        """Files a complete checkpoint holds for this selection (see `ValidSelectionCallback.on_save`)."""
+        return (SELECTION_STATE,) if self.valid_every_steps is not None else ()
+
     def training_examples(self, train: list) -> list:
         """The train windows a stage may train on: all of them, or `without_last_windows` for test-like
         validation (`valid_unseen_last_item`)."""
@@ -157,11 +161,12 @@ class ValidSelectionCallback(TrainerCallback):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if not folder.is_dir():
             return
-        write_json(folder / SELECTION_STATE, {"curve": self.curve, "best": self.best, "stopped_at": self.stopped_at})
         if self._best_state is not None and self.best is not None and self.best["step"] != state.global_step:
             from safetensors.torch import save_file
 
             save_file({name: t.contiguous() for name, t in self._best_state.items()}, folder / SELECTION_WEIGHTS)
+        # Written last: a checkpoint holding it is complete (`resume_from_checkpoint: last` looks for it).
+        write_json(folder / SELECTION_STATE, {"curve": self.curve, "best": self.best, "stopped_at": self.stopped_at})
 
     def restore(self, checkpoint: str | Path) -> None:
         """Continue from a checkpoint's selection state (`on_save`). When the best step is the checkpoint's

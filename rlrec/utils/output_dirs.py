@@ -16,6 +16,7 @@ from pathlib import Path
 from rlrec.utils.errors import ConfigError
 
 MANIFEST = "manifest.json"
+TRAINER_STATE = "trainer_state.json"
 RESUME_LAST = ("last", "latest", "true")
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -62,16 +63,20 @@ def clear_output_dir(path: str | os.PathLike) -> None:
         shutil.rmtree(folder)
 
 
-def resolve_resume(value: str | bool | None, output_dir: str | os.PathLike, stage: str) -> str | None:
-    """The checkpoint folder to resume from: `last` (or `true`) is the newest `checkpoint-N` in `output_dir`.
+def resolve_resume(value: str | bool | None, output_dir: str | os.PathLike, stage: str,
+                   required: tuple[str, ...] = ()) -> str | None:
+    """The checkpoint folder to resume from: `last` (or `true`) is the newest complete `checkpoint-N`.
 
-    A path must be a checkpoint folder (it holds `trainer_state.json`); anything else is a clear error
-    before the model loads, rather than a traceback from inside the trainer.
+    A checkpoint is complete when it holds `trainer_state.json` (the trainer writes it after the weights,
+    optimizer and RNG states) and the `required` files callbacks write after it; a run killed while saving
+    leaves an incomplete newest one, which `last` passes over. A path must be a checkpoint folder; anything
+    else is a clear error before the model loads, rather than a traceback from inside the trainer.
     """
     if value is None or value is False or str(value).strip().lower() in ("", "false", "none", "no"):
         return None
     if value is True or str(value).strip().lower() in RESUME_LAST:
-        found = checkpoints(output_dir)
+        needed = (TRAINER_STATE, *required)
+        found = [c for c in checkpoints(output_dir) if all((c / name).is_file() for name in needed)]
         if not found:
             raise ConfigError(f"{stage}: resume_from_checkpoint={value}: {output_dir} holds no checkpoint-N folder "
                               "to resume from (set save_strategy: steps and save_steps in the first run)")
@@ -80,19 +85,20 @@ def resolve_resume(value: str | bool | None, output_dir: str | os.PathLike, stag
     if not folder.is_dir():
         raise ConfigError(f"{stage}: resume_from_checkpoint={value}: no such folder; expected a checkpoint-N "
                           f"folder, or `last` for the newest one in {output_dir}")
-    if not (folder / "trainer_state.json").is_file():
+    if not (folder / TRAINER_STATE).is_file():
         raise ConfigError(f"{stage}: resume_from_checkpoint={value}: {folder} is not a checkpoint "
                           "(no trainer_state.json); expected a checkpoint-N folder written by this stage")
     return str(folder)
 
 
-def prepare_training_output(training_args, stage: str) -> str | None:
+def prepare_training_output(training_args, stage: str, required: tuple[str, ...] = ()) -> str | None:
     """Check (and on `overwrite_output_dir`, clear) a trainer's output folder; return the checkpoint to resume.
 
-    `training_args` is a `TrainingArguments` with rlrec's `overwrite_output_dir` field. Every process checks;
+    `training_args` is a `TrainingArguments` with rlrec's `overwrite_output_dir` field; `required` as in
+    `resolve_resume`. Every process checks;
     only the main one deletes, and the others wait for it, so no rank sees a half-deleted folder.
     """
-    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir, stage)
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir, stage, required)
     overwrite = bool(getattr(training_args, "overwrite_output_dir", False))
     if resume is not None and overwrite:
         raise ConfigError(f"{stage}: resume_from_checkpoint and overwrite_output_dir together would delete the "
