@@ -310,10 +310,12 @@ def train_sasrec(dataset: PreparedDataset, config: SASRecConfig | None = None,
         try:
             sequences.append([index[i] for i in seq])
         except KeyError as err:
-            raise DataError(f"sasrec: train item {err.args[0]!r} is not in the catalog") from err
+            raise DataError(f"{dataset.split_path('train')}: sasrec: train item {err.args[0]!r} is not in the "
+                            "catalog") from err
     inputs, targets = training_windows(sequences, config.max_len)
     if not len(inputs):
-        raise DataError("sasrec: the train split has no transition to learn from (every history is empty)")
+        raise DataError(f"{dataset.split_path('train')}: sasrec: the train split has no transition to learn from "
+                        "(every history is empty); expected examples with a history")
     n_targets = int((targets != PAD).sum())
     logger.info("sasrec: %d items, %d train sequences -> %d windows, %d targets, on %s", len(item_ids),
                 len(sequences), len(inputs), n_targets, device)

@@ -64,11 +64,28 @@ class PreparedDataset:
     valid: list[Example]
     test: list[Example]
     manifest: dict[str, Any] = field(default_factory=dict)
+    # Where `load` read it from, so a stage's error can name the file (None: built in memory).
+    folder: Path | None = field(default=None, repr=False, compare=False)
 
     def split(self, name: str) -> list[Example]:
         if name not in SPLITS:
             raise DataError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
         return getattr(self, name)
+
+    def split_path(self, name: str) -> str:
+        """The file split `name` was read from, for messages (`the NAME split` for a dataset built in memory)."""
+        return str(self.folder / f"{name}.jsonl") if self.folder is not None else f"the {name} split"
+
+    def require_examples(self, *names: str) -> None:
+        """Raise DataError naming the file of the first split of `names` that holds no example.
+
+        A stage that trains or evaluates on a split calls this first: an empty split otherwise fails deep inside
+        a trainer (TRL's `next(iter(dataset))`) or after minutes of loading, without saying which file is empty.
+        """
+        for name in names:
+            if not self.split(name):
+                raise DataError(f"{self.split_path(name)}: the {name} split is empty; expected at least one "
+                                "example (were the users filtered away? see the counts in manifest.json)")
 
     def item_texts(self) -> tuple[list[str], list[str]]:
         """Item ids and their texts, in the catalog's order."""
@@ -95,7 +112,7 @@ class PreparedDataset:
             raise DataError(f"{folder}: not a prepared dataset, missing {', '.join(missing)}")
         items = _load_items(folder / "items.jsonl")
         splits = {name: list(_load_examples(folder / f"{name}.jsonl", items)) for name in SPLITS}
-        return cls(items=items, manifest=read_json(folder / MANIFEST), **splits)
+        return cls(items=items, manifest=read_json(folder / MANIFEST), folder=folder, **splits)
 
 
 def _load_items(path: Path) -> dict[str, Item]:
@@ -106,6 +123,9 @@ def _load_items(path: Path) -> dict[str, Item]:
                         attributes=dict(row.get("attributes") or {}))
         except KeyError as err:
             raise DataError(f"{path}: line {lineno}: missing field {err.args[0]!r}") from err
+        except (TypeError, ValueError) as err:
+            raise DataError(f"{path}: line {lineno}: field 'attributes' is {row.get('attributes')!r}; "
+                            "expected an object") from err
         if item.item_id in items:
             raise DataError(f"{path}: line {lineno}: duplicate item_id {item.item_id!r}")
         items[item.item_id] = item
@@ -118,10 +138,13 @@ def _load_examples(path: Path, items: dict[str, Item]) -> Iterable[Example]:
             ex = Example(user_id=str(row["user_id"]), history=[str(i) for i in row["history"]],
                          target=str(row["target"]), timestamp=int(row.get("timestamp", 0)),
                          cold=row.get("cold"))
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, ValueError) as err:
             raise DataError(
-                f"{path}: line {lineno}: expected user_id, history (list), target: {err}"
+                f"{path}: line {lineno}: expected user_id, history (list), target, timestamp (integer): {err}"
             ) from err
+        if isinstance(row["history"], str):
+            raise DataError(f"{path}: line {lineno}: field 'history' is the string {row['history']!r}; expected a "
+                            "list of item ids")
         for item_id in (*ex.history, ex.target):
             if item_id not in items:
                 raise DataError(f"{path}: line {lineno}: item {item_id!r} is not in items.jsonl")

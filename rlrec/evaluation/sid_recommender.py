@@ -32,9 +32,10 @@ def check_index_matches_tokenizer(index: SIDIndex, tokenizer: PreTrainedTokenize
     tokens = index.vocabulary()
     missing = [t for t in tokens if t not in vocab]
     if missing:
+        where = f" ({index.source or 'SID index'} against the tokenizer of {tokenizer.name_or_path or 'the model'})"
         raise ConfigError(
             f"SID index does not match the model's tokenizer: {len(missing)} of {len(tokens)} SID tokens missing "
-            f"(first: {missing[0]!r}); evaluate with the SID index the model was trained with"
+            f"(first: {missing[0]!r}); evaluate with the SID index the model was trained with{where}"
         )
     if model is not None:
         from rlrec.models.checkpoint import embedding_rows

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from rlrec.sid.trie import PrefixTrie
+from rlrec.utils.errors import ConfigError
 
 if TYPE_CHECKING:  # the core needs only codes and token ids; SIDIndex is an optional entry point
     from rlrec.sid.index import SIDIndex
@@ -84,10 +85,13 @@ class SIDConstraint:
         for level in range(index.num_levels):
             tokens = index.level_tokens(level)
             missing = [t for t in tokens if t not in vocab]
-            if missing:
-                raise ValueError(
-                    f"SIDConstraint: {len(missing)} SID tokens of level {level} are not in the tokenizer "
-                    f"(first: {missing[0]!r}); add `index.vocabulary()` with `tokenizer.add_tokens` first"
+            if missing:  # a ConfigError: an index that is not the model's is a user's mistake, told in one line
+                where = f"{index.source}: " if getattr(index, "source", None) else ""
+                model = getattr(tokenizer, "name_or_path", "") or "the model"
+                raise ConfigError(
+                    f"{where}SIDConstraint: {len(missing)} SID tokens of level {level} are not in the tokenizer of "
+                    f"{model} (first: {missing[0]!r}); use the SID index the model was trained with, or add "
+                    "`index.vocabulary()` with `tokenizer.add_tokens` first"
                 )
             level_token_ids.append([vocab[t] for t in tokens])
         return cls(index.codes, level_token_ids, trie=index.trie)

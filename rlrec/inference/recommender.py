@@ -204,7 +204,8 @@ class Recommender:
             else:
                 ids.append(item)
         if unknown:
-            message = f"{len(unknown)} history entries name no item of the catalog: {unknown[:5]}"
+            message = (f"history: {len(unknown)} of {len(history)} entries name no item of the catalog: {unknown[:5]}; "
+                       "expected item ids or titles of the model's items")
             if self.on_unknown == "error":
                 raise DataError(message)
             logger.warning("%s; recommending from the other %d", message, len(ids))

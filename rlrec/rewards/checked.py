@@ -24,16 +24,19 @@ from numbers import Real
 from typing import Any
 
 from rlrec.rewards.context import RewardFunc
-from rlrec.utils.errors import ConfigError
+from rlrec.utils.errors import ConfigError, RlrecError
 
 logger = logging.getLogger(__name__)
 
 
-class RewardOutputError(ValueError):
-    """A reward returned something other than one value per completion: a bug in the reward, not in the data."""
+class RewardOutputError(RlrecError, ValueError):
+    """A reward returned something other than one value per completion: a bug in the reward, not in the data.
+
+    An RlrecError, so the CLI names the reward in one line: the fix is in the user's reward code.
+    """
 
 
-class RewardError(RuntimeError):
+class RewardError(RlrecError, RuntimeError):
     """A reward failed on every completion of a batch: the reward is broken, so training stops and names it."""
 
 

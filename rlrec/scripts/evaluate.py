@@ -393,6 +393,7 @@ def main(config: EvaluateConfig) -> dict[str, Any]:
     device = resolve_device(config.device)
     index = load_index(config)
     dataset = PreparedDataset.load(config.dataset_dir)
+    dataset.require_examples(config.split)
     # Cheap checks first: a wrong index or data should fail before the model is loaded.
     check_index_covers(index, dataset.split(config.split), config.split, f"SID index {config.resolved_sid_dir()}")
     compared = config.compared_models()

@@ -160,6 +160,7 @@ def main(stage: SETRecStageConfig, model_config: SETRecModelConfig, train_config
     check_output_dir(stage.output_dir, overwrite=stage.overwrite_output_dir, stage="setrec")
     accelerator = Accelerator(cpu=train_config.use_cpu)
     dataset = PreparedDataset.load(stage.dataset_dir)
+    dataset.require_examples("train", stage.eval_split)  # before SASRec, the text embeddings and the LLM load
     item_ids = list(dataset.items)
     warm = warm_mask(item_ids, dataset.train)
     sasrec = train_sasrec(dataset, SASRecConfig(epochs=stage.sasrec_epochs, hidden_size=stage.sasrec_hidden_size,

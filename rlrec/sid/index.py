@@ -98,6 +98,8 @@ class SIDIndex:
         ]
         self._pattern = re.compile(r"\s*".join(rf"<{p}_(0|[1-9][0-9]{{0,9}})>" for p in prefixes))
         self.keywords: dict[str, list[str]] = dict(keywords or {})
+        # The index.json `load` read (None: built in memory): errors about the index name it.
+        self.source: str | None = None
 
     # -- shape -------------------------------------------------------------------------------------------
 
@@ -241,7 +243,9 @@ class SIDIndex:
         if path.is_dir() or not path.suffix:
             path = path / INDEX_FILE
         data = read_json(path)
-        return cls.from_json(data, source=str(path))
+        index = cls.from_json(data, source=str(path))
+        index.source = str(path)
+        return index
 
     @classmethod
     def from_json(cls, data: Any, source: str = INDEX_FILE) -> SIDIndex:
