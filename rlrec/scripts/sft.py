@@ -54,7 +54,11 @@ def load_inputs(script_args: SFTScriptArguments) -> tuple[PreparedDataset, SIDIn
 
 
 def check_index_matches(index: SIDIndex, dataset: PreparedDataset, sid_dir: str, dataset_dir: str) -> None:
-    """Every item the splits mention must have a SID, or the index was built from another dataset."""
+    """Every item the splits mention must have a SID, or the index was built from another dataset.
+
+    The train split must not be empty either: TRL would stop on it with a bare StopIteration.
+    """
+    dataset.require_examples("train")
     used = {ex.target for split in ("train", "valid", "test") for ex in dataset.split(split)}
     used.update(item for ex in dataset.train for item in ex.history)
     missing = sorted(item for item in used if item not in index)
