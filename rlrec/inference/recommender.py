@@ -204,8 +204,8 @@ class Recommender:
             else:
                 ids.append(item)
         if unknown:
-            message = (f"history: {len(unknown)} of {len(history)} entries name no item of the catalog: {unknown[:5]}; "
-                       "expected item ids or titles of the model's items")
+            message = (f"history: {len(unknown)} of {len(history)} entries name no item of the catalog: "
+                       f"{unknown[:5]}; expected item ids or titles of the model's items")
             if self.on_unknown == "error":
                 raise DataError(message)
             logger.warning("%s; recommending from the other %d", message, len(ids))

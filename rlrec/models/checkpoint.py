@@ -24,9 +24,16 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlrec.models.loading import _as_dtype, check_model_dir, has_tokenizer_files, load_tokenizer, resolve_model_dir
+from rlrec.models.loading import (
+    _as_dtype,
+    check_model_dir,
+    has_tokenizer_files,
+    load_model_files,
+    load_tokenizer,
+    resolve_model_dir,
+)
 from rlrec.utils.errors import ConfigError
 from rlrec.utils.io import read_json
 
@@ -84,7 +91,7 @@ def load_checkpoint(
     else:
         check_model_dir(folder)
         tokenizer = load_tokenizer(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype)
+        model = load_model_files(folder, dtype=torch_dtype)
     rows = embedding_rows(model)
     if rows < len(tokenizer):
         raise ConfigError(
@@ -121,7 +128,7 @@ def _load_adapter(folder: Path, torch_dtype: str | torch.dtype) -> tuple[PreTrai
     except ConfigError as err:
         raise ConfigError(f"{folder / ADAPTER_CONFIG}: base_model_name_or_path: {err}") from err
     tokenizer = load_tokenizer(folder)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch_dtype)
+    model = load_model_files(base_dir, dtype=torch_dtype)
 
     shapes = _saved_shapes(weights)
     names = {module: name for name, module in model.named_modules()}

@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 # Plain ChatML, with `{% generation %}` markers around the assistant turn (TRL's assistant_only_loss needs them).
 from rlrec.models.tiny import CHATML_TEMPLATE
 from rlrec.utils.errors import ConfigError
-from rlrec.utils.io import atomic_output_dir, write_json
+from rlrec.utils.io import atomic_output_dir, read_json_object, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def load_base_model(
     folder = resolve_model_dir(path_or_none)
     tokenizer = load_tokenizer(folder)
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=_as_dtype(torch_dtype), **kwargs)
+    model = load_model_files(folder, dtype=_as_dtype(torch_dtype), **kwargs)
     if getattr(model, "hf_quantizer", None) is not None:
         raise ConfigError(
             f"{folder}: the model is quantized ({model.config.quantization_config}); the trainers need plain "
@@ -117,6 +118,55 @@ def check_model_dir(folder: Path) -> None:
         raise ConfigError(f"{folder}: not a model folder with a tokenizer, missing {', '.join(missing)}")
 
 
+def load_model_files(folder: str | os.PathLike, **kwargs: Any) -> PreTrainedModel:
+    """`AutoModelForCausalLM.from_pretrained(folder, **kwargs)`; unreadable files raise a ConfigError naming `folder`.
+
+    `check_model_dir` only sees that the files exist: a truncated download or a hand-edited config.json
+    otherwise ends in a safetensors or JSON traceback from inside transformers.
+    """
+    try:
+        return AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except SafetensorError as err:
+        shards = sorted(Path(folder).glob("*.safetensors"))
+        where = shards[0] if len(shards) == 1 else folder
+        raise ConfigError(f"{where}: unreadable weights ({_one_line(err)}); expected a complete safetensors file "
+                          "(save or download the model again)") from err
+    except (OSError, ValueError) as err:
+        broken = _broken_json(Path(folder), _MODEL_JSON_FILES)
+        raise ConfigError(broken or f"{folder}: cannot load the model ({_one_line(err)}); expected config.json and "
+                          "weights as save_pretrained writes them (save or download the model again)") from err
+
+
+_MODEL_JSON_FILES = ("config.json", "generation_config.json", "model.safetensors.index.json",
+                     "pytorch_model.bin.index.json")
+_TOKENIZER_JSON_FILES = ("tokenizer_config.json", "tokenizer.json", "special_tokens_map.json", "vocab.json",
+                         "added_tokens.json")
+
+
+def _broken_json(folder: Path, names: tuple[str, ...]) -> str | None:
+    """`FILE: line N: invalid JSON (...)` for the first of `names` in `folder` that does not parse, else None.
+
+    Looked for only after a load failed, to name the file transformers' message leaves out.
+    """
+    for name in names:
+        path = folder / name
+        if path.is_file():
+            try:
+                json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as err:
+                return f"{path}: line {err.lineno}: invalid JSON ({err.msg}); save or download the file again"
+            except (OSError, UnicodeDecodeError) as err:
+                return f"{path}: cannot read it as text ({_one_line(err)}); save or download the file again"
+    return None
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def has_tokenizer_files(folder: Path) -> bool:
     """True when `folder` holds a complete saved tokenizer (any of `_TOKENIZER_FILE_SETS`)."""
     return any(all((folder / name).is_file() for name in group) for group in _TOKENIZER_FILE_SETS)
@@ -128,13 +178,18 @@ def load_tokenizer(folder: str | os.PathLike) -> PreTrainedTokenizerBase:
     tokenizer_class = None
     config_file = folder / "tokenizer_config.json"
     if config_file.is_file():
-        tokenizer_class = json.loads(config_file.read_text(encoding="utf-8")).get("tokenizer_class")
-    if tokenizer_class in _GENERIC_FAST_CLASSES and (folder / "tokenizer.json").is_file():
-        from transformers import PreTrainedTokenizerFast
+        tokenizer_class = read_json_object(config_file).get("tokenizer_class")
+    try:
+        if tokenizer_class in _GENERIC_FAST_CLASSES and (folder / "tokenizer.json").is_file():
+            from transformers import PreTrainedTokenizerFast
 
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+    except Exception as err:  # the tokenizers library raises a bare Exception for a malformed tokenizer.json
+        broken = _broken_json(folder, _TOKENIZER_JSON_FILES)
+        raise ConfigError(broken or f"{folder}: cannot load the tokenizer ({_one_line(err)}); expected the files "
+                          "tokenizer.save_pretrained writes (save or download them again)") from err
     ensure_chat_template(tokenizer)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

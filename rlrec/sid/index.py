@@ -242,6 +242,9 @@ class SIDIndex:
         path = Path(folder)
         if path.is_dir() or not path.suffix:
             path = path / INDEX_FILE
+        if not path.is_file():
+            raise DataError(f"{path}: file not found; expected the SID index `rlrec sid` writes ({INDEX_FILE} in its "
+                            "output folder, or in the sid/ folder of a trained model)")
         data = read_json(path)
         index = cls.from_json(data, source=str(path))
         index.source = str(path)

@@ -18,6 +18,7 @@ import csv
 import logging
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,11 +170,16 @@ def _read_split(path: Path, titles: dict[str, str], sids: dict[str, str]) -> lis
     rows = []
     with open_text(path) as f:
         reader = csv.DictReader(f)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        try:
+            fieldnames = reader.fieldnames or []
+        except csv.Error as err:
+            raise DataError(f"{path}: line 1: not a valid CSV header ({err})") from err
+        missing = [c for c in REQUIRED_COLUMNS if c not in fieldnames]
         if missing:
             raise DataError(f"{path}: line 1: header lacks column(s) {', '.join(missing)}; expected MiniOneRec "
                             f"columns {', '.join(REQUIRED_COLUMNS)}, history_item_title, item_title, ...")
-        for record in tqdm(reader, desc=f"reading {path.name}", unit=" rows", mininterval=1.0, disable=None):
+        for record in tqdm(_csv_records(reader, path), desc=f"reading {path.name}", unit=" rows", mininterval=1.0,
+                           disable=None):
             lineno = reader.line_num
             where = f"{path}: line {lineno}"
             user = (record.get("user_id") or "").strip()
@@ -197,6 +203,19 @@ def _read_split(path: Path, titles: dict[str, str], sids: dict[str, str]) -> lis
             timestamp = to_int(timestamp, "timestamp", path, lineno) if timestamp not in (None, "") else 0
             rows.append(_Row(user, history, target, timestamp, where))
     return rows
+
+
+def _csv_records(reader: csv.DictReader, path: Path) -> Iterator[dict[str, Any]]:
+    """The reader's records; a line the csv module cannot parse raises a DataError naming the file and line."""
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise DataError(f"{path}: line {reader.line_num}: not valid CSV ({err}); expected comma-separated "
+                            "MiniOneRec rows") from err
+        yield record
 
 
 def _remember(table: dict[str, str], ids: list[str], values: list[Any], *, raw: bool = False) -> None:
