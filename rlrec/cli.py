@@ -65,12 +65,14 @@ def run_stage(stage: str, argv: list[str]) -> object:
         close = difflib.get_close_matches(stage, STAGES, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise UsageError(f"unknown stage {stage!r}{hint}; expected one of: {', '.join(STAGES)}")
-    module = importlib.import_module(STAGES[stage][0])
-    parser = module.make_parser()
     argv = _split_config_flag(argv)
     config_path = _config_path(argv)
-    if config_path is not None:
-        check_config_file(parser, config_path)
+    # The file and its YAML first: a typo in the path fails at once, not after the stage's imports (seconds).
+    recipe = read_config_file(config_path) if config_path is not None else None
+    module = importlib.import_module(STAGES[stage][0])
+    parser = module.make_parser()
+    if recipe is not None:
+        check_config_fields(parser, *recipe)
     _check_flags(parser, stage, argv)
 
     def error(message: str) -> NoReturn:  # argparse's own errors: a bad flag value, a missing value
@@ -135,6 +137,13 @@ def check_config_file(parser: argparse.ArgumentParser, path: str) -> dict[str, A
     Errors name the file, the line and what was expected: a missing file, text that is not YAML, a
     top level that is not a mapping, unknown fields, values of the wrong type.
     """
+    config, file, lines = read_config_file(path)
+    check_config_fields(parser, config, file, lines)
+    return config
+
+
+def read_config_file(path: str) -> tuple[dict[str, Any], Path, dict[str, int]]:
+    """The YAML mapping at `path`, the path, and the line of each top-level field; UsageError when unreadable."""
     import yaml
 
     file = Path(path)
@@ -164,6 +173,12 @@ def check_config_file(parser: argparse.ArgumentParser, path: str) -> dict[str, A
             logging.getLogger(__name__).warning("%s: line %d: field `%s` is set again (line %d's value is replaced)",
                                                 file, line, key, lines[key])
         lines[key] = line
+    return config, file, lines
+
+
+def check_config_fields(parser: argparse.ArgumentParser, config: dict[str, Any], file: Path,
+                        lines: dict[str, int]) -> None:
+    """Every field of `config` (read from `file`) is one of the parser's, with a value TrlParser can pass on."""
     fields = _field_types(parser)
     actions = {action.dest: action for action in parser._actions}
     for key, value in config.items():
@@ -182,7 +197,6 @@ def check_config_file(parser: argparse.ArgumentParser, path: str) -> dict[str, A
         action = actions[key]
         if not _value_fits(value, annotation, default, action):
             raise UsageError(f"{where}: field `{key}` is {_shown(value)}; expected {_expected(annotation, action)}")
-    return config
 
 
 def _yaml_problem(err: Exception) -> str:

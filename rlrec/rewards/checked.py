@@ -47,14 +47,14 @@ class _Failed:
         self.error = error
 
 
-def _as_list(values: Any, name: str, n: int) -> list[Any]:
+def _as_list(values: Any, shown: str, n: int) -> list[Any]:
     if hasattr(values, "tolist"):  # numpy array, torch tensor
         values = values.tolist()
     if not isinstance(values, Sequence) or isinstance(values, (str, bytes)):
-        raise RewardOutputError(f"reward {name!r} returned {type(values).__name__}, expected a list of {n} floats")
+        raise RewardOutputError(f"reward {shown} returned {type(values).__name__}, expected a list of {n} floats")
     if len(values) != n:
         raise RewardOutputError(
-            f"reward {name!r} returned {len(values)} values for {n} completions (one per completion)"
+            f"reward {shown} returned {len(values)} values for {n} completions; expected one score per completion"
         )
     return list(values)
 
@@ -73,9 +73,14 @@ def _one(value: Any, i: int, n: int) -> Any:
     return value
 
 
-def checked(fn: RewardFunc, *, name: str | None = None, penalty: float = 0.0) -> RewardFunc:
-    """`fn` made safe for training: always one finite float per completion (see the module docstring)."""
+def checked(fn: RewardFunc, *, name: str | None = None, penalty: float = 0.0, source: str | None = None) -> RewardFunc:
+    """`fn` made safe for training: always one finite float per completion (see the module docstring).
+
+    `source` is how the recipe named the reward (`package.module:function`); errors show it, so a user's plugin
+    is found by the path they wrote.
+    """
     name = name or getattr(fn, "__name__", None) or type(fn).__name__
+    shown = repr(name) + (f" ({source})" if source and source != name else "")
     penalty = float(penalty)
     if not math.isfinite(penalty):
         raise ConfigError(f"reward {name!r}: invalid_penalty must be a finite number, got {penalty}")
@@ -102,7 +107,7 @@ def checked(fn: RewardFunc, *, name: str | None = None, penalty: float = 0.0) ->
             for i in range(n):
                 values.extend(call(completions[i : i + 1], {key: _one(v, i, n) for key, v in kwargs.items()}))
             return values
-        return _as_list(result, name, n)
+        return _as_list(result, shown, n)
 
     @functools.wraps(fn)
     def reward(completions: list[Any], **kwargs: Any) -> list[float]:
@@ -114,7 +119,7 @@ def checked(fn: RewardFunc, *, name: str | None = None, penalty: float = 0.0) ->
         if values and len(failed) == len(values):
             first = next((v.error for v in failed if isinstance(v, _Failed)), None)
             what = f"raised {type(first).__name__}: {first}" if first is not None else f"returned {failed[0]!r}"
-            raise RewardError(f"reward {name!r} failed on all {len(values)} completions of the batch; it {what}") \
+            raise RewardError(f"reward {shown} failed on all {len(values)} completions of the batch; it {what}") \
                 from first
         invalid = sum(s is None for s in scores)
         log_metric = kwargs.get("log_metric")

@@ -113,7 +113,7 @@ def build_reward(spec: str, context: RewardContext, params: Mapping[str, Any] | 
                 "mark a factory with @rlrec.rewards.reward_factory to configure it"
             )
         fn = target
-    return checked(fn, penalty=float(penalty))
+    return checked(fn, penalty=float(penalty), source=spec.strip())
 
 
 def load_rewards(
