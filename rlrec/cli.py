@@ -196,7 +196,11 @@ def check_config_fields(parser: argparse.ArgumentParser, config: dict[str, Any],
         annotation, default = fields.get(key, (Any, None))
         action = actions[key]
         if not _value_fits(value, annotation, default, action):
-            raise UsageError(f"{where}: field `{key}` is {_shown(value)}; expected {_expected(annotation, action)}")
+            # YAML 1.1 reads unquoted no/yes/on/off as booleans: `save_strategy: no` arrives as False.
+            hint = " (YAML reads unquoted no, yes, on, off as booleans: quote the word)" \
+                if isinstance(value, bool) else ""
+            expected = _expected(annotation, action)
+            raise UsageError(f"{where}: field `{key}` is {_shown(value)}; expected {expected}{hint}")
 
 
 def _yaml_problem(err: Exception) -> str:
@@ -236,7 +240,11 @@ def _value_fits(value: Any, annotation: Any, default: Any, action: argparse.Acti
         return value in [str(c) for c in action.choices]
     if _fits(value, annotation):
         return True
-    if isinstance(value, str) and callable(action.type) and action.nargs not in ("+", "*"):
+    if isinstance(value, str) and action.nargs in ("+", "*"):
+        # TrlParser hands a string on as it is; for a list of strings the consumer may take one
+        # (`lora_target_modules: all-linear` is what PEFT reads), for a list of numbers nothing does.
+        return action.type in (None, str)
+    if isinstance(value, str) and callable(action.type):
         try:  # argparse converts a string default with the field's type, as it would a flag's value
             action.type(value)
         except (ValueError, TypeError, argparse.ArgumentTypeError):

@@ -242,6 +242,9 @@ CASES = [
          lambda w, t: [f"{t / 'evaluate.yaml'}: line 2: field `k_values` is 5; expected a list of integers"]),
     Case("yaml_value_not_a_choice", lambda w, t: _recipe(t, "dtype: float64\n", "sft"),
          lambda w, t: [f"{t / 'sft.yaml'}: line 1: field `dtype` is 'float64'; expected one of: auto, bfloat16"]),
+    Case("yaml_unquoted_no_for_a_choice", lambda w, t: _recipe(t, "save_strategy: no\n", "sft"),
+         lambda w, t: [f"{t / 'sft.yaml'}: line 1: field `save_strategy` is False; expected one of: no, steps",
+                       "quote the word"]),
     Case("flag_word_for_an_integer", lambda w, t: _sft(w, t, "--max_steps", "abc"),
          lambda w, t: ["sft: command line: argument --max_steps", "invalid int value: 'abc'"]),
     Case("flag_unknown", lambda w, t: _evaluate(w, t, "--num_beam", "5"),
@@ -437,6 +440,7 @@ def test_yaml_values_argparse_converts_are_accepted(world: Path, tmp_path: Path)
 
     recipe = _write(tmp_path / "sft.yaml", "learning_rate: 1e-3\nmax_steps: '5'\nuse_cpu: true\nreport_to: none\n"
                                            "num_train_examples: null\neval_k_values: [1, 5]\nsave_strategy: steps\n"
-                                           "tasks: {next_item: 1.0}\nenv: {RLREC_TEST_VAR: x}\n")
+                                           "tasks: {next_item: 1.0}\nenv: {RLREC_TEST_VAR: x}\n"
+                                           "lora_target_modules: all-linear\n")
     config = check_config_file(make_parser(), str(recipe))
     assert config["learning_rate"] == "1e-3" and config["eval_k_values"] == [1, 5]
