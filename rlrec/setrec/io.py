@@ -6,7 +6,8 @@
       setrec.json     item ids, model config, table shapes
       manifest.json   written last: a folder without it is an unfinished run
 
-The folder is written to a temporary sibling and renamed into place (`atomic_output_dir`).
+The folder is written to a temporary sibling and renamed into place (`atomic_output_dir`); the trainer's
+`checkpoint-N` folders already there move into it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rlrec.setrec.model import SETRecModel
 from rlrec.setrec.train import merge_lora
 from rlrec.utils.errors import DataError
 from rlrec.utils.io import atomic_output_dir, read_json, write_json
+from rlrec.utils.output_dirs import checkpoints
 
 LLM_DIR = "llm"
 WEIGHTS_FILE = "setrec.pt"
@@ -49,6 +51,8 @@ def save_setrec(model: SETRecModel, folder: str | os.PathLike, tokenizer: Any | 
             "text_dim": int(model.semantic.texts.shape[1]),
             "num_prompt_tokens": len(model.prompt_ids),
         })
+        for checkpoint in checkpoints(folder):  # the trainer's, kept as `rlrec sft` keeps them
+            os.replace(checkpoint, tmp / checkpoint.name)
         write_json(tmp / MANIFEST, {"stage": "setrec", "rlrec_version": rlrec.__version__, **(manifest or {})})
     return Path(folder)
 

@@ -1,21 +1,24 @@
-"""The SETRec training loop: a plain PyTorch loop under `accelerate.Accelerator` (one process or DDP).
+"""SETRec training on `transformers.Trainer`: the loss is the model's, everything else is the Trainer's.
 
 Each step takes a batch of train examples (history, target), recomputes every item's tokens (the corpus
 is small: catalog × (N+1) × hidden), runs one forward pass and minimises the per-dimension softmax losses
-plus α·reconstruction (`SETRecModel.forward`). The LLM is fully fine-tuned or gets LoRA adapters
-(`apply_lora`); the SETRec parts (projections, autoencoder, queries) always train, at their own learning
-rate, since they start from scratch while the LLM starts pretrained. The word-embedding table is frozen:
-only the few prompt tokens use it, and leaving it out spares the optimizer state of the largest matrix.
+plus α·reconstruction (`SETRecModel.forward`). Running it under the Trainer gives the stage what the other
+stages have: DDP and DeepSpeed launches, gradient accumulation, bf16 autocast, loggers, checkpoints and
+`--resume_from_checkpoint` to the same weights. Two things are SETRec's own: the LLM (or its LoRA
+adapters, `apply_lora`) and the SETRec parts (projections, autoencoder, queries) train at different
+learning rates, since the parts start from scratch while the LLM starts pretrained; and the word-embedding
+table is frozen: only the few prompt tokens use it, and leaving it out spares the optimizer state of the
+largest matrix.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
+from transformers import Trainer
 
 from rlrec.data.schema import Example
 from rlrec.setrec.config import SETRecTrainConfig
@@ -25,16 +28,18 @@ from rlrec.utils.errors import DataError
 logger = logging.getLogger(__name__)
 
 
-def apply_lora(model: SETRecModel, config: SETRecTrainConfig) -> None:
-    """Wrap the backbone with peft LoRA adapters (only they train within the LLM)."""
-    from peft import LoraConfig, get_peft_model
+def apply_lora(model: SETRecModel, lora_config: Any) -> None:
+    """Wrap the backbone with peft LoRA adapters (only they train within the LLM).
 
-    targets: str | list[str] = config.lora_target_modules
-    if targets == ["all-linear"]:
-        targets = "all-linear"
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=targets)
-    model.backbone = get_peft_model(model.backbone, lora)
+    `lora_config` is a peft `LoraConfig`, e.g. TRL's `get_peft_config(ModelConfig(use_peft=True, ...))`.
+    """
+    import copy
+
+    from peft import get_peft_model
+
+    lora_config = copy.copy(lora_config)
+    lora_config.task_type = None  # the backbone has no LM head: a plain PeftModel, not a causal-LM wrapper
+    model.backbone = get_peft_model(model.backbone, lora_config)
 
 
 def merge_lora(model: SETRecModel) -> None:
@@ -55,73 +60,69 @@ def example_tensors(model: SETRecModel, examples: Sequence[Example]) -> tuple[to
     return history, targets
 
 
-def _param_groups(model: SETRecModel, config: SETRecTrainConfig) -> list[dict[str, Any]]:
-    model.backbone.get_input_embeddings().weight.requires_grad_(False)
-    llm = [p for p in model.backbone.parameters() if p.requires_grad]
-    llm_ids = {id(p) for p in model.backbone.parameters()}
-    heads = [p for p in model.parameters() if p.requires_grad and id(p) not in llm_ids]
-    return [{"params": llm, "lr": config.learning_rate}, {"params": heads, "lr": config.head_learning_rate}]
+class ExampleDataset(torch.utils.data.Dataset):
+    """Rows `{"history_index", "targets"}`: the names of `SETRecModel.forward`'s arguments."""
+
+    def __init__(self, history: torch.Tensor, targets: torch.Tensor) -> None:
+        self.history, self.targets = history, targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"history_index": self.history[i], "targets": self.targets[i]}
 
 
-def _schedule(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up, then cosine decay to 10% of the base rate."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+class SETRecTrainer(Trainer):
+    """`Trainer` with SETRec's two learning rates and its loss parts (`rec`, `recon`) in the logs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._parts: dict[str, list[float]] = {"rec": [], "recon": []}
+
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            setrec = self.model
+            setrec.backbone.get_input_embeddings().weight.requires_grad_(False)
+            llm_ids = {id(p) for p in setrec.backbone.parameters()}
+            llm = [p for p in setrec.backbone.parameters() if p.requires_grad]
+            parts = [p for p in setrec.parameters() if p.requires_grad and id(p) not in llm_ids]
+            args = self.args
+            self.optimizer = torch.optim.AdamW(
+                [{"params": llm, "lr": args.learning_rate}, {"params": parts, "lr": args.head_learning_rate}],
+                betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon, weight_decay=args.weight_decay)
+        return self.optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        out = model(inputs["history_index"], inputs["targets"])
+        for name in self._parts:
+            self._parts[name].append(float(out[name]))
+        return (out["loss"], out) if return_outputs else out["loss"]
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if "loss" in logs and self._parts["rec"]:
+            for name, values in self._parts.items():
+                logs[name] = round(sum(values) / len(values), 4)
+                values.clear()
+        super().log(logs, *args, **kwargs)
 
 
 def train_setrec(model: SETRecModel, examples: Sequence[Example], config: SETRecTrainConfig,
-                 accelerator: Any | None = None, show_progress: bool = True) -> dict[str, Any]:
-    """Train `model` in place on `examples`; return `{"losses": [...], "ae_pretrain": [...], ...}`.
+                 resume_from_checkpoint: str | None = None) -> dict[str, Any]:
+    """Train `model` in place on `examples`; return the summary (`losses`, `ae_pretrain`, `steps`, ...).
 
-    With LoRA, call `apply_lora` first. `accelerator` defaults to a fresh `Accelerator(cpu=config.use_cpu)`;
-    under several processes each gets its share of every batch and the gradients are averaged (DDP).
-    The returned model is the unwrapped one (the caller's object), in eval mode.
+    With LoRA, call `apply_lora` first. The autoencoder is pretrained on reconstruction first (also on
+    resume: it is deterministic, and the checkpoint's weights then replace it). The returned model is the
+    caller's object, in eval mode.
     """
-    from accelerate import Accelerator
-    from tqdm.auto import tqdm
-
-    torch.manual_seed(config.seed)
-    accelerator = accelerator or Accelerator(cpu=config.use_cpu)
     history, targets = example_tensors(model, examples)
     ae_losses = model.semantic.pretrain(config.ae_pretrain_steps) if config.ae_pretrain_steps else []
-    optimizer = torch.optim.AdamW(_param_groups(model, config), weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: _schedule(step, config.warmup_steps, config.max_steps))
-    dataset = torch.utils.data.TensorDataset(history, targets)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=config.per_device_train_batch_size, shuffle=True,
-                                         generator=torch.Generator().manual_seed(config.seed), drop_last=False)
-    wrapped, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    wrapped.train()
-    losses: list[dict[str, float]] = []
-    step = 0
-    window: list[dict[str, float]] = []
-    with tqdm(total=config.max_steps, desc="setrec", unit="step", disable=not (show_progress and
-              accelerator.is_local_main_process), mininterval=1.0) as bar:
-        while step < config.max_steps:
-            for batch_history, batch_targets in loader:
-                out = wrapped(batch_history, batch_targets)
-                accelerator.backward(out["loss"])
-                if config.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                record = {k: float(v.detach()) for k, v in out.items()}
-                losses.append(record)
-                window.append(record)
-                bar.update(1)
-                if step % config.logging_steps == 0 or step == config.max_steps:
-                    means = {k: sum(r[k] for r in window) / len(window) for k in record}
-                    bar.set_postfix(loss=f"{means['loss']:.3f}")
-                    logger.info("setrec step %d/%d: loss %.4f (rec %.4f, recon %.4f)", step, config.max_steps,
-                                means["loss"], means["rec"], means["recon"])
-                    window = []
-                if step >= config.max_steps:
-                    break
-    accelerator.wait_for_everyone()
+    trainer = SETRecTrainer(model=model, args=config, train_dataset=ExampleDataset(history, targets))
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    trainer.accelerator.wait_for_everyone()
     model.eval()
-    return {"losses": losses, "ae_pretrain": ae_losses, "steps": step, "num_processes": accelerator.num_processes,
-            "train_examples": len(examples)}
+    losses = [{key: entry[key] for key in ("loss", "rec", "recon") if key in entry}
+              for entry in trainer.state.log_history if "loss" in entry]
+    return {"losses": losses, "ae_pretrain": ae_losses, "steps": trainer.state.global_step,
+            "num_processes": trainer.accelerator.num_processes, "train_examples": len(examples),
+            "is_main_process": trainer.accelerator.is_main_process}
