@@ -23,7 +23,9 @@ import pytest
 from transformers.utils import logging as hf_logging
 
 from rlrec.cli import main as cli_main
-from rlrec.data.synthetic import synthetic_interactions, synthetic_items
+from rlrec.data.synthetic import synthetic_dataset, synthetic_interactions, synthetic_items
+from rlrec.init.vocab import add_sid_tokens
+from rlrec.models.tiny import tiny_model_and_tokenizer
 from rlrec.sid.index import SIDIndex
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,10 +48,6 @@ def _codes(n_items: int, seed: int = 0) -> np.ndarray:
 def world(tmp_path_factory) -> Path:
     """A prepared dataset, its SID index, a tiny base model, a tiny "trained" model (SID tokens, `sid/`, manifest),
     a raw Amazon dump, saved rollouts and a reward plugin: every input a stage reads, once per module."""
-    from rlrec.data.synthetic import synthetic_dataset
-    from rlrec.init.vocab import add_sid_tokens
-    from rlrec.models.tiny import tiny_model_and_tokenizer
-
     root = tmp_path_factory.mktemp("cli_errors")
     dataset = synthetic_dataset(num_users=30, num_items=40, seed=1, max_history=6)
     (root / "data").mkdir()
@@ -294,7 +292,7 @@ CASES = [
          lambda w, t: [f"{t / 'sid/index.json'}: line ", "invalid JSON"]),
     Case("sft_empty_train_split", lambda w, t: _sft(w, t, data=_empty_split(w, t, "train")),
          lambda w, t: [f"{t / 'data/train.jsonl'}", "empty", "expected at least one example"]),
-    # resume: owned by the other engineer
+    # resume from a checkpoint that is not there: refused before the model loads (rlrec/utils/output_dirs.py)
     Case("sft_resume_from_missing_checkpoint",
          lambda w, t: _sft(w, t, "--resume_from_checkpoint", str(t / "runs" / "checkpoint-9")),
          lambda w, t: [f"sft: resume_from_checkpoint={t / 'runs' / 'checkpoint-9'}: no such folder", "expected a"]),
@@ -307,7 +305,6 @@ CASES = [
          lambda w, t: ["reward 'no_such_module:reward': cannot import module 'no_such_module'"]),
     Case("grpo_empty_train_split", lambda w, t: _grpo(w, t, data=_empty_split(w, t, "train")),
          lambda w, t: [f"{t / 'data/train.jsonl'}", "empty", "expected at least one example"]),
-    # resume: owned by the other engineer
     Case("grpo_resume_from_missing_checkpoint",
          lambda w, t: _grpo(w, t, "--resume_from_checkpoint", str(t / "nothing")),
          lambda w, t: [f"grpo: resume_from_checkpoint={t / 'nothing'}: no such folder", "expected a"]),
