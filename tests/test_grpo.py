@@ -80,6 +80,19 @@ def test_rollout_groups_are_real_items_with_the_policys_logprobs(policy, mode):
         torch.testing.assert_close(torch.tensor(out["logprobs"][k]), expected, atol=1e-4, rtol=1e-4)
 
 
+def test_sampled_rollouts_draw_per_rank_and_call_and_repeat_with_the_seed(policy):
+    """Every rank (and every call) must draw its own candidates: one seed for all would correlate the groups."""
+    model, tokenizer, index = policy
+    rollout = SIDRollout(index, tokenizer, num_generations=4, mode="sample", batch_size=8, seed=3)
+    prompt_ids = render_prompts(tokenizer, [history_prompt(["i1", "i2"], index)] * 8)
+
+    def draw(stream):
+        return rollout.decode(model, prompt_ids, temperature=1.5, stream=stream)[0].tolist()
+
+    assert draw((0, 0)) == draw((0, 0))  # reproducible
+    assert len({str(draw(stream)) for stream in [(0, 0), (1, 0), (0, 1)]}) == 3  # rank 1, call 1: new draws
+
+
 def test_prompt_rendering_matches_the_sft_prompt(policy):
     _, tokenizer, index = policy
     prompt = history_prompt(["i1", "i2"], index)

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from rlrec.generation.beam_search import constrained_beam_search
@@ -143,7 +144,8 @@ class SIDRollout:
             was_training = model.training
             model.eval()
             try:
-                items, sequences, logprobs = self.decode(model, prompt_ids, temperature=trainer.temperature)
+                items, sequences, logprobs = self.decode(model, prompt_ids, temperature=trainer.temperature,
+                                                         stream=(trainer.accelerator.process_index, self._calls))
                 if self.add_target:
                     self.added_targets += add_missing_targets(model, self.index, self.tokenizer, prompt_ids, targets,
                                                               items, sequences, logprobs)
@@ -156,8 +158,13 @@ class SIDRollout:
                                                wrong_tokens=self.credit == "divergence")
         return out
 
-    def decode(self, model: torch.nn.Module, prompt_ids: list[list[int]], temperature: float = 1.0):
-        """Candidates per prompt: item rows `(P, G)`, SID token ids `(P, G, L)`, token log-probs `(P, G, L)`."""
+    def decode(self, model: torch.nn.Module, prompt_ids: list[list[int]], temperature: float = 1.0,
+               stream: tuple[int, ...] = ()):
+        """Candidates per prompt: item rows `(P, G)`, SID token ids `(P, G, L)`, token log-probs `(P, G, L)`.
+
+        `stream` names the call (GRPO: the process rank and the rollout count; `rlrec rewards`: the chunk), so
+        sampled rollouts draw independently on every rank and in every call, and reproducibly from `seed`.
+        """
         device = next(model.parameters()).device
         constraint = self.constraint.to(device)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -172,7 +179,7 @@ class SIDRollout:
                 if not out.valid.all():
                     raise RuntimeError("constrained beam search returned padding slots; the catalog is too small")
             else:
-                generator = torch.Generator(device=device).manual_seed(self.seed + 7919 * self._calls + start)
+                generator = torch.Generator(device=device).manual_seed(draw_seed(self.seed, *stream, start))
                 out = constrained_sample(model, input_ids, attention_mask, constraint, self.num_generations,
                                          temperature=temperature, top_k=self.top_k, generator=generator)
             parts.append((out.item_indices, out.sequences, out.token_logprobs))
@@ -192,6 +199,11 @@ class SIDRollout:
                 out["item_id"].append(item_ids[int(items[p, g])])
                 out["beam_rank"].append(g if self.mode == "beam" else None)
         return out
+
+
+def draw_seed(*keys: int) -> int:
+    """A 63-bit seed that differs for every tuple of keys (NumPy's SeedSequence mixes them)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 @torch.no_grad()

@@ -126,7 +126,8 @@ def generate_groups(config: RewardsConfig, dataset: PreparedDataset, index: SIDI
     for start in range(0, len(examples), config.batch_size):
         chunk = prompts[start: start + config.batch_size]
         prompt_ids = render_prompts(tokenizer, chunk)
-        items, sequences, logprobs = rollout.decode(model, prompt_ids, temperature=config.temperature)
+        items, sequences, logprobs = rollout.decode(model, prompt_ids, temperature=config.temperature,
+                                                    stream=(start,))
         if config.add_target:
             add_missing_targets(model, index, tokenizer, prompt_ids,
                                 [ex.target for ex in examples[start: start + len(chunk)]], items, sequences, logprobs)
