@@ -193,7 +193,41 @@ def test_loss_decreases_on_a_toy_set(dataset, tmp_path):
     losses = [r["loss"] for r in history["losses"]]
     assert len(losses) == 30 and history["ae_pretrain"][-1] < history["ae_pretrain"][0]
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
-    assert np.mean(losses[-5:]) < 0.5 * 3 * np.log(len(dataset.items))  # 3 uniform softmaxes
+    assert np.mean(losses[-5:]) < 0.5 * np.log(len(dataset.items))  # the mean of uniform softmaxes: log(items)
+
+
+def test_loss_is_the_mean_over_dimensions_and_warm_only_drops_cold_negatives(dataset):
+    from rlrec.setrec import dimension_scores
+
+    item_ids = list(dataset.items)
+    warm = np.ones(len(item_ids), bool)
+    warm[:5] = False  # five held-out items
+    model, _ = make_model(dataset, warm=warm)
+    examples = [ex for ex in dataset.train if model.warm[model.index[ex.target]]][:6]
+    history = model.history_index([ex.history for ex in examples])
+    targets = torch.tensor([model.index[ex.target] for ex in examples])
+    with torch.no_grad():
+        corpus, recon = model.corpus()
+        logits = dimension_scores(model.generate_from(history, corpus), corpus, model.logit_scale)
+
+        def expected(columns: torch.Tensor) -> torch.Tensor:
+            per_dim = []
+            for d in range(model.num_dims):
+                keep = model.warm if d == 0 else columns  # the CF softmax is over warm items always
+                sub = logits[:, d][:, keep]
+                per_dim.append(torch.nn.functional.cross_entropy(sub, torch.cumsum(keep, 0)[targets] - 1))
+            return torch.stack(per_dim).mean()  # (CE_cf + CE_1 + ... + CE_N) / (N + 1)
+
+        out = model(history, targets)
+        torch.testing.assert_close(out["rec"], expected(torch.ones(len(item_ids), dtype=torch.bool)))
+        torch.testing.assert_close(out["loss"], out["rec"] + model.config.alpha * recon)
+        warm_out = model(history, targets, warm_only=True)
+        torch.testing.assert_close(warm_out["rec"], expected(model.warm))
+        assert warm_out["rec"] < out["rec"]  # fewer negatives
+    from rlrec.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train_catalog='cold'; expected one of all, warm"):
+        SETRecTrainConfig(output_dir="unused", train_catalog="cold")
 
 
 def test_grounding_ranks_the_item_with_the_generated_tokens_first():

@@ -8,6 +8,7 @@ from transformers import TrainingArguments
 
 from rlrec.utils.errors import ConfigError
 
+TRAIN_CATALOGS = ("all", "warm")
 DEFAULT_PROMPT = "A user interacted with these items, oldest first. Recommend the next item."
 
 
@@ -86,6 +87,11 @@ class SETRecTrainConfig(TrainingArguments):
         metadata={"help": "Full-batch steps that pretrain the autoencoder on reconstruction alone before the "
                   "LLM trains, so the first semantic tokens already carry meaning (0: none)."},
     )
+    train_catalog: str = field(
+        default="all",
+        metadata={"help": "Items the training softmaxes run over: `all`, or `warm` (items seen in train): held-out "
+                  "cold items are then never negatives before they are asked for."},
+    )
     logging_steps: float = field(default=10, metadata={"help": "Log the losses every this many steps."})
     save_strategy: str = field(
         default="steps", metadata={"help": "`steps`: a checkpoint every `save_steps` (for resume); `no`: none."}
@@ -97,6 +103,8 @@ class SETRecTrainConfig(TrainingArguments):
             raise ConfigError(f"max_steps={self.max_steps}; expected a positive integer (SETRec trains by steps)")
         if self.ae_pretrain_steps < 0:
             raise ConfigError(f"ae_pretrain_steps={self.ae_pretrain_steps}; expected an integer >= 0")
+        if self.train_catalog not in TRAIN_CATALOGS:
+            raise ConfigError(f"train_catalog={self.train_catalog!r}; expected one of {', '.join(TRAIN_CATALOGS)}")
         if self.head_learning_rate <= 0:
             raise ConfigError(f"head_learning_rate={self.head_learning_rate}; expected a number > 0")
         if str(self.lr_scheduler_type) == "cosine_with_min_lr" and not self.lr_scheduler_kwargs:

@@ -149,11 +149,15 @@ class SETRecModel(nn.Module):
                             past_key_values=cache, use_cache=cache is not None)
         return out.last_hidden_state[:, -dims:].float()
 
-    def forward(self, history_index: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, history_index: torch.Tensor, targets: torch.Tensor,
+                warm_only: bool = False) -> dict[str, torch.Tensor]:
         """Training losses: per dimension, a softmax over that dimension's corpus against the target item.
 
-        The CF softmax runs over warm items only (a cold item's CF token is not a real identifier), and a cold
-        target (possible only outside train) adds no CF term. `loss = rec + α·recon`.
+        `rec` is the mean of the N+1 dimensions' cross-entropies (the paper's average, so α weighs the
+        reconstruction against one dimension's loss). The CF softmax runs over warm items only (a cold item's
+        CF token is not a real identifier), and a cold target (possible only outside train) adds no CF term.
+        `warm_only` also keeps cold items out of the semantic softmaxes: held-out items are then never
+        pushed down as negatives before they are ever asked for. `loss = rec + α·recon`.
         """
         corpus, recon = self.corpus()
         generated = self.generate_from(history_index, corpus)
@@ -162,11 +166,16 @@ class SETRecModel(nn.Module):
         warm = self.warm.to(logits.device)
         cf_logits = logits[:, 0].masked_fill(~warm, float("-inf"))
         cf_targets = torch.where(warm[targets], targets, torch.full_like(targets, -100))
-        rec = torch.zeros((), device=logits.device)
+        semantic = logits[:, 1:]
+        if warm_only:
+            semantic = semantic.masked_fill(~warm, float("-inf"))
+        n_sem = self.num_dims - 1
+        rec = F.cross_entropy(semantic.reshape(-1, logits.shape[-1]), targets.repeat_interleave(n_sem)) * n_sem
+        dims = n_sem
         if (cf_targets != -100).any():
             rec = rec + F.cross_entropy(cf_logits, cf_targets, ignore_index=-100)
-        semantic = logits[:, 1:].reshape(-1, logits.shape[-1])
-        rec = rec + F.cross_entropy(semantic, targets.repeat_interleave(self.num_dims - 1)) * (self.num_dims - 1)
+            dims += 1
+        rec = rec / dims
         return {"loss": rec + self.config.alpha * recon, "rec": rec.detach(), "recon": recon.detach()}
 
     @torch.no_grad()

@@ -94,7 +94,7 @@ class SETRecTrainer(Trainer):
         return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        out = model(inputs["history_index"], inputs["targets"])
+        out = model(inputs["history_index"], inputs["targets"], warm_only=self.args.train_catalog == "warm")
         for name in self._parts:
             self._parts[name].append(float(out[name]))
         return (out["loss"], out) if return_outputs else out["loss"]
