@@ -219,6 +219,10 @@ def test_histories_by_title_and_unknown_entries_are_reported(ws, exported):
     assert all(item.title in titles for item in by_id.items)
     excluded = rec.recommend(by_id.history, k=3, exclude_history=True)
     assert not set(excluded.item_ids) & set(by_id.history)
+    # A history holding every item the search keeps still gets k unseen items: excluded inside the search.
+    long_history = [*by_id.history, *rec.recommend(by_id.history, k=rec.num_beams).item_ids]
+    unseen = rec.recommend(long_history, k=5, exclude_history=True)
+    assert len(unseen.item_ids) == 5 and not set(unseen.item_ids) & set(long_history)
     strict = Recommender.from_pretrained(exported, device="cpu", on_unknown="error")
     with pytest.raises(DataError, match="no such item"):
         strict.recommend(["no such item"], k=3)

@@ -318,3 +318,32 @@ def test_shared_prefix_prefill_changes_no_beam(case, strategy, implementation, m
         recomputed = case.sequence_logprobs(prompt, sampled.sequences[row])
         torch.testing.assert_close(sampled.token_logprobs[row], recomputed, atol=1e-4, rtol=0)
     assert prefills[2:] == [0, 0, 0]  # one prompt alone: nothing to share
+
+
+def test_excluded_items_are_masked_inside_the_search(case):
+    """Excluding items equals searching the trie of the other items (same beams, same scores), and a row
+    whose history covers whole prefixes still gets num_beams real items when the catalog has them."""
+    enc = case.batch()
+    rng = np.random.default_rng(0)
+    # Row 0: random items; row 1: every item under the first-level code of the best unconstrained item
+    # (a whole subtree), plus some; row 2: all but 5 items.
+    plain = constrained_beam_search(case.model, enc.input_ids, enc.attention_mask, case.constraint, num_beams=8)
+    top_code = int(case.codes[int(plain.item_indices[1, 0]), 0])
+    subtree = [int(i) for i in np.flatnonzero(case.codes[:, 0] == top_code)]
+    exclude = [sorted(rng.choice(40, 12, replace=False).tolist()), sorted({*subtree, 3, 7}), list(range(35))]
+    out = constrained_beam_search(case.model, enc.input_ids, enc.attention_mask, case.constraint, num_beams=8,
+                                  exclude=exclude)
+    for row, banned in enumerate(exclude):
+        allowed = [i for i in range(40) if i not in set(banned)]
+        sub = SIDConstraint.from_index(case.index.subset([f"item{i}" for i in allowed]), case.tokenizer)
+        reference = constrained_beam_search(case.model, enc.input_ids[row:row + 1], enc.attention_mask[row:row + 1],
+                                            sub, num_beams=8)
+        got = out.item_indices[row].tolist()
+        expected = [allowed[r] if r >= 0 else -1 for r in reference.item_indices[0].tolist()]
+        assert got == expected
+        torch.testing.assert_close(out.scores[row], reference.scores[0], atol=1e-4, rtol=0)  # batch vs one row
+        assert not set(got) & set(banned)
+        assert sum(r >= 0 for r in got) == min(8, len(allowed))  # never fewer items than the catalog allows
+    assert out.item_indices[1].tolist() != plain.item_indices[1].tolist()  # the excluded subtree mattered
+    with pytest.raises(ValueError, match="exclude has 1 rows for a batch of 3"):
+        constrained_beam_search(case.model, enc.input_ids, enc.attention_mask, case.constraint, 4, exclude=[[1]])

@@ -82,6 +82,7 @@ class SIDRecommender:
         self.tokenizer = tokenizer
         self.index = index
         self.item_ids = index.item_ids
+        self.item_rows = {item: row for row, item in enumerate(self.item_ids)}  # beam rows of the items
         self.num_beams = num_beams
         self.batch_size = batch_size
         self.max_history = max_history
@@ -96,6 +97,7 @@ class SIDRecommender:
         restricted = copy.copy(self)
         restricted.constraint = SIDConstraint.from_index(pool, self.tokenizer).to(self.device)
         restricted.item_ids = pool.item_ids
+        restricted.item_rows = {item: row for row, item in enumerate(pool.item_ids)}
         return restricted
 
     def prompt_texts(self, histories: Sequence[Sequence[str]]) -> list[str]:

@@ -16,6 +16,7 @@ At level 0 there is a single live beam per prompt (the root), so no item can app
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import TypeVar
 
@@ -70,6 +71,7 @@ def constrained_beam_search(
     num_beams: int,
     *,
     cache_strategy: CacheStrategy = "auto",
+    exclude: Sequence[Sequence[int]] | None = None,
 ) -> BeamSearchOutput:
     """Beam search restricted to the SIDs of `constraint`, for a left-padded batch of prompts.
 
@@ -81,9 +83,14 @@ def constrained_beam_search(
     `cache_strategy` picks how beams share the prompt's KV cache (see `rlrec.generation.cache`):
     "shared" (one cache row per prompt, tree attention mask), "copied" (one row per beam), or
     "auto" (shared when the model's attention allows it).
+
+    `exclude[b]` lists item rows prompt `b` may not get (e.g. its history's items). They are masked inside the
+    search, and so is every prefix all of whose items are excluded, so the beams are spent on allowed items
+    only: a prompt gets min(num_beams, allowed items) real items, where filtering after the search could
+    leave it with fewer than it asked for.
     """
     with torch.inference_mode():
-        output = _beam_search(model, input_ids, attention_mask, constraint, num_beams, cache_strategy)
+        output = _beam_search(model, input_ids, attention_mask, constraint, num_beams, cache_strategy, exclude)
     return outside_inference_mode(output)
 
 
@@ -94,6 +101,7 @@ def _beam_search(
     constraint: SIDConstraint,
     num_beams: int,
     cache_strategy: CacheStrategy,
+    exclude: Sequence[Sequence[int]] | None = None,
 ) -> BeamSearchOutput:
     if num_beams < 1:
         raise ValueError(f"num_beams must be >= 1, got {num_beams}")
@@ -108,6 +116,9 @@ def _beam_search(
             "resize its embeddings after adding the SID tokens"
         )
 
+    if exclude is not None and len(exclude) != batch:
+        raise ValueError(f"exclude has {len(exclude)} rows for a batch of {batch} prompts")
+    closed = constraint.exclusion(exclude) if exclude is not None and any(exclude) else None
     arange = torch.arange(batch, device=device).unsqueeze(1)
     scores = torch.zeros(batch, 1, device=device)  # one live beam (the root) per prompt at level 0
     nodes = torch.zeros(batch, 1, dtype=torch.long, device=device)
@@ -118,6 +129,9 @@ def _beam_search(
         logprobs = constraint.level_logprobs(logits, level).view(batch, width, size)
         children = constraint.children(level, nodes)  # (batch, width, size), -1 = not in the trie
         candidates = (scores.unsqueeze(-1) + logprobs).masked_fill(children < 0, float("-inf"))
+        if closed is not None:
+            shut = closed[level].gather(1, children.clamp_min(0).view(batch, -1)).view_as(children)
+            candidates = candidates.masked_fill(shut, float("-inf"))
         keep = min(num_beams, width * size)
         scores, flat = candidates.view(batch, -1).topk(keep, dim=1)
         if keep < num_beams:  # fewer candidates than beams at all: pad with dead slots

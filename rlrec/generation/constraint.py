@@ -75,6 +75,14 @@ class SIDConstraint:
         self.level_token_ids = [torch.tensor([int(t) for t in ids], dtype=torch.long) for ids in level_token_ids]
         self.transitions = [torch.as_tensor(t, dtype=torch.int32) for t in trie.transitions]
         self._token_to_code = {t: (level, c) for level, ids in enumerate(level_token_ids) for c, t in enumerate(ids)}
+        # Each item's node at levels 1..L-1 and the items under every such node, for `exclusion`.
+        self.ancestors: list[torch.Tensor] = []
+        self.leaf_counts: list[torch.Tensor] = []
+        node = torch.zeros(self.num_items, dtype=torch.long)
+        for level in range(levels - 1):
+            node = self.transitions[level][node, self.codes[:, level]].long()
+            self.ancestors.append(node)
+            self.leaf_counts.append(torch.bincount(node, minlength=self.transitions[level + 1].shape[0]))
         self._on_device: dict[torch.device, SIDConstraint] = {self.device: self}
 
     @classmethod
@@ -110,6 +118,8 @@ class SIDConstraint:
             moved.codes = self.codes.to(device)
             moved.level_token_ids = [t.to(device) for t in self.level_token_ids]
             moved.transitions = [t.to(device) for t in self.transitions]
+            moved.ancestors = [t.to(device) for t in self.ancestors]
+            moved.leaf_counts = [t.to(device) for t in self.leaf_counts]
             self._on_device[device] = moved
         return self._on_device[device]
 
@@ -124,6 +134,27 @@ class SIDConstraint:
         table = self.transitions[level]
         rows = table[nodes.clamp_min(0)]
         return rows.masked_fill((nodes < 0).unsqueeze(-1), -1)
+
+    def exclusion(self, excluded: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """Per level, which children are closed to each row when the rows' `excluded` items may not be written.
+
+        Entry `l` is `(batch, nodes at level l + 1)` bool: True where every item under that prefix is excluded
+        (a beam that took it could only die); the last entry is `(batch, num_items)`: the excluded items. A
+        search that masks these keeps only beams with an allowed item below them, so it returns
+        min(num_beams, allowed items) real items, none excluded.
+        """
+        banned = torch.zeros(len(excluded), self.num_items, dtype=torch.bool, device=self.device)
+        rows = [r for r, items in enumerate(excluded) for _ in items]
+        cols = [int(i) for items in excluded for i in items]
+        if cols and not (0 <= min(cols) and max(cols) < self.num_items):
+            raise ValueError(f"exclusion: item rows must be in [0, {self.num_items}), got {min(cols)}..{max(cols)}")
+        banned[rows, cols] = True
+        closed = []
+        for level in range(self.num_levels - 1):
+            count = torch.zeros(len(excluded), len(self.leaf_counts[level]), device=self.device)
+            count.index_add_(1, self.ancestors[level], banned.float())
+            closed.append(count >= self.leaf_counts[level])
+        return [*closed, banned]
 
     def level_logprobs(self, logits: torch.Tensor, level: int) -> torch.Tensor:
         """`(rows, C_level)` log-probabilities of level `level`'s tokens under the full-vocabulary softmax.

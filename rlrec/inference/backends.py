@@ -40,18 +40,18 @@ class SIDBackend:
         return SIDBackend(self.searcher.restricted_to(items))
 
     def rank(self, histories: Sequence[Sequence[str]], k: int, beams: int, exclude_history: bool) -> list[Ranked]:
-        """The best `beams` items of each history's search, minus the history's items when asked, cut to `k`."""
+        """The best `beams` items of each history's search, cut to `k`; with `exclude_history` the history's
+        items are masked inside the search, so k unseen items come back whenever the catalog has them."""
         inputs = self.searcher.encode(histories)
+        exclude = None
+        if exclude_history:
+            rows = self.searcher.item_rows
+            exclude = [sorted({rows[item] for item in history if item in rows}) for history in histories]
         out = constrained_beam_search(self.model, inputs["input_ids"], inputs["attention_mask"],
-                                      self.searcher.constraint, beams)
+                                      self.searcher.constraint, max(beams, k), exclude=exclude)
         item_ids = self.searcher.item_ids
-        ranked = []
-        for history, rows, scores in zip(histories, out.item_indices.tolist(), out.scores.tolist(), strict=True):
-            skip = set(history) if exclude_history else set()
-            found = [(item_ids[r], float(s)) for r, s in zip(rows, scores, strict=True)
-                     if r >= 0 and item_ids[r] not in skip]
-            ranked.append(found[:k])
-        return ranked
+        return [[(item_ids[r], float(s)) for r, s in zip(rows, scores, strict=True) if r >= 0][:k]
+                for rows, scores in zip(out.item_indices.tolist(), out.scores.tolist(), strict=True)]
 
 
 class SETRecBackend:

@@ -235,8 +235,8 @@ class Recommender:
                         candidates: Sequence[str] | None = None) -> list[Recommendations]:
         """The top-`k` items after each history, in input order; decoded `batch_size` histories at a time.
 
-        With `exclude_history`, items of the history are left out (the search still keeps
-        `max(num_beams, k)` beams, so fewer than `k` items may remain: a warning says so).
+        With `exclude_history`, items of the history are left out inside the search (SID models: masked in
+        the beam search, so `k` unseen items come back whenever the catalog has them).
         With `candidates` (item ids or titles), only those items are ranked — new arrivals, one category —
         by a beam search over their SIDs alone, so the order among them is the model's, not a filter of a
         top list that may not contain them.
@@ -271,9 +271,9 @@ class Recommender:
             items = [Recommendation(item, self.catalog.title(item), score, backend.identifier(item))
                      for item, score in found]
             warnings = list(history.warnings)
-            if len(items) < k:
-                hint = f": raise num_beams (now {beams})" if isinstance(backend, SIDBackend) else ""
-                warnings.append(f"only {len(items)} of k={k} items{hint}")
+            if len(items) < k:  # the search spends its beams on allowed items: the catalog or pool has no more
+                warnings.append(f"only {len(items)} of k={k} items: no more items are allowed (catalog, candidate "
+                                "pool, excluded history)")
             results.append(Recommendations(items, list(history.item_ids), list(history.unknown), warnings))
         return results
 
