@@ -141,6 +141,12 @@ def test_model_card_front_matter_carries_the_latest_metrics(ws, full, exported):
     assert set(metrics) == {"HR@5", "NDCG@5", "HR@10", "NDCG@10"}
     assert metrics["HR@10"] == pytest.approx(evaluation["HR@10"], abs=1e-6)
     assert metrics["NDCG@10"] == pytest.approx(evaluation["NDCG@10"], abs=1e-6)
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(exported / "README.md")  # the Hub's own parser reads the model-index back
+    parsed = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    split = json.loads((exported / "eval_report.json").read_text())["split"]
+    assert parsed == metrics and {r.dataset_split for r in card.data.eval_results} == {split}
 
     # A later `rlrec evaluate` report is newer than the manifest: the card shows it.
     report_dir = full / "eval" / "later"

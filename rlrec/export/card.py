@@ -2,7 +2,8 @@
 
 The front matter is what the Hub indexes: `base_model`, `datasets`, `tags`, `license`, `library_name`
 and a `model-index` holding the latest evaluation's HR@K / NDCG@K (all test users), so the numbers
-show on the model page and in leaderboards. The Hub refuses a card whose `base_model` or `datasets`
+show on the model page and in leaderboards. It is built with `huggingface_hub`'s `ModelCardData` and
+`EvalResult`, so its schema is the Hub's own. The Hub refuses a card whose `base_model` or `datasets`
 are not Hub ids, so local paths stay out of the front matter and appear in the text instead.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from rlrec.evaluation.report import main_k
 
@@ -41,28 +42,22 @@ def report_metrics(report: Mapping[str, Any] | None, group: str = "all") -> dict
 
 def card_metadata(*, model_name: str, base_model: str | None, datasets: Sequence[str], license: str,
                   tags: Sequence[str], report: Mapping[str, Any] | None, dataset_name: str,
-                  pipeline_tag: str = "text-generation") -> dict[str, Any]:
-    """The YAML front matter as a dict (keys the Hub knows; empty ones left out)."""
-    meta: dict[str, Any] = {}
-    if base_model:
-        meta["base_model"] = base_model
-    if datasets:
-        meta["datasets"] = list(datasets)
-    meta.update(library_name=LIBRARY_NAME, license=license, pipeline_tag=pipeline_tag,
-                tags=list(dict.fromkeys([*DEFAULT_TAGS, *tags])))
-    metrics = report_metrics(report)
-    if metrics:
-        meta["model-index"] = [{
-            "name": model_name,
-            "results": [{
-                "task": {"type": "text-generation", "name": "Sequential recommendation (next item)"},
-                "dataset": {"name": dataset_name, "type": datasets[0] if datasets else dataset_name,
-                            "split": str(report.get("split", "test"))},
-                "metrics": [{"type": name.lower(), "name": name, "value": round(value, 6)}
-                            for name, value in metrics.items()],
-            }],
-        }]
-    return meta
+                  pipeline_tag: str = "text-generation") -> ModelCardData:
+    """The front matter: the Hub's `ModelCardData`, the report's metrics as `EvalResult`s (the `model-index`)."""
+    results = [
+        EvalResult(task_type="text-generation", task_name="Sequential recommendation (next item)",
+                   dataset_type=datasets[0] if datasets else dataset_name, dataset_name=dataset_name,
+                   dataset_split=str(report.get("split", "test")), metric_type=name.lower(), metric_name=name,
+                   metric_value=round(value, 6))
+        for name, value in report_metrics(report).items()
+    ]
+    return ModelCardData(base_model=base_model or None, datasets=list(datasets) or None, library_name=LIBRARY_NAME,
+                         license=license, pipeline_tag=pipeline_tag, tags=list(dict.fromkeys([*DEFAULT_TAGS, *tags])),
+                         model_name=model_name if results else None, eval_results=results or None)
+
+
+def _card(metadata: ModelCardData, body: list[str]) -> ModelCard:
+    return ModelCard("\n".join(["---", metadata.to_yaml(), "---", "", *body]))
 
 
 def _eval_table(report: Mapping[str, Any]) -> list[str]:
@@ -110,14 +105,12 @@ def _evaluation_lines(report: Mapping[str, Any] | None, report_source: str | Non
     return lines
 
 
-def setrec_model_card(*, metadata: Mapping[str, Any], model_name: str, base_chain: Sequence[str],
+def setrec_model_card(*, metadata: ModelCardData, model_name: str, base_chain: Sequence[str],
                       dataset_dir: str | None, dataset_summary: str, num_items: int, num_warm_items: int | None,
                       num_semantic_tokens: int, beta: float, max_history: int,
-                      report: Mapping[str, Any] | None, report_source: str | None) -> str:
+                      report: Mapping[str, Any] | None, report_source: str | None) -> ModelCard:
     """The `README.md` of an exported SETRec model (`rlrec setrec`): front matter, usage, method, evaluation."""
-    front = yaml.safe_dump(dict(metadata), sort_keys=False, allow_unicode=True)
     lines = [
-        "---", front.rstrip(), "---", "",
         f"# {model_name}", "",
         "A generative recommender trained with rlrec after SETRec (SIGIR '25): every item is a set of "
         f"continuous tokens, one collaborative-filtering token and {num_semantic_tokens} semantic tokens (an "
@@ -145,18 +138,16 @@ def setrec_model_card(*, metadata: Mapping[str, Any], model_name: str, base_chai
         "- `manifest.json`: where the model came from and the evaluation above.",
         "",
     ]
-    return "\n".join(lines)
+    return _card(metadata, lines)
 
 
-def model_card(*, metadata: Mapping[str, Any], model_name: str, stage: str, saved_as: str,
+def model_card(*, metadata: ModelCardData, model_name: str, stage: str, saved_as: str,
                base_chain: Sequence[str], dataset_dir: str | None, dataset_summary: str, num_items: int,
                sid_shape: Sequence[int], max_history: int | None, num_beams: int,
-               report: Mapping[str, Any] | None, report_source: str | None) -> str:
+               report: Mapping[str, Any] | None, report_source: str | None) -> ModelCard:
     """The whole `README.md`: front matter, usage, how the model was made, evaluation, files."""
-    front = yaml.safe_dump(dict(metadata), sort_keys=False, allow_unicode=True)
     levels = " × ".join(str(s) for s in sid_shape)
     lines = [
-        "---", front.rstrip(), "---", "",
         f"# {model_name}", "",
         "A generative recommender trained with rlrec (on TRL): the model reads a user's "
         "history of items, each written as its Semantic ID (a short sequence of new tokens such as "
@@ -189,4 +180,4 @@ def model_card(*, metadata: Mapping[str, Any], model_name: str, stage: str, save
         "- `manifest.json`: where the model came from and the evaluation above.",
         "",
     ]
-    return "\n".join(lines)
+    return _card(metadata, lines)

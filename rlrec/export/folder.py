@@ -176,12 +176,12 @@ def export_model(model_path: str | os.PathLike, output_dir: str | os.PathLike, *
         metadata = card_metadata(model_name=name, base_model=hub_base, datasets=list(datasets), license=license,
                                  tags=list(tags), report=source.eval_report,
                                  dataset_name=data_source or data_dir.name)
-        (tmp / CARD_FILE).write_text(model_card(
+        model_card(
             metadata=metadata, model_name=name, stage=source.stage, saved_as=saved_as, base_chain=source.base_chain,
             dataset_dir=str(data_dir), dataset_summary=summary, num_items=len(index),
             sid_shape=index.codebook_sizes, max_history=max_history, num_beams=num_beams,
             report=source.eval_report, report_source=source.eval_report_path,
-        ), encoding="utf-8")
+        ).save(tmp / CARD_FILE)
         manifest = _write_manifest(tmp, source, source_path=str(model_path), saved_as=saved_as, hub_base=hub_base,
                                    data_dir=data_dir, num_items=len(index), prompt_max_history=max_history)
     logger.info("exported %s (%s) to %s", model_path, saved_as, output)
@@ -221,13 +221,13 @@ def export_setrec(source: SourceModel, output: Path, *, dataset_dir: str | os.Pa
         metadata = card_metadata(model_name=name, base_model=hub_base, datasets=list(datasets), license=license,
                                  tags=["setrec", *tags], report=source.eval_report,
                                  dataset_name=data_source or data_dir.name, pipeline_tag="feature-extraction")
-        (tmp / CARD_FILE).write_text(setrec_model_card(
+        setrec_model_card(
             metadata=metadata, model_name=name, base_chain=source.base_chain, dataset_dir=str(data_dir),
             dataset_summary=summary, num_items=len(item_ids), num_warm_items=source.manifest.get("num_warm_items"),
             num_semantic_tokens=int(config.get("num_semantic_tokens", 0)), beta=float(config.get("beta", 0.0)),
             max_history=int(config.get("max_history", 0)), report=source.eval_report,
             report_source=source.eval_report_path,
-        ), encoding="utf-8")
+        ).save(tmp / CARD_FILE)
         manifest = _write_manifest(tmp, source, source_path=str(source.path), saved_as="setrec", hub_base=hub_base,
                                    data_dir=data_dir, num_items=len(item_ids))
     logger.info("exported SETRec model %s to %s", source.path, output)
