@@ -277,7 +277,7 @@ CASES = [
     Case("sid_file_missing",
          lambda w, t: ["sid", "--dataset_dir", str(w / "data"), "--sid_file", str(t / "codes.json"),
                        "--output_dir", str(t / "out")],
-         lambda w, t: [f"{t / 'codes.json'}", "not found"]),
+         lambda w, t: [f"{t / 'codes.json'}", "sid_file not found; expected a JSON object mapping item id"]),
     # sft: model, index, dataset.
     Case("sft_model_without_weights",
          lambda w, t: _sft(w, t, model=_model_copy(w, t, drop=("model.safetensors",))),

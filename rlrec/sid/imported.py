@@ -86,6 +86,9 @@ def parse_tokens(path: Path, item_id: str, value: object) -> list[tuple[str, int
 def read_sid_file(path: str | Path) -> tuple[dict[str, list[int]], list[str]]:
     """Every item's codes and the token prefixes of the levels (checked to agree across items)."""
     path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: sid_file not found; expected a JSON object mapping item id to SID tokens "
+                        "(MiniOneRec's `*.index.json`)")
     with open_text(path) as f:
         try:
             data = json.load(f, object_pairs_hook=_no_duplicate_keys(path))
