@@ -144,3 +144,31 @@ def test_collisions_with_none_fail_naming_the_items(tmp_path, data_dir):
 def test_empty_sid_file_is_a_config_error():
     with pytest.raises(ConfigError, match="sid_file is empty"):
         SIDConfig(sid_file=" ")
+
+
+def test_imported_sids_keep_their_embeddings_when_given(tmp_path, data_dir):
+    """`sid_embeddings_file` rows follow the SID file's order; the index keeps them in its own order."""
+    import numpy as np
+
+    from rlrec.rewards.semantic import index_embeddings
+
+    items = catalog(data_dir)
+    extra = {"not-in-dataset": ["<a_0>", "<b_0>", "<c_9>"]}
+    sids = {**extra, **dict(reversed(list(unique_sids(items).items())))}  # file order != catalog order
+    file_order = list(sids)
+    emb = np.random.default_rng(0).normal(size=(len(file_order), 6)).astype(np.float32)
+    np.save(tmp_path / "emb.npy", emb)
+    run(tmp_path, data_dir, sids, "--sid_embeddings_file", str(tmp_path / "emb.npy"))
+    index = SIDIndex.load(tmp_path / "sid")
+    expected = emb[[file_order.index(item) for item in index.item_ids]]
+    np.testing.assert_allclose(index_embeddings(index), expected, atol=2e-3)  # stored as float16
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    run(plain, data_dir, sids)
+    with pytest.raises(ConfigError, match="has no item embeddings beside it"):
+        index_embeddings(SIDIndex.load(plain / "sid"))
+    np.save(tmp_path / "short.npy", emb[:3])
+    with pytest.raises(DataError, match=r"short.npy: embeddings of shape \(3, 6\); expected \(31 items"):
+        run(tmp_path, data_dir, sids, "--sid_embeddings_file", str(tmp_path / "short.npy"),
+            "--overwrite_output_dir", "true")

@@ -170,3 +170,21 @@ def test_trie_rejects_duplicates_and_bad_shapes():
         PrefixTrie(np.array([[0, 1], [0, 1]]), [2, 2])
     with pytest.raises(ValueError, match="out of range"):
         PrefixTrie(np.array([[0, 2]]), [2, 2])
+
+
+def test_embeddings_travel_with_the_index(tmp_path):
+    """`item_embeddings.npy` beside index.json: saved (float16), read lazily, sliced by `subset`, and never left
+    behind for an index that has none."""
+    from rlrec.utils.errors import DataError
+
+    emb = np.arange(15, dtype=np.float32).reshape(5, 3) / 7
+    SIDIndex(IDS, CODES, SIZES, embeddings=emb).save(tmp_path / "a")
+    loaded = SIDIndex.load(tmp_path / "a")
+    np.testing.assert_allclose(loaded.embeddings, emb, atol=1e-3)
+    loaded.save(tmp_path / "b")  # a trained model's sid/ folder: the copy keeps them
+    np.testing.assert_allclose(SIDIndex.load(tmp_path / "b").embeddings, emb, atol=1e-3)
+    np.testing.assert_allclose(loaded.subset(["m4", "m2"]).embeddings, emb[[1, 3]], atol=1e-3)
+    SIDIndex(IDS, CODES, SIZES).save(tmp_path / "a")
+    assert not (tmp_path / "a" / "item_embeddings.npy").exists() and SIDIndex.load(tmp_path / "a").embeddings is None
+    with pytest.raises(DataError, match="one row per item"):
+        SIDIndex(IDS, CODES, SIZES, embeddings=emb[:2])

@@ -76,8 +76,11 @@ def stage(tmp_path, monkeypatch):
 def test_sid_stage_writes_index_and_manifest(stage, tmp_path, capsys):
     index = stage(collision="append_level")
     out = tmp_path / "sid"
-    assert sorted(p.name for p in out.iterdir()) == ["index.json", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["index.json", "item_embeddings.npy", "manifest.json"]
     loaded = SIDIndex.load(out)
+    # The text embeddings the codes were quantised from stay with the index (for `semantic_cosine`).
+    texts = PreparedDataset.load(tmp_path / "data").item_texts()[1]
+    np.testing.assert_allclose(loaded.embeddings, fake_embed(None, texts, "cpu"), atol=2e-3)
     assert loaded.item_ids == [str(i) for i in range(60)] and loaded.sid("7") == index.sid("7")
     assert loaded.parse(loaded.sid("42")) == "42"
     manifest = json.loads((out / "manifest.json").read_text())

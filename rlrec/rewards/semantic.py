@@ -88,3 +88,16 @@ def semantic_cosine(context: RewardContext, rescale: bool = False) -> RewardFunc
         return rewards
 
     return semantic_cosine
+
+
+def index_embeddings(index: Any) -> np.ndarray:
+    """The embeddings `semantic_cosine` compares: those the index's SIDs were quantised from (`rlrec sid` keeps
+    them beside `index.json`); an index without them is refused rather than compared in another space."""
+    if index.embeddings is None:
+        raise ConfigError(
+            f"reward 'semantic_cosine': {index.source or 'the SID index'} has no item embeddings beside it "
+            "(item_embeddings.npy); it compares items in the space their SIDs were quantised from: rebuild the "
+            "index with `rlrec sid`, or import it with `--sid_embeddings_file` (the SID file's embeddings)"
+        )
+    return index.embeddings
+

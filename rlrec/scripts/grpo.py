@@ -53,15 +53,6 @@ def parse_rewards_field(value: Any) -> list[Any] | None:
     return value
 
 
-def item_embeddings(index: SIDIndex, dataset: PreparedDataset):
-    """Text embeddings of the index's items (all-MiniLM-L6-v2, cached), for `semantic_cosine`."""
-    from rlrec.sid.embeddings import embed_texts
-    from rlrec.utils.assets import minilm_model_dir
-
-    texts = [dataset.items[item].text if item in dataset.items else item for item in index.item_ids]
-    return embed_texts(texts, model_path=str(minilm_model_dir()))
-
-
 @dataclass
 class GRPOScriptArguments:
     """What the GRPO stage reads, how it rolls out, and which rewards score the rollouts."""
@@ -178,9 +169,10 @@ def build_rewards(script_args: GRPOScriptArguments, training_args: RecGRPOConfig
                   dataset: PreparedDataset):
     """The reward functions and their weights (into `training_args.reward_weights`)."""
     from rlrec.rewards import RewardContext, load_rewards, parse_reward_recipe
+    from rlrec.rewards.semantic import index_embeddings
 
     recipe = parse_reward_recipe(script_args.rewards)
-    embeddings = item_embeddings(index, dataset) if "semantic_cosine" in recipe.specs else None
+    embeddings = index_embeddings(index) if "semantic_cosine" in recipe.specs else None
     context = RewardContext(index=index, item_embeddings=embeddings, invalid_penalty=script_args.invalid_penalty,
                             num_generations=training_args.num_generations)
     rewards = load_rewards(recipe.specs, context, recipe.params)

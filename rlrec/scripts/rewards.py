@@ -230,6 +230,7 @@ def format_statistics(stats: dict[str, Any]) -> str:
 
 def main(config: RewardsConfig) -> dict[str, Any]:
     from rlrec.rewards import RewardContext, load_rewards, parse_reward_recipe
+    from rlrec.rewards.semantic import index_embeddings
 
     start = time.perf_counter()
     check_output_dir(config.output_dir, overwrite=config.overwrite_output_dir, stage="rewards")
@@ -238,9 +239,7 @@ def main(config: RewardsConfig) -> dict[str, Any]:
     dataset = PreparedDataset.load(config.dataset_dir) if config.rollouts_file is None else None
     embeddings = None
     if "semantic_cosine" in recipe.specs:
-        from rlrec.scripts.grpo import item_embeddings
-
-        embeddings = item_embeddings(index, dataset or PreparedDataset.load(config.dataset_dir))
+        embeddings = index_embeddings(index)
     if config.rollouts_file:
         groups = load_groups(config.rollouts_file)
     else:

@@ -118,7 +118,9 @@ def import_sid_file(config: SIDConfig) -> SIDIndex:
     prefixes = list(sids.token_prefixes)
     if len(resolution.codebook_sizes) > len(prefixes):
         prefixes.append(imported.extra_prefix(prefixes))
-    index = SIDIndex(item_ids, resolution.codes, resolution.codebook_sizes, token_prefixes=prefixes)
+    embeddings = imported.read_embeddings(config.sid_embeddings_file, sids) if config.sid_embeddings_file else None
+    index = SIDIndex(item_ids, resolution.codes, resolution.codebook_sizes, token_prefixes=prefixes,
+                     embeddings=embeddings)
     quality = sid_quality(sids.codes, sizes, resolution)
     seconds["resolve"] = time.perf_counter() - start
 
@@ -167,7 +169,8 @@ def main(config: SIDConfig) -> SIDIndex:
 
     start = time.perf_counter()
     resolution = resolve_collisions(codes, sizes, config.collision, quantizer.last_level_distances)
-    index = SIDIndex(item_ids, resolution.codes, resolution.codebook_sizes)
+    # The text embeddings stay with the index (`item_embeddings.npy`): `semantic_cosine` compares items with them.
+    index = SIDIndex(item_ids, resolution.codes, resolution.codebook_sizes, embeddings=embeddings)
     quality = sid_quality(codes, sizes, resolution)
     seconds["resolve"] = time.perf_counter() - start
 

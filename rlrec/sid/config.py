@@ -120,6 +120,13 @@ class SIDConfig:
     )
 
     # Behavioural (collaborative-filtering) signal.
+    sid_embeddings_file: str | None = field(
+        default=None,
+        metadata={"help": "With sid_file: a .npy of the item embeddings those SIDs were quantised from, one row per "
+                  "item of the SID file in its order (MiniOneRec's `*.emb-*.npy`); kept with the index for "
+                  "`semantic_cosine`."},
+    )
+
     cf_embedding: str = field(
         default="none",
         metadata={

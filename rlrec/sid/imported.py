@@ -37,6 +37,7 @@ class ImportedSIDs:
     token_prefixes: list[str]
     file_items: int  # items the file lists
     unused_items: int  # listed items that are not in the catalog
+    file_item_ids: list[str] | None = None  # the file's items in its order (rows of a companion embedding file)
 
 
 def _shown(value: object) -> str:
@@ -149,7 +150,27 @@ def import_sids(path: str | Path, item_ids: list[str], codebook_size: int = 1) -
         token_prefixes=prefixes,
         file_items=len(items),
         unused_items=sum(1 for i in items if i not in used),
+        file_item_ids=list(items),
     )
+
+
+def read_embeddings(path: str | Path, imported: ImportedSIDs) -> np.ndarray:
+    """The rows of a `.npy` embedding file for the imported items: one row per item of the SID file, in the
+    file's order (MiniOneRec's `*.emb-*.npy` beside its `*.index.json`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: sid_embeddings_file not found; expected a .npy with one row per item of the "
+                        "SID file")
+    try:
+        emb = np.load(path)
+    except (ValueError, OSError) as err:
+        raise DataError(f"{path}: not a readable .npy array ({err})") from err
+    order = imported.file_item_ids or []
+    if emb.ndim != 2 or emb.shape[0] != len(order):
+        raise DataError(f"{path}: embeddings of shape {emb.shape}; expected ({len(order)} items of the SID file "
+                        "in its order, dim)")
+    row = {item: r for r, item in enumerate(order)}
+    return emb[[row[item] for item in imported.item_ids]].astype(np.float32)
 
 
 def describe_collisions(path: str | Path, imported: ImportedSIDs) -> str:

@@ -26,6 +26,7 @@ from rlrec.utils.errors import DataError
 from rlrec.utils.io import read_json
 
 INDEX_FILE = "index.json"
+EMBEDDINGS_FILE = "item_embeddings.npy"  # beside index.json: the vectors the codes were quantised from
 FORMAT_VERSION = 1
 DEFAULT_PREFIXES = tuple("abcdefghijklmnopqrstuvwxyz")
 _PREFIX_RE = re.compile(r"[a-z]+")
@@ -46,6 +47,7 @@ class SIDIndex:
         *,
         token_prefixes: list[str] | None = None,
         keywords: dict[str, list[str]] | None = None,
+        embeddings: np.ndarray | None = None,
     ) -> None:
         codes = np.asarray(codes)
         item_ids = [str(i) for i in item_ids]
@@ -100,6 +102,11 @@ class SIDIndex:
         self.keywords: dict[str, list[str]] = dict(keywords or {})
         # The index.json `load` read (None: built in memory): errors about the index name it.
         self.source: str | None = None
+        if embeddings is not None and np.asarray(embeddings).shape[:1] != (len(item_ids),):
+            raise DataError(f"SID index: embeddings of shape {np.asarray(embeddings).shape}, expected one row per "
+                            f"item ({len(item_ids)})")
+        self._embeddings = None if embeddings is None else np.asarray(embeddings)
+        self._embeddings_file: Path | None = None  # read on first use (`load`)
 
     # -- shape -------------------------------------------------------------------------------------------
 
@@ -155,8 +162,10 @@ class SIDIndex:
         if unknown:
             raise DataError(f"SID index: {len(unknown)} item(s) not in the index, e.g. {sorted(unknown)[0]!r}")
         rows = [row for row, item in enumerate(self._item_ids) if item in wanted]
+        embeddings = self.embeddings
         return SIDIndex([self._item_ids[r] for r in rows], self._codes[rows], self._sizes,
-                        token_prefixes=self._prefixes, keywords=self.keywords)
+                        token_prefixes=self._prefixes, keywords=self.keywords,
+                        embeddings=None if embeddings is None else embeddings[rows])
 
     def token(self, level: int, code: int) -> str:
         """The token string of `code` at `level` (0-based), e.g. `<b_3>`."""
@@ -203,6 +212,18 @@ class SIDIndex:
         """The tokens of one level, in code order (token of code c at position c)."""
         return list(self._vocab[level])
 
+    @property
+    def embeddings(self) -> np.ndarray | None:
+        """The item embeddings the codes were quantised from, rows in `item_ids` order (None: not known, e.g.
+        SIDs imported from a file). `semantic_cosine` compares items with them."""
+        if self._embeddings is None and self._embeddings_file is not None:
+            emb = np.load(self._embeddings_file)
+            if emb.ndim != 2 or emb.shape[0] != len(self):
+                raise DataError(f"{self._embeddings_file}: embeddings of shape {emb.shape}, expected "
+                                f"({len(self)} items of {self.source or INDEX_FILE}, dim)")
+            self._embeddings = emb
+        return self._embeddings
+
     # -- files ------------------------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
@@ -234,6 +255,13 @@ class SIDIndex:
         tmp = folder / f".{INDEX_FILE}.tmp-{os.getpid()}"
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
+        emb_path = folder / EMBEDDINGS_FILE
+        if self.embeddings is not None:  # float16: a million 384-d items in 768 MB, enough for cosine rewards
+            tmp = folder / f".{EMBEDDINGS_FILE}.tmp-{os.getpid()}.npy"
+            np.save(tmp, self.embeddings.astype(np.float16))
+            os.replace(tmp, emb_path)
+        else:
+            emb_path.unlink(missing_ok=True)  # never leave another index's embeddings beside this one
         return path
 
     @classmethod
@@ -248,6 +276,8 @@ class SIDIndex:
         data = read_json(path)
         index = cls.from_json(data, source=str(path))
         index.source = str(path)
+        if (path.parent / EMBEDDINGS_FILE).is_file():
+            index._embeddings_file = path.parent / EMBEDDINGS_FILE
         return index
 
     @classmethod
