@@ -185,7 +185,8 @@ def test_resume_from_checkpoint_continues_the_step_count(workspace, tmp_path):
 
 
 def test_two_process_ddp_run_on_cpu(workspace, tmp_path):
-    """`accelerate launch` with 2 CPU processes (gloo): both ranks train, only rank 0 writes."""
+    """`accelerate launch` with 2 CPU processes (gloo): both ranks train, only rank 0 writes; the end-of-training
+    evaluation runs on rank 0 after both left the process group (no rank waits in a barrier meanwhile)."""
     import os
     import subprocess
     import sys
@@ -194,13 +195,14 @@ def test_two_process_ddp_run_on_cpu(workspace, tmp_path):
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlrec", "sft",
-        *_argv(workspace, out, "--ddp_find_unused_parameters", "false", "--eval_at_end", "false"),
+        *_argv(workspace, out, "--ddp_find_unused_parameters", "false"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["world_size"] == 2 and manifest["global_step"] == 4
+    assert manifest["eval"]["counts"]["all"] == 12 and (out / "eval" / "report.json").is_file()
     rows, _ = _sid_rows(out)
     assert torch.isfinite(rows).all()
 

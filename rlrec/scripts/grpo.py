@@ -191,7 +191,13 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
     from rlrec.scripts.sft import check_index_matches
     from rlrec.training.end_eval import end_eval_config, run_end_eval
     from rlrec.training.grpo_trainer import RecGRPOTrainer
-    from rlrec.training.model import gather_zero3_weights_on_save, lora_config, save_final_model
+    from rlrec.training.model import (
+        collect_memory,
+        gather_zero3_weights_on_save,
+        lora_config,
+        release_training,
+        save_final_model,
+    )
     from rlrec.training.valid_selection import valid_selection_callback
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -277,9 +283,12 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
                 "training": training_args.to_dict(),
             },
         }
+    is_main = release_training(trainer)  # the other ranks are done; the evaluation below is the main process's
+    del trainer, model, selection
+    collect_memory()
+    if is_main:
         if eval_config is not None:
             manifest["eval"] = run_end_eval(eval_config)
         manifest["seconds"] = round(time.perf_counter() - started, 1)
         write_json(output_dir / MANIFEST, manifest)
-    trainer.accelerator.wait_for_everyone()
     return manifest

@@ -204,7 +204,6 @@ def main(stage: SETRecStageConfig, model_config: SETRecModelConfig, train_config
         print(f"rlrec setrec: trained {history['steps']} steps in {train_seconds:.0f}s; "
               f"{report['counts']['all']} {stage.eval_split} users evaluated; model in {output_dir}, report in "
               f"{eval_dir} ({time.perf_counter() - started:.0f}s in all)", flush=True)
-    state.wait_for_everyone()
     return report
 
 

@@ -231,7 +231,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
          model_args: ModelConfig, scratch_args: ScratchModelArguments | None = None,
          valid_args: ValidSelectionArguments | None = None) -> dict[str, Any]:
     from rlrec.training.end_eval import end_eval_config, run_end_eval
-    from rlrec.training.model import gather_zero3_weights_on_save, save_final_model
+    from rlrec.training.model import collect_memory, gather_zero3_weights_on_save, release_training, save_final_model
     from rlrec.training.valid_selection import valid_selection_callback
 
     started = time.perf_counter()
@@ -290,9 +290,12 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
                 "training": training_args.to_dict(),
             },
         }
+    is_main = release_training(trainer)  # the other ranks are done; the evaluation below is the main process's
+    del trainer, setup, selection
+    collect_memory()
+    if is_main:
         if eval_config is not None and saved_as != "adapter":
             manifest["eval"] = run_end_eval(eval_config)
         manifest["seconds"] = round(time.perf_counter() - started, 1)
         write_json(output_dir / MANIFEST, manifest)
-    trainer.accelerator.wait_for_everyone()
     return manifest

@@ -23,6 +23,7 @@ from transformers import Trainer
 from rlrec.data.schema import Example
 from rlrec.setrec.config import SETRecTrainConfig
 from rlrec.setrec.model import SETRecModel
+from rlrec.training.model import release_training
 from rlrec.utils.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -119,10 +120,11 @@ def train_setrec(model: SETRecModel, examples: Sequence[Example], config: SETRec
     ae_losses = model.semantic.pretrain(config.ae_pretrain_steps) if config.ae_pretrain_steps else []
     trainer = SETRecTrainer(model=model, args=config, train_dataset=ExampleDataset(history, targets))
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-    trainer.accelerator.wait_for_everyone()
     model.eval()
     losses = [{key: entry[key] for key in ("loss", "rec", "recon") if key in entry}
               for entry in trainer.state.log_history if "loss" in entry]
-    return {"losses": losses, "ae_pretrain": ae_losses, "steps": trainer.state.global_step,
-            "num_processes": trainer.accelerator.num_processes, "train_examples": len(examples),
-            "is_main_process": trainer.accelerator.is_main_process}
+    summary = {"losses": losses, "ae_pretrain": ae_losses, "steps": trainer.state.global_step,
+               "num_processes": trainer.accelerator.num_processes, "train_examples": len(examples)}
+    # Saving and evaluating are the main process's alone: the other ranks leave here (see release_training).
+    summary["is_main_process"] = release_training(trainer)
+    return summary

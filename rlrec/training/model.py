@@ -91,3 +91,34 @@ def save_final_model(trainer: Any, output_dir: Path, merge_lora: bool, rebuild: 
         peft_model.merge_and_unload().save_pretrained(output_dir)
     trainer.accelerator.wait_for_everyone()
     return "merged"
+
+
+def release_training(trainer: Any) -> bool:
+    """End the distributed part of a run: a last barrier, the accelerator's references freed, and the process
+    group torn down on every rank. Returns whether this is the main process.
+
+    What a stage does afterwards (reloading the saved model for the end-of-training evaluation, training a
+    SASRec baseline) runs on the main process alone and uses no collective, so the other ranks exit instead of
+    waiting in a barrier that an hour of evaluation would time out (NCCL's watchdog), and the main process
+    does not hold the training copy of the model beside the reloaded one: the caller drops its own references
+    to the trainer after this call and then calls `collect_memory`.
+    """
+    import torch.distributed as dist
+
+    is_main = trainer.accelerator.is_main_process
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.free_memory()
+    trainer.model = trainer.model_wrapped = trainer.optimizer = trainer.lr_scheduler = None
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    return is_main
+
+
+def collect_memory() -> None:
+    """Return what the dropped training objects held (host and GPU) before the evaluation loads its model."""
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
