@@ -34,7 +34,7 @@ def test_keywords_set_exactly_the_new_rows():
     model, tokenizer, ids = setup()
     before = model.get_input_embeddings().weight.detach().clone()
     first_sid = min(ids)
-    report = sa_init(model, tokenizer, ids, KEYWORDS)
+    report = sa_init(model, tokenizer, ids, KEYWORDS, match_norm=False)
     after = model.get_input_embeddings().weight.detach()
 
     others = [i for i in range(after.shape[0]) if i not in ids]
@@ -51,7 +51,7 @@ def test_levels_choose_which_tokens_get_keywords():
     model, tokenizer, ids = setup()
     before = model.get_input_embeddings().weight.detach().clone()
     mean_vocab = before[: min(ids)].mean(0)
-    report = sa_init(model, tokenizer, ids, KEYWORDS, levels=[0])
+    report = sa_init(model, tokenizer, ids, KEYWORDS, levels=[0], match_norm=False)
     after = model.get_input_embeddings().weight.detach()
     for row, (token, keywords) in enumerate(zip(VOCAB, KEYWORDS, strict=True)):
         if token.startswith("<a_") and keywords:
@@ -65,7 +65,7 @@ def test_untied_output_rows_pool_the_lm_head():
     model, tokenizer, ids = setup(tied=False)
     inputs = model.get_input_embeddings().weight.detach().clone()
     outputs = model.get_output_embeddings().weight.detach().clone()
-    report = sa_init(model, tokenizer, ids, KEYWORDS)
+    report = sa_init(model, tokenizer, ids, KEYWORDS, match_norm=False)
     new_in = model.get_input_embeddings().weight.detach()
     new_out = model.get_output_embeddings().weight.detach()
     assert not report["tied"]
@@ -77,6 +77,35 @@ def test_untied_output_rows_pool_the_lm_head():
             torch.testing.assert_close(new_out[i], pooled(outputs, tokenizer, keywords))
         else:
             torch.testing.assert_close(new_out[i], outputs[: min(ids)].mean(0))
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_norm_matching_rescales_every_written_row_to_the_vocabulary_norm(tied):
+    """TS-Rec's rule: the pooled direction, at the average length of the pretrained rows (lm_head: its own)."""
+    model, tokenizer, ids = setup(tied=tied)
+    inputs = model.get_input_embeddings().weight.detach().clone()
+    outputs = model.get_output_embeddings().weight.detach().clone()
+    first_sid = min(ids)
+    report = sa_init(model, tokenizer, ids, KEYWORDS)  # match_norm is the default
+    new_in = model.get_input_embeddings().weight.detach()
+    target = inputs[:first_sid].norm(dim=1).mean()
+    for i, keywords in zip(ids, KEYWORDS, strict=True):
+        pooled_row = pooled(inputs, tokenizer, keywords) if keywords else inputs[:first_sid].mean(0)
+        torch.testing.assert_close(new_in[i].norm(), target)
+        torch.testing.assert_close(torch.nn.functional.cosine_similarity(new_in[i], pooled_row, dim=0),
+                                   torch.tensor(1.0))
+    assert report["norm_matched"] and report["sid_row_norm"] == pytest.approx(report["vocab_row_norm"], abs=1e-3)
+    plain = pooled(inputs, tokenizer, KEYWORDS[0]).norm()
+    assert plain < 0.9 * target  # the plain mean is shorter: what matching corrects
+    if not tied:
+        new_out = model.get_output_embeddings().weight.detach()
+        out_target = outputs[:first_sid].norm(dim=1).mean()
+        torch.testing.assert_close(new_out[ids].norm(dim=1), out_target.expand(len(ids)))
+        assert report["sid_output_row_norm"] == pytest.approx(report["vocab_output_row_norm"], abs=1e-3)
+    # mean_vocab stays the plain mean (the ablation's neutral baseline).
+    model, tokenizer, ids = setup(tied=tied)
+    report = sa_init(model, tokenizer, ids, KEYWORDS, mode="mean_vocab")
+    assert not report["norm_matched"]
 
 
 def test_layer_pooling_differs_and_keeps_embedding_scale():

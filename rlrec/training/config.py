@@ -104,6 +104,11 @@ class SFTScriptArguments:
         default=None,
         metadata={"help": "Pool the hidden states of this layer over the keyword text instead of input embeddings."},
     )
+    sa_init_match_norm: bool = field(
+        default=True,
+        metadata={"help": "Rescale every SA-Init row to the mean norm of the pretrained rows (TS-Rec's rule); "
+                  "false: the plain mean of the keywords' sub-token rows (shorter, so smaller first logits)."},
+    )
     keyword_source: str = field(
         default="ctfidf", metadata={"help": "ctfidf (offline, class-based TF-IDF) or teacher (a local LLM)."}
     )
