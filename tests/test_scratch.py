@@ -369,3 +369,29 @@ def test_two_process_ddp_scratch_run_with_valid_selection(ws, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["world_size"] == 2 and manifest["valid_selection"]["best"]["step"] > 0
+
+
+def test_early_stopping_on_validation_loss_keeps_the_best_checkpoint(ws, tmp_path):
+    """MiniOneRec's schedule: evaluate the valid loss every few steps, stop after `patience` evaluations without a
+    new best, keep the best checkpoint. A high learning rate on 40 users memorises train and the valid loss rises."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "sft"
+    manifest = run_stage("sft", _sft_argv(ws, out, "--num_train_epochs", "200", "--learning_rate", "0.02",
+                                          "--eval_strategy", "steps", "--eval_steps", "2",
+                                          "--early_stopping_patience", "2", "--eval_at_end", "false"))
+    history = manifest["eval_loss"]
+    losses = [point["eval_loss"] for point in history["curve"]]
+    best = min(range(len(losses)), key=losses.__getitem__)
+    assert history["stopped_early"] and len(losses) == best + 3  # two evaluations without a new best, then stop
+    assert history["best"] == pytest.approx(losses[best])
+    assert Path(history["best_checkpoint"]).name == f"checkpoint-{history['curve'][best]['step']}"
+    kept, best_weights = load_file(out / "model.safetensors"), load_file(Path(history["best_checkpoint"]) /
+                                                                          "model.safetensors")
+    assert all(torch.equal(kept[name], best_weights[name]) for name in kept)  # the best, not the last, is saved
+    with pytest.raises(Exception, match="early_stopping_patience needs the validation loss: set eval_strategy"):
+        run_stage("sft", _sft_argv(ws, tmp_path / "no", "--early_stopping_patience", "2"))
+    with pytest.raises(ConfigError, match="choose one"):
+        run_stage("sft", _sft_argv(ws, tmp_path / "both", "--eval_strategy", "steps", "--eval_steps", "2",
+                                   "--early_stopping_patience", "2", "--valid_every_steps", "4"))
+    assert not (tmp_path / "no").exists() and not (tmp_path / "both" / "manifest.json").exists()

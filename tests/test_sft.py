@@ -273,3 +273,28 @@ def test_two_process_zero3_full_finetune_saves_full_weights(workspace, tmp_path)
     trained = dict(saved.named_parameters())
     changed = [name for name, p in base.named_parameters() if not torch.equal(p, trained[name])]
     assert len(changed) == len(trained)  # full fine-tune: every tensor moved, none left at zero-size shards
+
+
+def test_validation_loss_is_evaluated_on_the_valid_split_mix(workspace, tmp_path):
+    """eval_strategy: the valid users' next items through the task mix; losses in the manifest, best kept."""
+    manifest = run_stage("sft", _argv(workspace, tmp_path / "out", "--eval_strategy", "steps", "--eval_steps", "2",
+                                      "--num_eval_examples", "16", "--early_stopping_patience", "3",
+                                      "--eval_at_end", "false"))
+    curve = manifest["eval_loss"]["curve"]
+    assert [point["step"] for point in curve] == [2, 4] and all(point["eval_loss"] > 0 for point in curve)
+    assert manifest["eval_loss"]["best"] == pytest.approx(min(point["eval_loss"] for point in curve))
+    assert not manifest["eval_loss"]["stopped_early"]
+    # The next-item rows of that set are the valid split's: each completion is a valid target after its history.
+    from rlrec.data.schema import PreparedDataset
+    from rlrec.scripts.sft import build_eval_dataset
+    from rlrec.training.config import RecSFTConfig, SFTScriptArguments
+
+    dataset = PreparedDataset.load(workspace / "data")
+    index = SIDIndex.load(workspace / "sid")
+    rows = build_eval_dataset(SFTScriptArguments(num_eval_examples=16), RecSFTConfig(output_dir=str(tmp_path / "x")),
+                              dataset, index)
+    valid = {(index.sid(ex.history[-1]), index.sid(ex.target)) for ex in dataset.valid}
+    next_item = [row for row in rows if row["task"] == "next_item"]
+    assert next_item and all(
+        (row["prompt"][0]["content"].rsplit(": ", 1)[1].split(". ")[0].split(", ")[-1],
+         row["completion"][0]["content"]) in valid for row in next_item)

@@ -11,7 +11,7 @@ beam search.
 
 `output_dir` receives the trainer's `checkpoint-N` folders (for `--resume_from_checkpoint`), then a
 plain model folder (LoRA merged unless `merge_lora: false`) with the tokenizer, `sid/index.json`
-(the index with every token's keywords) and `manifest.json`. The manifest is written last: a folder
+(the index with every token's keywords and descriptions) and `manifest.json`. The manifest is written last: a folder
 without it is an unfinished run, and the stages that read an SFT model refuse it.
 """
 
@@ -69,28 +69,42 @@ def check_index_matches(index: SIDIndex, dataset: PreparedDataset, sid_dir: str,
         )
 
 
-def ensure_keywords(index: SIDIndex, dataset: PreparedDataset, script_args: SFTScriptArguments) -> None:
-    """Fill `index.keywords` (SA-Init and TS-Align read them) unless `rlrec sid` already did."""
-    if index.keywords:
-        return
-    from rlrec.init.keywords import index_keywords
+def ensure_keywords(index: SIDIndex, dataset: PreparedDataset, script_args: SFTScriptArguments) -> dict[str, Any]:
+    """Fill `index.keywords` (SA-Init and TS-Align read them) and `index.descriptions` (TS-Align); return the
+    manifest's `keywords` record (source, coverage per SID level).
+
+    `keyword_source: file` reads `keyword_file` and replaces what the index carried (the recipe named that file).
+    The other sources keep keywords the index already carries and only add missing descriptions.
+    """
+    from rlrec.init.keywords import index_descriptions, index_keyword_file, index_keywords, keyword_coverage
     from rlrec.models.loading import cache_root
 
-    if script_args.keyword_source == "teacher":
-        texts = {item_id: item.title or item.text for item_id, item in dataset.items.items()}
-    else:
-        texts = {item_id: item.text for item_id, item in dataset.items.items()}
+    source = script_args.keyword_source
     start = time.perf_counter()
-    index_keywords(
-        index,
-        texts,
-        source=script_args.keyword_source,
-        top_k=script_args.keyword_top_k,
-        teacher_model=script_args.teacher_model,
-        cache_path=cache_root() / "keywords" / "teacher.json",
-    )
-    logger.info("keywords for %d SID tokens (%s) in %.1f s", len(index.keywords), script_args.keyword_source,
-                time.perf_counter() - start)
+    if source == "file":
+        if index.keywords:
+            logger.info("keyword_file %s replaces the %d keyword lists the SID index carried",
+                        script_args.keyword_file, len(index.keywords))
+        report = index_keyword_file(index, script_args.keyword_file, strict=script_args.keyword_file_strict)
+    else:
+        if source == "teacher":
+            texts = {item_id: item.title or item.text for item_id, item in dataset.items.items()}
+        else:
+            texts = {item_id: item.text for item_id, item in dataset.items.items()}
+        cache_path = cache_root() / "keywords" / "teacher.json"
+        kept = bool(index.keywords)
+        if kept:
+            index_descriptions(index, texts, source=source, teacher_model=script_args.teacher_model,
+                               cache_path=cache_path)
+        else:
+            index_keywords(index, texts, source=source, top_k=script_args.keyword_top_k,
+                           teacher_model=script_args.teacher_model, cache_path=cache_path)
+        report = {"source": "index" if kept else source, "coverage": keyword_coverage(index, index.keywords),
+                  "descriptions": len(index.descriptions)}
+    report["seconds"] = round(time.perf_counter() - start, 2)
+    logger.info("keywords for %d SID tokens, %d descriptions (%s) in %.1f s", len(index.keywords),
+                len(index.descriptions), report["source"], report["seconds"])
+    return report
 
 
 def build_model(script_args: SFTScriptArguments, model_args: ModelConfig, index: SIDIndex):
@@ -132,6 +146,23 @@ def build_train_dataset(script_args: SFTScriptArguments, training_args: RecSFTCo
     return train, mixture_summary(train)
 
 
+def wants_eval_loss(training_args: RecSFTConfig) -> bool:
+    return training_args.eval_strategy != "no"
+
+
+def build_eval_dataset(script_args: SFTScriptArguments, training_args: RecSFTConfig, dataset: PreparedDataset,
+                       index: SIDIndex):
+    """The validation-loss set (MiniOneRec's and TS-Rec's early stopping): the valid split's next-item examples
+    through the same task mix as training (the tasks that read no split render as they do for training)."""
+    from rlrec.tasks import TaskContext, build_mixture
+
+    held_out = dataclasses.replace(dataset, train=list(dataset.valid))
+    context = TaskContext.build(held_out, index, keyword_top_k=script_args.keyword_top_k,
+                                max_history=script_args.max_history_items)
+    return build_mixture(context, script_args.task_weights(scratch=False),
+                         num_examples=script_args.num_eval_examples, seed=training_args.seed + 1)
+
+
 @dataclasses.dataclass
 class SFTSetup:
     """What `build_trainer` made: the trainer and the pieces the stage writes next to the model."""
@@ -143,6 +174,7 @@ class SFTSetup:
     sa_init_report: dict[str, Any]
     task_summary: dict[str, int]
     dataset: PreparedDataset
+    keywords_report: dict[str, Any] | None = None  # source and coverage of the SID tokens' keywords
 
 
 def build_scratch_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, model_args: ModelConfig,
@@ -179,8 +211,14 @@ def build_scratch_trainer(script_args: SFTScriptArguments, training_args: RecSFT
     if longest > scratch_args.scratch_max_positions:
         raise ConfigError(f"examples run to {longest} tokens but scratch_max_positions is "
                           f"{scratch_args.scratch_max_positions}; raise it or lower max_history_items")
+    eval_dataset = None
+    if wants_eval_loss(training_args):  # the valid users' next items, one target each (stride 1)
+        eval_rows = sid_sequence_rows(dataset.valid, index, tokenizer.get_vocab(), script_args.max_history_items, 1)
+        if script_args.num_eval_examples is not None and script_args.num_eval_examples < len(eval_rows):
+            eval_rows = random.Random(training_args.seed + 1).sample(eval_rows, script_args.num_eval_examples)
+        eval_dataset = Dataset.from_list(eval_rows)
     trainer = PlainLossSFTTrainer(model=model, args=training_args, train_dataset=Dataset.from_list(rows),
-                                  processing_class=tokenizer)
+                                  eval_dataset=eval_dataset, processing_class=tokenizer)
     sid_ids = tokenizer.convert_tokens_to_ids(index.vocabulary())
     logger.info("from-scratch SID model: %s; %d examples (stride %d)", scratch_report(model),
                 len(rows), script_args.sequence_stride)
@@ -207,15 +245,19 @@ def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, 
         return build_scratch_trainer(script_args, training_args, model_args, scratch_args or ScratchModelArguments(),
                                      dataset, index)
     with training_args.main_process_first(desc="keywords"):
-        ensure_keywords(index, dataset, script_args)
+        keywords_report = ensure_keywords(index, dataset, script_args)
     model, tokenizer, sid_ids, sa_report = build_model(script_args, model_args, index)
     train_dataset, summary = build_train_dataset(script_args, training_args, dataset, index)
     logger.info("task mixture: %s", summary)
 
+    eval_dataset = None
+    if wants_eval_loss(training_args):
+        eval_dataset = build_eval_dataset(script_args, training_args, dataset, index).remove_columns(["task"])
     trainer = SFTTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset.remove_columns(["task"]),
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=lora_config(model_args),
     )
@@ -224,7 +266,7 @@ def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, 
         if training_args.weight_decay:
             logger.warning("LoRA with weight_decay=%s also decays the frozen embedding rows; set it to 0",
                            training_args.weight_decay)
-    return SFTSetup(trainer, tokenizer, index, sid_ids, sa_report, summary, dataset)
+    return SFTSetup(trainer, tokenizer, index, sid_ids, sa_report, summary, dataset, keywords_report)
 
 
 def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_args: RecSFTConfig,
@@ -248,9 +290,16 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
     selection = valid_selection_callback(valid_args or ValidSelectionArguments(), setup.dataset, index, tokenizer,
                                          script_args.max_history_items, training_args.seed)
     if selection is not None:
+        if training_args.early_stopping_patience is not None:
+            raise ConfigError("early_stopping_patience (best validation loss) and valid_every_steps (best ranking) "
+                              "would each load their own best weights; choose one")
         trainer.add_callback(selection)
         if resume is not None:
             selection.restore(resume)
+    if training_args.early_stopping_patience is not None:
+        from transformers import EarlyStoppingCallback
+
+        trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience))
     if trainer.accelerator.is_main_process:
         (output_dir / MANIFEST).unlink(missing_ok=True)  # the folder is unfinished until the new one lands
     gather_zero3_weights_on_save(trainer)
@@ -276,11 +325,19 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
             "num_sid_tokens": len(sid_ids),
             "prompt_max_history": script_args.max_history_items,
             "sa_init": setup.sa_init_report,
+            "keywords": setup.keywords_report,
             # the size fields of a new scratch model (a continued one keeps its own config.json)
             "scratch": dataclasses.asdict(scratch_args or ScratchModelArguments())
             if model_args.model_name_or_path == SCRATCH else None,
             "tasks": setup.task_summary,
             "valid_selection": selection.summary() if selection is not None else None,
+            "eval_loss": {
+                "curve": [{"step": e["step"], "eval_loss": e["eval_loss"]}
+                          for e in trainer.state.log_history if "eval_loss" in e],
+                "best_checkpoint": trainer.state.best_model_checkpoint, "best": trainer.state.best_metric,
+                "stopped_early": training_args.early_stopping_patience is not None
+                and trainer.state.global_step < trainer.state.max_steps,
+            } if wants_eval_loss(training_args) else None,
             "train": {key: value for key, value in result.metrics.items() if isinstance(value, int | float)},
             "config": {
                 "script": dataclasses.asdict(script_args),

@@ -20,11 +20,11 @@ DEFAULT_TASKS: dict[str, float] = {
     "next_item": 1.0,
     "title_to_sid": 0.15,
     "sid_to_title": 0.1,
-    "ts_align_token": 0.1,
-    "ts_align_prefix": 0.05,
+    "ts_align_token_description": 0.1,  # TS-Rec's TS-Align; the keyword variants are ts_align_token / _prefix
+    "ts_align_prefix_description": 0.05,
 }
 SA_INIT_MODES = ("keywords", "mean_vocab", "none")
-KEYWORD_SOURCES = ("ctfidf", "teacher")
+KEYWORD_SOURCES = ("ctfidf", "teacher", "file")
 DEFAULT_SCRATCH_HISTORY = 10  # history items in a from-scratch model's prompt when the recipe sets none
 
 
@@ -85,6 +85,11 @@ class SFTScriptArguments:
         default=None,
         metadata={"help": "Size of the mixture; None: the number of next-item examples the train split gives."},
     )
+    num_eval_examples: int | None = field(
+        default=1000,
+        metadata={"help": "With eval_strategy steps/epoch: size of the validation-loss set, the valid split's "
+                  "next-item examples through the same task mix; None: as many as the valid split gives."},
+    )
     max_history_items: int | None = field(
         default=None,
         metadata={
@@ -110,7 +115,21 @@ class SFTScriptArguments:
                   "false: the plain mean of the keywords' sub-token rows (shorter, so smaller first logits)."},
     )
     keyword_source: str = field(
-        default="ctfidf", metadata={"help": "ctfidf (offline, class-based TF-IDF) or teacher (a local LLM)."}
+        default="ctfidf",
+        metadata={"help": "ctfidf (offline, class-based TF-IDF), teacher (a local LLM) or file (keyword_file, "
+                  "e.g. TS-Rec's released keywords and descriptions). Each also gives one-sentence descriptions "
+                  "for TS-Align (c-TF-IDF: templated from the keywords)."},
+    )
+    keyword_file: str | None = field(
+        default=None,
+        metadata={"help": "keyword_source=file: a JSON list of {\"token\": \"<a_12>\", \"keywords\": [...], "
+                  "\"description\": \"...\"} (TS-Rec's *.description_keywords.json); it replaces keywords the "
+                  "index carries. Coverage per level goes to the log and the manifest's `keywords`."},
+    )
+    keyword_file_strict: bool = field(
+        default=False,
+        metadata={"help": "Refuse a keyword_file with tokens the SID index lacks or that leaves tokens in use "
+                  "undescribed; false: skip unknown tokens with a warning (counted in the manifest)."},
     )
     teacher_model: str | None = field(
         default=None, metadata={"help": "Teacher LLM folder for keyword_source=teacher; None: SmolLM2."}
@@ -132,6 +151,12 @@ class SFTScriptArguments:
             raise ConfigError(f"`sa_init` must be one of {SA_INIT_MODES}, got {self.sa_init!r}")
         if self.keyword_source not in KEYWORD_SOURCES:
             raise ConfigError(f"`keyword_source` must be one of {KEYWORD_SOURCES}, got {self.keyword_source!r}")
+        if self.keyword_source == "file" and not self.keyword_file:
+            raise ConfigError("`keyword_source: file` needs `keyword_file` (a JSON list of {token, keywords, "
+                              "description} entries)")
+        if self.keyword_file and self.keyword_source != "file":
+            raise ConfigError(f"`keyword_file` is read only with `keyword_source: file` (got keyword_source "
+                              f"{self.keyword_source!r})")
         if self.num_train_examples is not None and self.num_train_examples < 1:
             raise ConfigError(f"`num_train_examples` must be positive, got {self.num_train_examples}")
         if self.max_history_items is not None and self.max_history_items < 1:
@@ -191,8 +216,24 @@ class RecSFTConfig(SFTConfig):
         default=False,
         metadata={"help": "Replace an output_dir that holds a finished or unfinished run (refused otherwise)."},
     )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop after this many validation-loss evaluations without improvement and keep the best "
+                  "checkpoint (MiniOneRec/TS-Rec: eval_steps 0.05, patience 3). Needs eval_strategy steps or "
+                  "epoch; checkpoints follow the evaluations."},
+    )
 
     def __post_init__(self) -> None:
         if self.bf16 is None:
             self.bf16 = bool(not self.use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        if self.early_stopping_patience is not None:
+            if self.early_stopping_patience < 1:
+                raise ConfigError(f"early_stopping_patience={self.early_stopping_patience}; expected an integer >= 1")
+            if str(self.eval_strategy) in ("no", "IntervalStrategy.NO"):
+                raise ConfigError("early_stopping_patience needs the validation loss: set eval_strategy to steps "
+                                  "(with eval_steps) or epoch")
+            # The best checkpoint is kept by the Trainer: saves must land on the evaluations.
+            self.load_best_model_at_end = True
+            self.metric_for_best_model = self.metric_for_best_model or "eval_loss"
+            self.save_strategy, self.save_steps = self.eval_strategy, self.eval_steps or self.save_steps
         super().__post_init__()
