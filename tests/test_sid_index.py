@@ -94,6 +94,7 @@ def test_constructor_rejects_bad_codes():
 
 def test_save_load_round_trip(index, tmp_path):
     index.keywords = {"<a_0>": ["comedy", "1990s"], "<b_1>": ["animation"]}
+    index.descriptions = {"<a_0>": "Comedies of the 1990s."}
     path = index.save(tmp_path)
     assert path.name == "index.json" and not list(tmp_path.glob(".*tmp*"))
     data = json.loads(path.read_text())
@@ -103,7 +104,18 @@ def test_save_load_round_trip(index, tmp_path):
     assert loaded.item_ids == IDS and loaded.codebook_sizes == SIZES
     np.testing.assert_array_equal(loaded.codes, CODES)
     assert loaded.keywords == index.keywords and loaded.sid("m3") == index.sid("m3")
+    assert loaded.descriptions == index.descriptions
+    assert loaded.subset(["m1"]).descriptions == index.descriptions
     assert SIDIndex.load(path).sid("m1") == "<a_0><b_1><c_2>"
+
+
+def test_index_json_without_descriptions_still_loads(index, tmp_path):
+    """index.json files written before `descriptions` existed load with none."""
+    path = index.save(tmp_path)
+    data = json.loads(path.read_text())
+    del data["descriptions"]
+    path.write_text(json.dumps(data))
+    assert SIDIndex.load(tmp_path).descriptions == {}
 
 
 @pytest.mark.parametrize(
@@ -119,6 +131,9 @@ def test_save_load_round_trip(index, tmp_path):
         (lambda d: d.update(items=[]), "'items'"),
         (lambda d: d.update(keywords={"<z_0>": ["x"]}), "'keywords'\\['<z_0>'\\]"),
         (lambda d: d.update(keywords={"<a_0>": "comedy"}), "'keywords'\\['<a_0>'\\]"),
+        (lambda d: d.update(descriptions={"<z_0>": "x"}), "'descriptions'\\['<z_0>'\\]"),
+        (lambda d: d.update(descriptions={"<a_0>": ["x"]}), "'descriptions'\\['<a_0>'\\]"),
+        (lambda d: d.update(descriptions=["x"]), "'descriptions'"),
     ],
 )
 def test_load_of_a_corrupted_index_names_file_and_field(index, tmp_path, edit, field):

@@ -6,7 +6,9 @@ item's SID reads `<a_12><b_3><c_200>`. Every later stage goes through this class
 evaluation turn generated text back into items with `parse`, which never raises.
 
 `index.json` holds `format_version`, `codebook_sizes`, `token_prefixes`, `items` (item id → codes,
-in catalog order) and `keywords` (token → words describing its items; filled by the SFT stage).
+in catalog order), `keywords` (token → words describing its items; filled by the SFT stage) and
+`descriptions` (token → one sentence describing its items, for TS-Align; optional, so an index.json
+written before it existed still loads, with no descriptions).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class SIDIndex:
         *,
         token_prefixes: list[str] | None = None,
         keywords: dict[str, list[str]] | None = None,
+        descriptions: dict[str, str] | None = None,
         embeddings: np.ndarray | None = None,
     ) -> None:
         codes = np.asarray(codes)
@@ -100,6 +103,7 @@ class SIDIndex:
         ]
         self._pattern = re.compile(r"\s*".join(rf"<{p}_(0|[1-9][0-9]{{0,9}})>" for p in prefixes))
         self.keywords: dict[str, list[str]] = dict(keywords or {})
+        self.descriptions: dict[str, str] = dict(descriptions or {})
         # The index.json `load` read (None: built in memory): errors about the index name it.
         self.source: str | None = None
         if embeddings is not None and np.asarray(embeddings).shape[:1] != (len(item_ids),):
@@ -164,7 +168,7 @@ class SIDIndex:
         rows = [row for row, item in enumerate(self._item_ids) if item in wanted]
         embeddings = self.embeddings
         return SIDIndex([self._item_ids[r] for r in rows], self._codes[rows], self._sizes,
-                        token_prefixes=self._prefixes, keywords=self.keywords,
+                        token_prefixes=self._prefixes, keywords=self.keywords, descriptions=self.descriptions,
                         embeddings=None if embeddings is None else embeddings[rows])
 
     def token(self, level: int, code: int) -> str:
@@ -234,6 +238,7 @@ class SIDIndex:
             "token_prefixes": self.token_prefixes,
             "token_format": "<{prefix}_{code}>",
             "keywords": self.keywords,
+            "descriptions": self.descriptions,
             "items": {item: row for item, row in zip(self._item_ids, self._codes.tolist(), strict=True)},
         }
 
@@ -340,4 +345,13 @@ class SIDIndex:
             if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
                 raise fail(f"'keywords'[{token!r}]", "a list of strings", words)
         index.keywords = {token: list(words) for token, words in keywords.items()}
+        descriptions = data.get("descriptions", {})  # absent from index.json files written before descriptions
+        if not isinstance(descriptions, dict):
+            raise fail("'descriptions'", "an object {token: sentence}", type(descriptions).__name__)
+        for token, sentence in descriptions.items():
+            if token not in vocabulary:
+                raise fail(f"'descriptions'[{token!r}]", "a token of the vocabulary", token)
+            if not isinstance(sentence, str):
+                raise fail(f"'descriptions'[{token!r}]", "a string", sentence)
+        index.descriptions = dict(descriptions)
         return index
