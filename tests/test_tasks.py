@@ -208,6 +208,58 @@ def test_ts_align_prefix_both_directions(context):
     assert described == len(keywords) and named > 0
 
 
+def test_ts_align_token_description_renders_the_index_descriptions(dataset):
+    """TS-Rec's TS-Align: token -> its description (the index's sentence, else the template of its keywords), and
+    the description -> the token at the level the prompt names; a sentence shared within a level is not asked."""
+    from rlrec.init.keywords import describe_keywords
+
+    index = make_index(list(dataset.items))
+    index.keywords = {"<a_0>": ["alpha"], "<a_1>": ["beta", "gamma"], "<b_0>": ["delta"], "<b_1>": ["eps"]}
+    index.descriptions = {"<a_0>": "Tools for the workshop, sold one by one.", "<b_0>": "Shared sentence.",
+                          "<b_1>": "Shared sentence."}
+    context = TaskContext.build(dataset, index)
+    assert context.token_descriptions == {"<a_0>": "Tools for the workshop, sold one by one.",
+                                          "<a_1>": describe_keywords(["beta", "gamma"]),
+                                          "<b_0>": "Shared sentence.", "<b_1>": "Shared sentence."}
+    described, named = {}, {}
+    for row in natural(context, "ts_align_token_description"):
+        prompt, answer = text(row)
+        tokens = re.findall(r"<[a-z]_\d+>", prompt)
+        if tokens:  # token -> description
+            (token,) = tokens
+            assert "one sentence" in prompt
+            described[token] = answer
+        else:  # description -> token
+            level = int(re.search(r"level-(\d+)", prompt).group(1)) - 1
+            assert answer in index.level_tokens(level) and f'"{context.token_descriptions[answer]}"' in prompt
+            named[answer] = prompt
+    assert described == context.token_descriptions
+    assert set(named) == {"<a_0>", "<a_1>"}  # <b_0> and <b_1> share their sentence
+
+
+def test_ts_align_prefix_description_templates_prefix_keywords(context):
+    from rlrec.init.keywords import describe_keywords
+
+    assert context.prefix_descriptions == {p: describe_keywords(w) for p, w in context.prefix_keywords.items()}
+    described = 0
+    for row in natural(context, "ts_align_prefix_description"):
+        prompt, answer = text(row)
+        prefix = re.search(r"(?:<[a-z]_\d+>)+", prompt)
+        if prefix:
+            assert answer == context.prefix_descriptions[prefix.group(0)]
+            described += 1
+        else:
+            assert answer.count("<") == 2 and f'"{context.prefix_descriptions[answer]}"' in prompt
+    assert described == len(context.prefix_descriptions)
+
+
+def test_default_mixture_uses_the_description_tasks():
+    from rlrec.training.config import DEFAULT_TASKS
+
+    assert {"ts_align_token_description", "ts_align_prefix_description"} <= set(DEFAULT_TASKS)
+    assert not {"ts_align_token", "ts_align_prefix"} & set(DEFAULT_TASKS)  # the keyword variants are opt-in
+
+
 def test_query_to_sid_answers_the_most_popular_match(dataset, context):
     def most_popular(items):
         return max(items, key=lambda i: (context.popularity[i], -context.item_ids.index(i)))

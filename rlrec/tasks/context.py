@@ -1,6 +1,7 @@
 """`TaskContext`: what every SFT task reads, computed once per run.
 
-Tasks need more than the dataset and the SID index: the keywords of each SID token and prefix (TS-Align),
+Tasks need more than the dataset and the SID index: the keywords and descriptions of each SID token and
+prefix (TS-Align),
 train popularity (query answers), the catalog to draw negatives from. Computing them once here keeps
 each task a small function of `(context, position, rng)`, and checks up front that the index and the
 dataset belong together - an index built from another dataset would otherwise fail deep inside a task,
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 
 from rlrec.data.schema import Example, PreparedDataset
 from rlrec.evaluation.groups import item_popularity
-from rlrec.init.keywords import keywords_by_token, prefix_keywords, token_keywords
+from rlrec.init.keywords import describe_keywords, keywords_by_token, prefix_keywords, token_keywords
 from rlrec.sid.index import SIDIndex
 from rlrec.utils.errors import ConfigError, DataError
 
@@ -38,7 +39,8 @@ class TaskContext:
     `token_keywords` maps a SID token (`<b_3>`) to the words describing its items; `prefix_keywords` maps a
     SID prefix of 2..L-1 tokens (`<a_1><b_3>`) to the words describing the items under it. A prefix of one
     token is the level-0 token (already in `token_keywords`) and a full SID names one item (the item tasks
-    cover it), so neither is repeated there.
+    cover it), so neither is repeated there. `token_descriptions` and `prefix_descriptions` map the same keys
+    to one sentence each (TS-Rec's TS-Align answers).
 
     `max_history` cuts SID histories (None: as prepared, which is exactly what evaluation shows the model);
     `max_title_history` cuts title histories; `num_candidates` is the list length of `pick_positive`.
@@ -53,6 +55,8 @@ class TaskContext:
     max_history: int | None = None
     max_title_history: int = DEFAULT_TITLE_HISTORY
     num_candidates: int = 5
+    token_descriptions: dict[str, str] = field(default_factory=dict)
+    prefix_descriptions: dict[str, str] = field(default_factory=dict)
     _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -70,8 +74,10 @@ class TaskContext:
 
         Token keywords come from `index.keywords` when the index carries them (so SFT describes each token
         with the words SA-Init initialised it from), else from c-TF-IDF over the item texts with
-        `keyword_top_k` words per token; prefix keywords always come from c-TF-IDF. The index is not
-        modified.
+        `keyword_top_k` words per token; prefix keywords always come from c-TF-IDF. A token's description is
+        `index.descriptions`' sentence (the file's, the teacher's or the template's, see `rlrec.init.keywords`),
+        else the templated sentence of its keywords; a prefix's is always the template of its keywords (no
+        source describes prefixes in sentences). The index is not modified.
         """
         _check_positive("keyword_top_k", keyword_top_k)
         _check_positive("max_title_history", max_title_history)
@@ -90,11 +96,17 @@ class TaskContext:
             by_prefix = prefix_keywords(index.item_ids, index.codes, texts, depth, keyword_top_k)
             for prefix, words in by_prefix.items():
                 prefixes["".join(index.token(level, code) for level, code in enumerate(prefix))] = words
+        tokens = {t: w for t, w in tokens.items() if w}
+        prefixes = {p: w for p, w in prefixes.items() if w}
+        token_descriptions = {t: index.descriptions.get(t) or describe_keywords(w) for t, w in tokens.items()}
+        token_descriptions.update({t: d for t, d in index.descriptions.items() if d and t not in tokens})
         return cls(
             dataset=dataset,
             index=index,
-            token_keywords={t: w for t, w in tokens.items() if w},
-            prefix_keywords={p: w for p, w in prefixes.items() if w},
+            token_keywords=tokens,
+            prefix_keywords=prefixes,
+            token_descriptions=token_descriptions,
+            prefix_descriptions={p: describe_keywords(w) for p, w in prefixes.items()},
             popularity=item_popularity(dataset.train),
             item_ids=list(dataset.items),
             max_history=max_history,
