@@ -261,10 +261,15 @@ def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, 
         processing_class=tokenizer,
         peft_config=lora_config(model_args),
     )
-    if model_args.use_peft:
+    if script_args.freeze_llm:
+        if model_args.use_peft:
+            raise ConfigError("freeze_llm trains only the SID rows and use_peft adds LoRA adapters; choose one")
+        for parameter in trainer.model.parameters():
+            parameter.requires_grad_(False)
+    if model_args.use_peft or script_args.freeze_llm:
         train_sid_rows(trainer.model, sid_ids)
         if training_args.weight_decay:
-            logger.warning("LoRA with weight_decay=%s also decays the frozen embedding rows; set it to 0",
+            logger.warning("weight_decay=%s with frozen weights also decays the frozen embedding rows; set it to 0",
                            training_args.weight_decay)
     return SFTSetup(trainer, tokenizer, index, sid_ids, sa_report, summary, dataset, keywords_report)
 

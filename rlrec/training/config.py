@@ -135,6 +135,11 @@ class SFTScriptArguments:
         default=None, metadata={"help": "Teacher LLM folder for keyword_source=teacher; None: SmolLM2."}
     )
     keyword_top_k: int = field(default=5, metadata={"help": "Keywords per SID token and prefix."})
+    freeze_llm: bool = field(
+        default=False,
+        metadata={"help": "Train only the SID rows of the embeddings (MiniOneRec's freeze_LLM): every pretrained "
+                  "weight stays as it was. Cheap runs that isolate the SID tokens, e.g. the SA-Init ablation."},
+    )
     merge_lora: bool = field(
         default=True, metadata={"help": "With LoRA, save the merged full model (what evaluate and grpo read)."}
     )
