@@ -157,6 +157,41 @@ def test_loss_mask_covers_only_the_answer(workspace):
         assert mask.argmax() == len(mask) - mask.sum()
 
 
+def test_keyword_file_feeds_sa_init_and_ts_align_and_its_coverage_is_recorded(workspace, tmp_path):
+    """`--keyword_source file`: TS-Rec's keyword/description JSON, checked against the index; the manifest records
+    the coverage per level and the skipped tokens, the saved index carries the file's keywords and descriptions."""
+    index = SIDIndex.load(workspace / "sid")
+    in_use = [index.token(level, int(c)) for level in range(3) for c in np.unique(index.codes[:, level])]
+    left_out = in_use[-1]  # a level-c token the file does not describe
+    entries = [{"token": t, "description": f"Items of the {t[1:-1]} kind, all alike.",
+                "keywords": [f"word{i}", "tool"]} for i, t in enumerate(in_use[:-1])]
+    entries.append({"token": "<d_0>", "description": "A fourth level this index lacks.", "keywords": ["x"]})
+    keyword_file = tmp_path / "Industrial.description_keywords.json"
+    keyword_file.write_text(json.dumps(entries))
+
+    out = tmp_path / "sft"
+    manifest = run_stage("sft", _argv(workspace, out, "--keyword_source", "file", "--keyword_file", str(keyword_file),
+                                      "--eval_at_end", "false"))
+    report = manifest["keywords"]
+    assert report["source"] == "file" and report["entries"] == len(entries)
+    assert report["unknown_skipped"] == 1 and report["unknown_examples"] == ["<d_0>"]
+    per_level = {p: sum(t.startswith(f"<{p}_") for t in in_use) for p in "abc"}
+    assert report["coverage"] == {"a": {"in_use": per_level["a"], "covered": per_level["a"]},
+                                  "b": {"in_use": per_level["b"], "covered": per_level["b"]},
+                                  "c": {"in_use": per_level["c"], "covered": per_level["c"] - 1}}
+    assert manifest["sa_init"]["keywords"] == len(in_use) - 1  # the rest got the vocabulary mean
+    assert manifest["tasks"].get("ts_align_token_description", 0) > 0  # the default TS-Align reads descriptions
+    saved = SIDIndex.load(out / "sid")
+    assert saved.descriptions == {e["token"]: e["description"] for e in entries[:-1]}
+    assert saved.keywords[in_use[0]] == ["word0", "tool"] and left_out not in saved.keywords
+
+    # Strict: the same file is refused, naming it; no model folder is left behind.
+    with pytest.raises(DataError, match=r"Industrial\.description_keywords\.json: does not match the SID index"):
+        run_stage("sft", _argv(workspace, tmp_path / "strict", "--keyword_source", "file", "--keyword_file",
+                               str(keyword_file), "--keyword_file_strict", "true", "--eval_at_end", "false"))
+    assert not (tmp_path / "strict" / "manifest.json").exists()
+
+
 def test_index_from_another_dataset_is_refused(workspace, tmp_path):
     SIDIndex(["x1", "x2"], np.array([[0, 0], [1, 1]]), [2, 2]).save(tmp_path / "other_sid")
     with pytest.raises(DataError, match="no SID for"):
@@ -169,6 +204,10 @@ def test_bad_config_fields_are_refused(workspace, tmp_path):
         run_stage("sft", _argv(workspace, tmp_path / "o", "--sa_init", "random"))
     with pytest.raises(UsageError, match="tasks"):
         run_stage("sft", _argv(workspace, tmp_path / "o", "--tasks", "[1, 2]"))
+    with pytest.raises(UsageError, match="keyword_source: file` needs `keyword_file"):
+        run_stage("sft", _argv(workspace, tmp_path / "o", "--keyword_source", "file"))
+    with pytest.raises(UsageError, match="keyword_file` is read only with `keyword_source: file"):
+        run_stage("sft", _argv(workspace, tmp_path / "o", "--keyword_file", "kw.json"))
 
 
 def test_resume_from_checkpoint_continues_the_step_count(workspace, tmp_path):
