@@ -225,15 +225,17 @@ class RecSFTConfig(SFTConfig):
         default=None,
         metadata={"help": "Stop after this many validation-loss evaluations without improvement and keep the best "
                   "checkpoint (MiniOneRec/TS-Rec: eval_steps 0.05, patience 3). Needs eval_strategy steps or "
-                  "epoch; checkpoints follow the evaluations."},
+                  "epoch; checkpoints follow the evaluations. 0 or null: off (the eval loss is still logged)."},
     )
 
     def __post_init__(self) -> None:
         if self.bf16 is None:
             self.bf16 = bool(not self.use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        if self.early_stopping_patience == 0:  # a recipe's patience switched off from the command line
+            self.early_stopping_patience = None
         if self.early_stopping_patience is not None:
             if self.early_stopping_patience < 1:
-                raise ConfigError(f"early_stopping_patience={self.early_stopping_patience}; expected an integer >= 1")
+                raise ConfigError(f"early_stopping_patience={self.early_stopping_patience}; expected an integer >= 0")
             if str(self.eval_strategy) in ("no", "IntervalStrategy.NO"):
                 raise ConfigError("early_stopping_patience needs the validation loss: set eval_strategy to steps "
                                   "(with eval_steps) or epoch")
