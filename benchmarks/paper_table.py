@@ -85,6 +85,12 @@ def write_smoke_data(folder: Path, category: str, num_users: int = 30, num_items
     (folder / "index").mkdir(exist_ok=True)
     index = {item: [f"<a_{a}>", f"<b_{b}>", f"<c_{c}>"] for item, (a, b, c) in codes.items()}
     (folder / "index" / f"{category}.index.json").write_text(json.dumps(index), encoding="utf-8")
+    # TS-Rec's keyword file shape: one entry per SID token in use, teacher keywords and a description.
+    tokens = sorted({token for sids in index.values() for token in sids})
+    entries = [{"token": token, "keywords": [f"lab tool {token[1:-1]}", "measurement", "bench equipment"],
+                "description": f"Bench equipment of family {token[1:-1]}."} for token in tokens]
+    (folder / "semantics").mkdir(exist_ok=True)
+    (folder / "semantics" / f"{category}.description_keywords.json").write_text(json.dumps(entries), "utf-8")
     return folder
 
 
@@ -114,6 +120,8 @@ def stage_argv(stage: str, recipes: Path, suffix: str, folders: dict[str, Path],
                  "--output_dir", str(folders["sft"])]
         if args.model_name_or_path:
             argv += ["--model_name_or_path", args.model_name_or_path]
+        if args.keyword_file:
+            argv += ["--keyword_file", args.keyword_file]
     elif stage == "grpo":
         argv += ["--dataset_dir", str(folders["prepare"]), "--model_name_or_path", str(folders["sft"]),
                  "--output_dir", str(folders["grpo"])]
@@ -145,6 +153,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--data_path", help="MiniOneRec's data/Amazon folder (train/ valid/ test/ info/ index/)")
     parser.add_argument("--model_name_or_path", default=None,
                         help="Base LLM folder; default: the recipe's (the -fast recipes: SmolLM2-135M)")
+    parser.add_argument("--keyword_file", default=None,
+                        help="TS-Rec's keyword/description JSON (Industrial); default: the recipe's path")
     parser.add_argument("--output_dir", default=None, help="Default: runs/paper-<dataset>[-fast|-smoke]")
     parser.add_argument("--fast", action="store_true", help="The one-GPU ~10-minute recipes (`*-fast.yaml`)")
     parser.add_argument("--smoke", action="store_true", help="Tiny generated data and model, a few steps, CPU")
@@ -158,6 +168,7 @@ def main(argv: list[str] | None = None) -> str:
     if args.smoke:
         args.data_path = str(write_smoke_data(out / "smoke-data", category))
         args.model_name_or_path = str(smoke_model(out / "smoke-model"))
+        args.keyword_file = str(Path(args.data_path) / "semantics" / f"{category}.description_keywords.json")
     elif not args.data_path:
         parser.error("--data_path is required (MiniOneRec's data/Amazon folder), or run --smoke")
     folders = {stage: out / stage for stage in STAGES}

@@ -31,6 +31,9 @@ def test_smoke_runs_the_whole_path_and_prints_the_table(tmp_path, capsys):
     assert sid["source"] == "sid_file"  # MiniOneRec's SIDs, imported
     sft = json.loads((out / "sft" / "manifest.json").read_text())
     assert sft["eval_loss"]["curve"]  # the paper recipe's validation-loss schedule ran
+    assert sft["keywords"]["source"] == "file"  # TS-Rec's keyword file shape, every token in use covered
+    assert all(level["covered"] == level["in_use"] for level in sft["keywords"]["coverage"].values())
+    assert sft["sa_init"]["norm_matched"]
     # A second call finds every step finished and only prints the table again.
     capsys.readouterr()
     assert script.main(["--smoke", "--output_dir", str(out)]) == text
