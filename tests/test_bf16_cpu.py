@@ -80,15 +80,12 @@ def test_sft_step_under_bf16_autocast_on_cpu(tmp_path):
     from safetensors.torch import load_file
 
     from rlrec.cli import run_stage
-    from rlrec.data.synthetic import synthetic_dataset
+    from rlrec.data.synthetic import synthetic_dataset, synthetic_sid_index
 
     dataset = synthetic_dataset(num_users=30, num_items=40, seed=2, max_history=6)
     (tmp_path / "data").mkdir()
     dataset.save(tmp_path / "data")
-    rng = np.random.default_rng(1)
-    space = np.array(np.meshgrid(*[np.arange(s) for s in (4, 4, 8)], indexing="ij")).reshape(3, -1).T
-    items = sorted(dataset.items)
-    SIDIndex(items, space[rng.choice(len(space), len(items), replace=False)], [4, 4, 8]).save(tmp_path / "sid")
+    synthetic_sid_index(sorted(dataset.items), seed=1).save(tmp_path / "sid")
     manifest = run_stage("sft", [
         "--dataset_dir", str(tmp_path / "data"), "--sid_dir", str(tmp_path / "sid"), "--model_name_or_path",
         "scratch", "--scratch_hidden_size", "32", "--scratch_num_heads", "2", "--output_dir", str(tmp_path / "sft"),

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from rlrec.cli import run_stage
-from rlrec.data.synthetic import synthetic_dataset
+from rlrec.data.synthetic import synthetic_dataset, synthetic_sid_index
 from rlrec.models.tiny import tiny_model_and_tokenizer
-from rlrec.sid.index import SIDIndex
 
 
 def test_freeze_llm_trains_only_the_sid_rows(tmp_path):
     dataset = synthetic_dataset(num_users=30, num_items=40, seed=3, max_history=6)
     (tmp_path / "data").mkdir()
     dataset.save(tmp_path / "data")
-    items = sorted(dataset.items)
-    rng = np.random.default_rng(0)
-    space = np.array(np.meshgrid(*[np.arange(s) for s in (4, 4, 8)], indexing="ij")).reshape(3, -1).T
-    index = SIDIndex(items, space[rng.choice(len(space), len(items), replace=False)], [4, 4, 8])
+    index = synthetic_sid_index(sorted(dataset.items))
     index.save(tmp_path / "sid")
     model, tokenizer = tiny_model_and_tokenizer(tie_word_embeddings=False)
     model.save_pretrained(tmp_path / "base")

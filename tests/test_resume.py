@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 
 from rlrec.cli import main as cli_main
 from rlrec.cli import run_stage
-from rlrec.data.synthetic import synthetic_dataset
+from rlrec.data.synthetic import synthetic_dataset, synthetic_sid_index
 from rlrec.sid.index import SIDIndex
 from rlrec.utils.errors import ConfigError
 from rlrec.utils.output_dirs import check_output_dir, resolve_resume
@@ -38,10 +38,7 @@ def ws(tmp_path_factory) -> Path:
     dataset = synthetic_dataset(num_users=40, num_items=60, seed=1, max_history=8)
     (root / "data").mkdir()
     dataset.save(root / "data")
-    item_ids = sorted(dataset.items)
-    rng = np.random.default_rng(0)
-    space = np.array(np.meshgrid(*[np.arange(s) for s in (4, 4, 8)], indexing="ij")).reshape(3, -1).T
-    SIDIndex(item_ids, space[rng.choice(len(space), len(item_ids), replace=False)], [4, 4, 8]).save(root / "sid")
+    synthetic_sid_index(sorted(dataset.items)).save(root / "sid")
     return root
 
 
