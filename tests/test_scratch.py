@@ -395,3 +395,20 @@ def test_early_stopping_on_validation_loss_keeps_the_best_checkpoint(ws, tmp_pat
         run_stage("sft", _sft_argv(ws, tmp_path / "both", "--eval_strategy", "steps", "--eval_steps", "2",
                                    "--early_stopping_patience", "2", "--valid_every_steps", "4"))
     assert not (tmp_path / "no").exists() and not (tmp_path / "both" / "manifest.json").exists()
+
+
+def test_a_compared_checkpoint_is_decoded_with_its_own_sid_index(ws, scratch_sft, tmp_path):
+    """Models over different SIDs of one catalog side by side: each is decoded with the index it was trained
+    with, so the compared model scores as it does when evaluated alone (it did not before: the main index)."""
+    other_sid = tmp_path / "sid"
+    _index(SIDIndex.load(ws / "sid").item_ids, seed=5).save(other_sid)
+    other = tmp_path / "other"
+    run_stage("sft", _sft_argv(ws, other, "--sid_dir", str(other_sid), "--num_train_epochs", "10",
+                               "--eval_at_end", "false"))
+    common = ["--dataset_dir", str(ws / "data"), "--split", "test", "--num_beams", "10", "--k_values", "5", "10",
+              "--baselines", "popularity", "--plot", "false"]
+    alone = run_stage("evaluate", ["--model_path", str(other), "--output_dir", str(tmp_path / "alone"), *common])
+    side = run_stage("evaluate", ["--model_path", str(scratch_sft), "--compare", f"other={other}",
+                                  "--output_dir", str(tmp_path / "side"), *common])
+    assert side["models"]["other"]["all"] == alone["models"]["model"]["all"]
+    assert side["per_user"]["ranks"]["other"] == alone["per_user"]["ranks"]["model"]

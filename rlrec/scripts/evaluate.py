@@ -350,7 +350,9 @@ def load_compared(path: str | Path, index: SIDIndex, settings: EvalSettings, *, 
     """The recommender of a compared model: a SETRec folder (`rlrec setrec`), else a SID checkpoint.
 
     SETRec models need no SID index (they score items directly), so `rlrec evaluate` can set the two
-    identifier families side by side on the same examples.
+    identifier families side by side on the same examples. A SID checkpoint is decoded with its own index
+    (`<path>/sid`, the one it was trained with), which may differ from the main model's (other quantizers);
+    `index` is used only for a folder without one.
     """
     from rlrec.evaluation.sid_recommender import SIDRecommender
     from rlrec.models.checkpoint import load_checkpoint
@@ -360,6 +362,9 @@ def load_compared(path: str | Path, index: SIDIndex, settings: EvalSettings, *, 
         from rlrec.setrec import SETRecRecommender, load_setrec
 
         return SETRecRecommender(load_setrec(path, device=device, dtype=dtype), batch_size=settings.batch_size)
+    own = Path(path) / "sid"
+    if (own / INDEX_FILE).is_file():
+        index = SIDIndex.load(own)
     model, tokenizer = load_checkpoint(path, device=device, dtype=dtype)
     # Each checkpoint is asked the way it was trained, unless the run set a history cap for all of them.
     max_history = max_history if max_history is not None else trained_max_history(path)
