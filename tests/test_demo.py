@@ -29,7 +29,8 @@ def test_stage_commands_point_each_step_at_the_folders_of_earlier_ones(tmp_path)
         return commands[name][commands[name].index(flag) + 1]
 
     assert value("compact-sft", "--dataset_dir") == str(tmp_path / "prepare")
-    assert value("compact-sft", "--sid_dir") == str(tmp_path / "sid")
+    assert value("compact-sft", "--sid_dir") == str(tmp_path / "compact-sid")
+    assert value("llm-sft", "--sid_dir") == str(tmp_path / "sid")
     assert value("compact-grpo", "--model_name_or_path") == str(tmp_path / "compact-sft")
     assert value("compact-evaluate", "--model_path") == str(tmp_path / "compact-grpo")
     assert value("compact-evaluate", "--compare") == f"sft={tmp_path / 'compact-sft'}"

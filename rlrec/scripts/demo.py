@@ -3,8 +3,9 @@
 It runs the recipes a user would run by hand, only chaining their folders under one `output_dir`, so the
 demo is also the end-to-end check that the recipes and the stages agree. Two models are trained:
 
-- the compact from-scratch SID model (`recipes/ml-100k-compact/`: SFT, GRPO, evaluation on every test
-  user with GRPO's paired interval against its SFT start) - the part that shows learning on a CPU;
+- the compact from-scratch SID model (`recipes/ml-100k-compact/`: collaborative SIDs, SFT, GRPO, evaluation
+  on every test user with GRPO's paired interval against its SFT start) - the part that shows learning on a
+  CPU;
 - SmolLM2-135M (`recipes/ml-100k/`: SA-Init, the task mixture with TS-Align, GRPO, evaluation), cut to a
   few steps so the LLM mechanics run end to end; it learns little in CPU minutes.
 
@@ -46,8 +47,9 @@ _NO_END_EVAL = ("--eval_at_end", "false")
 PIPELINE: tuple[DemoStep, ...] = (
     DemoStep("prepare", "prepare", "ml-100k/prepare.yaml"),
     DemoStep("sid", "sid", "ml-100k/sid.yaml", {"dataset_dir": "{prepare}"}),
-    DemoStep("compact-sft", "sft", "ml-100k-compact/sft.yaml", {"dataset_dir": "{prepare}", "sid_dir": "{sid}"},
-             _NO_END_EVAL),
+    DemoStep("compact-sid", "sid", "ml-100k-compact/sid.yaml", {"dataset_dir": "{prepare}"}),
+    DemoStep("compact-sft", "sft", "ml-100k-compact/sft.yaml",
+             {"dataset_dir": "{prepare}", "sid_dir": "{compact-sid}"}, _NO_END_EVAL),
     DemoStep("compact-grpo", "grpo", "ml-100k-compact/grpo.yaml",
              {"dataset_dir": "{prepare}", "model_name_or_path": "{compact-sft}"}, _NO_END_EVAL),
     DemoStep("compact-evaluate", "evaluate", "ml-100k-compact/evaluate.yaml",
