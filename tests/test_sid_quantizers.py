@@ -9,7 +9,8 @@ import torch
 
 from rlrec.sid.config import SIDConfig
 from rlrec.sid.kmeans import assign_balanced, balanced_capacity, fit_kmeans
-from rlrec.sid.quantizers import QUANTIZERS, CascadeQuantizer, get_quantizer, resolve_device
+from rlrec.sid.quantizers import QUANTIZERS, CascadeQuantizer, get_quantizer
+from rlrec.utils.devices import resolve_device
 from rlrec.utils.errors import ConfigError, DataError
 
 

@@ -42,6 +42,7 @@ from torch import nn
 import rlrec
 from rlrec.baselines.sequences import train_sequences
 from rlrec.data.schema import PreparedDataset
+from rlrec.utils.devices import resolve_device
 from rlrec.utils.errors import ConfigError, DataError
 from rlrec.utils.io import atomic_output_dir, read_json, write_json
 
@@ -81,20 +82,6 @@ class SASRecConfig:
         if self.lr <= 0 or self.weight_decay < 0:
             raise ConfigError(f"sasrec: lr={self.lr}, weight_decay={self.weight_decay}; expected lr > 0, "
                               "weight_decay >= 0")
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """`auto`/None → CUDA when available, else CPU; anything else must be a usable torch device."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as err:
-        message = f"sasrec: device={device!r} is not a torch device (expected auto, cpu, cuda, ...)"
-        raise ConfigError(message) from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"sasrec: device={device!r} but CUDA is not available; use auto or cpu")
-    return resolved
 
 
 class _Block(nn.Module):
@@ -265,7 +252,7 @@ class SASRecModel(nn.Module):
         except RuntimeError as err:
             raise DataError(f"{folder / WEIGHTS_FILE}: weights do not match {META_FILE} ({err})") from err
         model.train_losses = list(meta.get("train_losses", []))
-        return model.to(resolve_device(device)).eval()
+        return model.to(resolve_device(device, "sasrec")).eval()
 
 
 def training_windows(sequences: Sequence[Sequence[int]], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -302,7 +289,7 @@ def train_sasrec(dataset: PreparedDataset, config: SASRecConfig | None = None,
     from tqdm.auto import tqdm
 
     config = config or SASRecConfig()
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, "sasrec")
     item_ids = list(dataset.items)
     index = {item: i + 1 for i, item in enumerate(item_ids)}
     sequences = []

@@ -1,7 +1,13 @@
 """Offline evaluation: HR@K / NDCG@K with warm/cold and head/tail breakdowns, baselines, reports."""
 
-from rlrec.evaluation.baselines import PopularityRecommender, Recommender, ScorerRecommender, score_to_topk
-from rlrec.evaluation.evaluate import evaluate_recommender
+from rlrec.evaluation.baselines import (
+    BASELINES,
+    PopularityRecommender,
+    Recommender,
+    ScorerRecommender,
+    score_to_topk,
+)
+from rlrec.evaluation.evaluate import EVAL_SPLITS, evaluate_recommender
 from rlrec.evaluation.groups import example_groups, head_items, item_popularity
 from rlrec.evaluation.metrics import (
     DEFAULT_K_VALUES,
@@ -13,6 +19,8 @@ from rlrec.evaluation.metrics import (
 from rlrec.evaluation.report import build_report, format_table, plot_metrics, write_report
 
 __all__ = [
+    "BASELINES",
+    "EVAL_SPLITS",
     "DEFAULT_K_VALUES",
     "MetricAccumulator",
     "PopularityRecommender",

@@ -21,6 +21,8 @@ import torch
 from rlrec.data.schema import Example
 from rlrec.evaluation.groups import item_popularity
 
+BASELINES = ("popularity", "sasrec")  # the baselines a report can set beside a model
+
 
 class Recommender(Protocol):
     """Anything that ranks items for histories. Recommenders that can also rank within a candidate pool

@@ -10,6 +10,8 @@ from rlrec.evaluation.baselines import Recommender
 from rlrec.evaluation.groups import example_groups
 from rlrec.evaluation.metrics import DEFAULT_K_VALUES, MetricAccumulator, check_k_values
 
+EVAL_SPLITS = ("valid", "test")  # the splits a trained model is evaluated on
+
 
 def evaluate_recommender(recommender: Recommender, examples: Sequence[Example],
                          k_values: Iterable[int] = DEFAULT_K_VALUES, batch_size: int = 256,

@@ -34,6 +34,7 @@ from rlrec.models.loading import (
     load_tokenizer,
     resolve_model_dir,
 )
+from rlrec.utils.devices import resolve_device
 from rlrec.utils.errors import ConfigError
 from rlrec.utils.io import read_json
 
@@ -43,21 +44,6 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 # peft prefixes every saved key of a causal-LM adapter with this (the PeftModel -> base model path).
 _PEFT_PREFIX = "base_model.model."
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """`auto`/None → CUDA when available, else CPU; anything else must be a usable torch device."""
-    if isinstance(device, torch.device):
-        return device
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as err:
-        raise ConfigError(f"device={device!r} is not a torch device (expected auto, cpu, cuda, ...)") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!r} but CUDA is not available; use auto or cpu")
-    return resolved
 
 
 def is_adapter_dir(path: str | os.PathLike) -> bool:

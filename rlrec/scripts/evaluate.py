@@ -33,7 +33,9 @@ import rlrec
 from rlrec.data.schema import Example, PreparedDataset
 from rlrec.data.split import cold_items
 from rlrec.evaluation import (
+    BASELINES,
     DEFAULT_K_VALUES,
+    EVAL_SPLITS,
     PopularityRecommender,
     Recommender,
     ScorerRecommender,
@@ -51,9 +53,7 @@ from rlrec.utils.io import read_json
 
 logger = logging.getLogger(__name__)
 
-BASELINES = ("popularity", "sasrec")
 MODEL_NAME = "model"  # the report entry of the evaluated checkpoint
-SPLITS = ("valid", "test")
 
 
 @dataclass
@@ -102,8 +102,8 @@ class EvalSettings:
     plot: bool = field(default=True, metadata={"help": "Also write `metrics.png` next to `report.json`."})
 
     def __post_init__(self) -> None:
-        if self.split not in SPLITS:
-            raise ConfigError(f"split={self.split!r}; expected one of {', '.join(SPLITS)}")
+        if self.split not in EVAL_SPLITS:
+            raise ConfigError(f"split={self.split!r}; expected one of {', '.join(EVAL_SPLITS)}")
         if not self.k_values or any(int(k) < 1 for k in self.k_values):
             raise ConfigError(f"k_values={self.k_values}; expected positive integers")
         self.k_values = sorted({int(k) for k in self.k_values})
@@ -392,7 +392,8 @@ def trained_max_history(model_path: str | Path) -> int | None:
 
 
 def main(config: EvaluateConfig) -> dict[str, Any]:
-    from rlrec.models.checkpoint import load_checkpoint, resolve_device
+    from rlrec.models.checkpoint import load_checkpoint
+    from rlrec.utils.devices import resolve_device
 
     start = time.perf_counter()
     device = resolve_device(config.device)

@@ -106,9 +106,10 @@ def generate_groups(config: RewardsConfig, dataset: PreparedDataset, index: SIDI
     from tqdm.auto import tqdm
 
     from rlrec.generation.rollout import SIDRollout, add_missing_targets, render_prompts
-    from rlrec.models.checkpoint import load_checkpoint, resolve_device
+    from rlrec.models.checkpoint import load_checkpoint
     from rlrec.scripts.evaluate import select_examples, trained_max_history
     from rlrec.tasks.prompts import next_item_prompter
+    from rlrec.utils.devices import resolve_device
 
     examples = [ex for ex in dataset.split(config.split) if ex.target in index]
     examples = select_examples(examples, config.max_examples, config.seed)

@@ -24,15 +24,13 @@ from typing import Any
 from trl import ModelConfig, TrlParser
 
 from rlrec.data.schema import PreparedDataset
-from rlrec.evaluation import DEFAULT_K_VALUES
+from rlrec.evaluation import BASELINES, DEFAULT_K_VALUES, EVAL_SPLITS
 from rlrec.setrec.config import SETRecModelConfig, SETRecTrainConfig
 from rlrec.utils.errors import ConfigError
 from rlrec.utils.output_dirs import prepare_training_output
 
 logger = logging.getLogger(__name__)
 
-BASELINES = ("popularity", "sasrec")
-SPLITS = ("valid", "test")
 
 
 @dataclass
@@ -76,8 +74,8 @@ class SETRecStageConfig:
     plot: bool = field(default=True, metadata={"help": "Also write metrics.png next to report.json."})
 
     def __post_init__(self) -> None:
-        if self.eval_split not in SPLITS:
-            raise ConfigError(f"eval_split={self.eval_split!r}; expected one of {', '.join(SPLITS)}")
+        if self.eval_split not in EVAL_SPLITS:
+            raise ConfigError(f"eval_split={self.eval_split!r}; expected one of {', '.join(EVAL_SPLITS)}")
         unknown = [b for b in self.baselines if b not in BASELINES]
         if unknown:
             raise ConfigError(f"baselines: unknown {unknown}; expected any of {', '.join(BASELINES)}")

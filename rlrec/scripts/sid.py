@@ -30,7 +30,8 @@ from rlrec.sid.collisions import resolve_collisions
 from rlrec.sid.config import SIDConfig
 from rlrec.sid.index import SIDIndex
 from rlrec.sid.metrics import format_quality, sid_quality
-from rlrec.sid.quantizers import CascadeQuantizer, Quantizer, get_quantizer, resolve_device
+from rlrec.sid.quantizers import CascadeQuantizer, Quantizer, get_quantizer
+from rlrec.utils.devices import resolve_device
 from rlrec.utils.errors import DataError
 from rlrec.utils.io import atomic_output_dir, write_json
 from rlrec.utils.output_dirs import check_output_dir
@@ -154,7 +155,7 @@ def main(config: SIDConfig) -> SIDIndex:
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     get_quantizer(config.quantizer, config)  # an unknown name fails before any slow work
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, "sid")
     dataset = PreparedDataset.load(config.dataset_dir)
     item_ids, texts = dataset.item_texts()
     if not item_ids:

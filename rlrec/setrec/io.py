@@ -62,7 +62,7 @@ def load_setrec(folder: str | os.PathLike, device: str | torch.device = "cpu",
     """Read a folder written by `save_setrec`, in eval mode on `device` (`auto`: CUDA when available)."""
     from transformers import AutoModel
 
-    from rlrec.models.checkpoint import resolve_device
+    from rlrec.utils.devices import resolve_device
 
     device = resolve_device(device)
 

@@ -27,24 +27,10 @@ import torch
 
 from rlrec.sid.config import SIDConfig
 from rlrec.sid.kmeans import fit_kmeans, squared_distances
+from rlrec.utils.devices import resolve_device
 from rlrec.utils.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """`auto`/None → CUDA when available, else CPU; anything else is passed to torch."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as err:
-        raise ConfigError(
-            f"sid: device={device!r} is not a torch device (expected auto, cpu, cuda, ...)"
-        ) from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"sid: device={device!r} but CUDA is not available; use device: auto or cpu")
-    return resolved
 
 
 def check_embeddings(embeddings: np.ndarray, what: str = "embeddings") -> np.ndarray:
@@ -89,7 +75,7 @@ class Quantizer:
 
     def __init__(self, config: SIDConfig) -> None:
         self.config = config
-        self.device = resolve_device(getattr(config, "device", "auto"))
+        self.device = resolve_device(getattr(config, "device", "auto"), "sid")
         self.codebook_sizes: list[int] = []
         self._last_residuals: torch.Tensor | None = None  # (n, e) input of the last level
         self._last_codebook: torch.Tensor | None = None  # (K_last, e)
@@ -212,7 +198,7 @@ class CascadeQuantizer:
 
     def __init__(self, config: SIDConfig) -> None:
         self.config = config
-        self.device = resolve_device(getattr(config, "device", "auto"))
+        self.device = resolve_device(getattr(config, "device", "auto"), "sid")
         self.codebook_sizes: list[int] = []
         self.text_quantizer: Quantizer | None = None
         self._cf: torch.Tensor | None = None
