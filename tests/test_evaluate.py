@@ -8,11 +8,11 @@ import torch
 
 from rlrec.data.split import cold_items
 from rlrec.data.synthetic import synthetic_dataset
+from rlrec.evaluation.run import EvalSettings, EvaluateConfig, evaluate_model, select_examples
 from rlrec.evaluation.sid_recommender import SIDRecommender
 from rlrec.init.vocab import add_sid_tokens
 from rlrec.models.tiny import tiny_model_and_tokenizer
 from rlrec.scripts import evaluate as evaluate_stage
-from rlrec.scripts.evaluate import EvalSettings, EvaluateConfig, evaluate_model, select_examples
 from rlrec.sid.index import SIDIndex
 from rlrec.tasks.prompts import history_prompt
 from rlrec.utils.errors import ConfigError, DataError

@@ -325,7 +325,7 @@ def test_divergence_credit_masks_only_the_first_wrong_token():
 
 
 def test_a_compared_checkpoint_is_asked_with_its_own_history_cap(ws, scratch_sft):
-    from rlrec.scripts.evaluate import EvalSettings, load_compared
+    from rlrec.evaluation.run import EvalSettings, load_compared
 
     index = SIDIndex.load(scratch_sft / "sid")
     settings = EvalSettings(max_history=9, baselines=[])  # the main model's cap, as `rlrec evaluate` sets it

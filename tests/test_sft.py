@@ -79,7 +79,7 @@ def test_full_finetune_writes_a_complete_model_folder(workspace, tmp_path):
     assert "popularity" in manifest["eval"]["models"]
     assert (out / "eval").is_dir()
     # The history cap of the training prompts is recorded, and evaluation asks the same way.
-    from rlrec.scripts.evaluate import trained_max_history
+    from rlrec.evaluation.run import trained_max_history
 
     assert manifest["prompt_max_history"] == 3 and trained_max_history(out) == 3
 

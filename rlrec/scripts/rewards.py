@@ -105,9 +105,9 @@ def generate_groups(config: RewardsConfig, dataset: PreparedDataset, index: SIDI
     """Decode the groups of `config.max_examples` prompts of `config.split` with the checkpoint."""
     from tqdm.auto import tqdm
 
+    from rlrec.evaluation.run import select_examples, trained_max_history
     from rlrec.generation.rollout import SIDRollout, add_missing_targets, render_prompts
     from rlrec.models.checkpoint import load_checkpoint
-    from rlrec.scripts.evaluate import select_examples, trained_max_history
     from rlrec.tasks.prompts import next_item_prompter
     from rlrec.utils.devices import resolve_device
 

@@ -87,7 +87,7 @@ class SETRecStageConfig:
 
     def eval_settings(self):
         """The `rlrec evaluate` settings these fields stand for (so subsets and baselines match it)."""
-        from rlrec.scripts.evaluate import EvalSettings
+        from rlrec.evaluation.run import EvalSettings
 
         return EvalSettings(split=self.eval_split, k_values=list(self.k_values), num_beams=max(self.k_values),
                             batch_size=self.eval_batch_size, max_examples=self.eval_max_examples,
@@ -116,7 +116,7 @@ def evaluate_setrec(recommender: Any, dataset: PreparedDataset, stage: SETRecSta
         item_popularity,
         write_report,
     )
-    from rlrec.scripts.evaluate import cold_pool_items, evaluate_timed, select_examples
+    from rlrec.evaluation.run import cold_pool_items, evaluate_timed, select_examples
 
     settings = stage.eval_settings()
     examples = select_examples(dataset.split(settings.split), settings.max_examples, settings.seed)

@@ -13,7 +13,7 @@ def end_eval_config(eval_args: EndEvalArguments, training_args: Any, output_dir:
     """The `rlrec evaluate` config for the saved model, or None; built (and so checked) before training starts."""
     if not eval_args.eval_at_end:
         return None
-    from rlrec.scripts.evaluate import EvaluateConfig
+    from rlrec.evaluation.run import EvaluateConfig
 
     return EvaluateConfig(
         model_path=str(output_dir),
@@ -33,6 +33,11 @@ def end_eval_config(eval_args: EndEvalArguments, training_args: Any, output_dir:
 
 def run_end_eval(config) -> dict[str, Any]:
     """Evaluate the saved model as every later stage will see it: reloaded from its folder."""
-    from rlrec.scripts.evaluate import main as evaluate_main
+    import time
 
-    return evaluate_main(config)
+    from rlrec.evaluation.run import evaluate_checkpoint, print_summary
+
+    start = time.perf_counter()
+    report = evaluate_checkpoint(config)
+    print_summary(report, config, time.perf_counter() - start)
+    return report

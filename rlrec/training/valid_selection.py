@@ -200,7 +200,7 @@ def valid_selection_callback(args: ValidSelectionArguments, dataset: Any, index:
     """The callback for a stage, or None when `valid_every_steps` is not set."""
     if args.valid_every_steps is None:
         return None
-    from rlrec.scripts.evaluate import select_examples
+    from rlrec.evaluation.run import select_examples
 
     examples = select_examples([ex for ex in dataset.valid if ex.target in index], args.valid_max_examples, seed)
     return ValidSelectionCallback(args, examples, index, tokenizer, max_history)
