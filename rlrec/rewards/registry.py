@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -174,3 +175,17 @@ def parse_reward_recipe(entries: Sequence[str | Mapping[str, Any]]) -> RewardRec
         if entry:
             recipe.params[name] = entry
     return recipe
+
+
+# MiniOneRec's rewards: what `rlrec grpo` trains with when a recipe names none.
+DEFAULT_REWARDS: list[Any] = ["exact_match", "ranking"]
+
+
+def parse_rewards_field(value: Any) -> list[Any] | None:
+    """A recipe's `rewards`: a YAML list, or on the command line JSON or comma-separated names."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            value = [name.strip() for name in value.split(",") if name.strip()]
+    return value

@@ -16,7 +16,6 @@ index in `sid/`, and `manifest.json`, written last.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import random
@@ -30,6 +29,7 @@ from trl import GRPOConfig, ModelConfig, TrlParser
 
 import rlrec
 from rlrec.data.schema import PreparedDataset
+from rlrec.rewards.registry import DEFAULT_REWARDS, parse_rewards_field
 from rlrec.sid.index import SIDIndex
 from rlrec.training.config import EndEvalArguments
 from rlrec.training.valid_selection import ValidSelectionArguments
@@ -40,19 +40,6 @@ from rlrec.utils.output_dirs import prepare_training_output
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-DEFAULT_REWARDS: list[Any] = ["exact_match", "ranking"]
-
-
-def parse_rewards_field(value: Any) -> list[Any] | None:
-    """A recipe's `rewards`: a YAML list, or on the command line JSON or comma-separated names."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            value = [name.strip() for name in value.split(",") if name.strip()]
-    return value
-
-
 @dataclass
 class GRPOScriptArguments:
     """What the GRPO stage reads, how it rolls out, and which rewards score the rollouts."""
@@ -188,7 +175,7 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
          model_args: ModelConfig, valid_args: ValidSelectionArguments | None = None) -> dict[str, Any]:
     from rlrec.generation.rollout import SIDRollout
     from rlrec.models.checkpoint import load_checkpoint
-    from rlrec.scripts.sft import check_index_matches
+    from rlrec.sid.index import check_index_matches
     from rlrec.training.end_eval import end_eval_config, run_end_eval
     from rlrec.training.grpo_trainer import RecGRPOTrainer
     from rlrec.training.model import (

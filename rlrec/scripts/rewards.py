@@ -79,7 +79,7 @@ class RewardsConfig:
     seed: int = field(default=42, metadata={"help": "Seed of the prompt subset and of sampling."})
 
     def __post_init__(self) -> None:
-        from rlrec.scripts.grpo import DEFAULT_REWARDS, parse_rewards_field
+        from rlrec.rewards.registry import DEFAULT_REWARDS, parse_rewards_field
 
         self.rewards = parse_rewards_field(self.rewards) or list(DEFAULT_REWARDS) + ["token_semantic"]
         if self.rollouts_file is None and self.model_path is None:

@@ -28,10 +28,10 @@ from trl import ModelConfig, TrlParser
 import rlrec
 from rlrec.data.schema import PreparedDataset
 from rlrec.models.scratch import SCRATCH, ScratchModelArguments, is_scratch
-from rlrec.sid.index import SIDIndex
+from rlrec.sid.index import SIDIndex, check_index_matches
 from rlrec.training.config import EndEvalArguments, RecSFTConfig, SFTScriptArguments
 from rlrec.training.valid_selection import ValidSelectionArguments
-from rlrec.utils.errors import ConfigError, DataError
+from rlrec.utils.errors import ConfigError
 from rlrec.utils.io import write_json
 from rlrec.utils.output_dirs import prepare_training_output
 
@@ -51,22 +51,6 @@ def load_inputs(script_args: SFTScriptArguments) -> tuple[PreparedDataset, SIDIn
     index = SIDIndex.load(script_args.sid_dir)
     check_index_matches(index, dataset, script_args.sid_dir, script_args.dataset_dir)
     return dataset, index
-
-
-def check_index_matches(index: SIDIndex, dataset: PreparedDataset, sid_dir: str, dataset_dir: str) -> None:
-    """Every item the splits mention must have a SID, or the index was built from another dataset.
-
-    The train split must not be empty either: TRL would stop on it with a bare StopIteration.
-    """
-    dataset.require_examples("train")
-    used = {ex.target for split in ("train", "valid", "test") for ex in dataset.split(split)}
-    used.update(item for ex in dataset.train for item in ex.history)
-    missing = sorted(item for item in used if item not in index)
-    if missing:
-        raise DataError(
-            f"{sid_dir}: the SID index has no SID for {len(missing)} of the {len(used)} items used by {dataset_dir} "
-            f"(e.g. {missing[:3]}); was it built from this dataset?"
-        )
 
 
 def ensure_keywords(index: SIDIndex, dataset: PreparedDataset, script_args: SFTScriptArguments) -> dict[str, Any]:

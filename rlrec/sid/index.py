@@ -19,13 +19,16 @@ import re
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rlrec.sid.trie import PrefixTrie
 from rlrec.utils.errors import DataError
 from rlrec.utils.io import read_json
+
+if TYPE_CHECKING:  # the dataset module imports nothing from here; typing only
+    from rlrec.data.schema import PreparedDataset
 
 INDEX_FILE = "index.json"
 EMBEDDINGS_FILE = "item_embeddings.npy"  # beside index.json: the vectors the codes were quantised from
@@ -355,3 +358,20 @@ class SIDIndex:
                 raise fail(f"'descriptions'[{token!r}]", "a string", sentence)
         index.descriptions = dict(descriptions)
         return index
+
+
+def check_index_matches(index: SIDIndex, dataset: PreparedDataset, sid_dir: str | os.PathLike,
+                        dataset_dir: str | os.PathLike) -> None:
+    """Every item the splits mention must have a SID, or the index was built from another dataset.
+
+    The train split must not be empty either: TRL would stop on it with a bare StopIteration.
+    """
+    dataset.require_examples("train")
+    used = {ex.target for split in ("train", "valid", "test") for ex in dataset.split(split)}
+    used.update(item for ex in dataset.train for item in ex.history)
+    missing = sorted(item for item in used if item not in index)
+    if missing:
+        raise DataError(
+            f"{sid_dir}: the SID index has no SID for {len(missing)} of the {len(used)} items used by {dataset_dir} "
+            f"(e.g. {missing[:3]}); was it built from this dataset?"
+        )
