@@ -209,8 +209,7 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
                          top_k=script_args.rollout_top_k, batch_size=script_args.rollout_batch_size,
                          seed=training_args.seed, add_target=script_args.rollout_add_target,
                          credit=script_args.rollout_credit)
-    if valid_args is not None:
-        dataset.train = valid_args.training_examples(dataset.train)
+    dataset.train = valid_args.training_examples(dataset.train)
     train_dataset = prompt_dataset(dataset, index, tokenizer, max_history, script_args.num_train_prompts,
                                    training_args.seed)
     logger.info("grpo: %d prompts, %d candidates each, rewards %s (weights %s)", len(train_dataset),
@@ -225,7 +224,7 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
         peft_config=lora_config(model_args),
         rollout_func=rollout,
     )
-    selection = valid_selection_callback(valid_args or ValidSelectionArguments(), dataset, index, tokenizer,
+    selection = valid_selection_callback(valid_args, dataset, index, tokenizer,
                                          max_history, training_args.seed)
     if selection is not None:
         if model_args.use_peft:
@@ -266,7 +265,7 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
                 "script": dataclasses.asdict(script_args),
                 "eval": dataclasses.asdict(eval_args),
                 "model": dataclasses.asdict(model_args),
-                "valid_selection": dataclasses.asdict(valid_args or ValidSelectionArguments()),
+                "valid_selection": dataclasses.asdict(valid_args),
                 "training": training_args.to_dict(),
             },
         }

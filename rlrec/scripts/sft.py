@@ -276,7 +276,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
                                   script_args.max_history_items)
     setup = build_trainer(script_args, training_args, model_args, scratch_args, valid_args)
     trainer, tokenizer, index, sid_ids = setup.trainer, setup.tokenizer, setup.index, setup.sid_ids
-    selection = valid_selection_callback(valid_args or ValidSelectionArguments(), setup.dataset, index, tokenizer,
+    selection = valid_selection_callback(valid_args, setup.dataset, index, tokenizer,
                                          script_args.max_history_items, training_args.seed)
     if selection is not None:
         if training_args.early_stopping_patience is not None:
@@ -332,7 +332,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
                 "script": dataclasses.asdict(script_args),
                 "eval": dataclasses.asdict(eval_args),
                 "model": dataclasses.asdict(model_args),
-                "valid_selection": dataclasses.asdict(valid_args or ValidSelectionArguments()),
+                "valid_selection": dataclasses.asdict(valid_args),
                 "training": training_args.to_dict(),
             },
         }

@@ -106,7 +106,6 @@ class ValidSelectionCallback(TrainerCallback):
         self.stopped_at: int | None = None  # the step early stopping ended training at
         self.best: dict[str, float] | None = None
         self._best_state: dict[str, torch.Tensor] | None = None
-        self._snapshot_on_begin = False  # resumed at the best step: its weights are the checkpoint's
 
     def _rank(self, model: torch.nn.Module, step: int) -> None:
         from rlrec.evaluation.evaluate import evaluate_recommender
@@ -132,9 +131,8 @@ class ValidSelectionCallback(TrainerCallback):
                               "weights); use ZeRO-2 or DDP, or evaluate the saved checkpoints afterwards")
         if not self.curve:
             self._rank(model, state.global_step)
-        elif self._snapshot_on_begin:
+        elif self._best_state is None and self.best is not None:  # resumed at the best step: the checkpoint's
             self._best_state = _cpu_copy(model)
-            self._snapshot_on_begin = False
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.args.valid_every_steps == 0:
@@ -177,13 +175,11 @@ class ValidSelectionCallback(TrainerCallback):
             logger.warning("%s: no %s: valid selection starts afresh from the resumed step", folder, SELECTION_STATE)
             return
         self.curve, self.best, self.stopped_at = saved["curve"], saved["best"], saved["stopped_at"]
+        self._best_state = None  # no file: the best step is the checkpoint's own (taken in `on_train_begin`)
         if (folder / SELECTION_WEIGHTS).is_file():
             from safetensors.torch import load_file
 
             self._best_state = load_file(folder / SELECTION_WEIGHTS)
-        else:
-            self._best_state = None
-            self._snapshot_on_begin = True
 
     def summary(self) -> dict[str, Any]:
         """What the manifest records: the metric, the best point and the whole curve."""

@@ -30,13 +30,11 @@ def checkpoints(folder: str | os.PathLike) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def check_output_dir(path: str | os.PathLike, *, overwrite: bool, stage: str, resuming: bool = False,
-                     switch: str = "--overwrite_output_dir true") -> None:
+def check_output_dir(path: str | os.PathLike, *, overwrite: bool, stage: str, resuming: bool = False) -> None:
     """Refuse to write into a folder that already holds something, unless `overwrite` (or `resuming`).
 
-    `switch` is the flag the message tells the user to pass. With `overwrite` nothing is deleted here: the
-    atomic writers replace the folder when the new one is complete, and training stages call
-    `clear_output_dir` (only on the main process).
+    With `overwrite` nothing is deleted here: the atomic writers replace the folder when the new one is
+    complete, and training stages call `clear_output_dir` (only on the main process).
     """
     folder = Path(path)
     if overwrite or resuming or not folder.exists():
@@ -47,12 +45,12 @@ def check_output_dir(path: str | os.PathLike, *, overwrite: bool, stage: str, re
         return
     if (folder / MANIFEST).is_file():
         what = "holds a finished run (manifest.json)"
-    elif checkpoints(folder):
-        what = (f"holds an unfinished run ({checkpoints(folder)[-1].name}); continue it with "
+    elif found := checkpoints(folder):
+        what = (f"holds an unfinished run ({found[-1].name}); continue it with "
                 "--resume_from_checkpoint last, or")
     else:
         what = "is not empty"
-    raise ConfigError(f"{stage}: output_dir {folder} {what}; pass {switch} to replace it, "
+    raise ConfigError(f"{stage}: output_dir {folder} {what}; pass --overwrite_output_dir true to replace it, "
                       "or choose another output_dir")
 
 
