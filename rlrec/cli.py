@@ -22,6 +22,8 @@ import typing
 from pathlib import Path
 from typing import Any, NoReturn
 
+from rlrec.utils.errors import RlrecError, shown
+
 # Offline first: a hub lookup otherwise costs ~26 s to fail on a machine without network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -108,13 +110,12 @@ def _split_config_flag(argv: list[str]) -> list[str]:
 
 
 def _config_path(argv: list[str]) -> str | None:
+    """The file after `--config` (in `_split_config_flag`'s form), or None."""
     for i, arg in enumerate(argv):
         if arg == "--config":
             if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
                 raise UsageError("--config needs a file: --config recipes/NAME/STAGE.yaml")
             return argv[i + 1]
-        if arg.startswith("--config="):
-            return arg.split("=", 1)[1]
     return None
 
 
@@ -187,7 +188,7 @@ def check_config_fields(parser: argparse.ArgumentParser, config: dict[str, Any],
             raise UsageError(f"{where}: field name {key!r} is not a word; expected `field: value`")
         if key == "env":
             if not isinstance(value, dict):
-                raise UsageError(f"{where}: `env` is {_shown(value)}; expected a mapping of environment variables")
+                raise UsageError(f"{where}: `env` is {shown(value, 60)}; expected a mapping of environment variables")
             continue
         if key not in actions or key == "help":
             close = difflib.get_close_matches(key, [a for a in actions if a != "help"], n=1)
@@ -200,7 +201,7 @@ def check_config_fields(parser: argparse.ArgumentParser, config: dict[str, Any],
             hint = " (YAML reads unquoted no, yes, on, off as booleans: quote the word)" \
                 if isinstance(value, bool) else ""
             expected = _expected(annotation, action)
-            raise UsageError(f"{where}: field `{key}` is {_shown(value)}; expected {expected}{hint}")
+            raise UsageError(f"{where}: field `{key}` is {shown(value, 60)}; expected {expected}{hint}")
 
 
 def _yaml_problem(err: Exception) -> str:
@@ -319,19 +320,12 @@ def _expected(annotation: Any, action: argparse.Action) -> str:
     return " or ".join(parts) or "a value"
 
 
-def _shown(value: Any) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= 60 else shown[:57] + "..."
-
-
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return
-    from rlrec.utils.errors import RlrecError
-
     try:
         run_stage(argv[0], argv[1:])
     except (UsageError, RlrecError) as err:

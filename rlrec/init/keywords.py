@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
-from rlrec.utils.errors import ConfigError, DataError
+from rlrec.utils.errors import ConfigError, DataError, shown
 from rlrec.utils.io import read_json
 
 if TYPE_CHECKING:
@@ -218,6 +218,7 @@ def teacher_keywords(
     batch_size: int = TEACHER_BATCH_SIZE,
     seed: int = 0,
     device: str | None = None,
+    teacher: _Teacher | None = None,
 ) -> dict[K, list[str]]:
     """Ask a local chat model for `top_k` keywords per group of item titles (greedy decoding), cached.
 
@@ -226,9 +227,10 @@ def teacher_keywords(
     is cached in the JSON file `cache_path` under a hash of (model path, prompt, generation settings), so
     a second call - or a re-run after a crash, the cache is written after every batch - only generates
     what is missing and loads no model when nothing is. The raw answer is cached and parsed on read.
-    `device` defaults to CUDA when available.
+    `device` defaults to CUDA when available. `teacher` (instead of `model_path`, `device`) reuses a model
+    already loaded for another prompt.
     """
-    teacher = _Teacher(model_path, device)
+    teacher = teacher or _Teacher(model_path, device)
     prompts = {key: _teacher_prompt(TEACHER_PROMPT, titles, top_k, max_titles, seed) for key, titles in groups.items()}
     answers = _teacher_answers(prompts, teacher, cache_path, max_new_tokens, batch_size)
     return {key: parse_keywords(answer, top_k) for key, answer in answers.items()}
@@ -243,11 +245,12 @@ def teacher_descriptions(
     batch_size: int = TEACHER_BATCH_SIZE,
     seed: int = 0,
     device: str | None = None,
+    teacher: _Teacher | None = None,
 ) -> dict[K, str]:
     """Ask a local chat model for one sentence describing each group of item titles; cached like
     `teacher_keywords` (same file, other prompt). An answer with no usable sentence gives "" (the caller
-    falls back to the templated description of the keywords)."""
-    teacher = _Teacher(model_path, device)
+    falls back to the templated description of the keywords). `teacher` as for `teacher_keywords`."""
+    teacher = teacher or _Teacher(model_path, device)
     prompts = {key: _teacher_prompt(TEACHER_DESCRIPTION_PROMPT, titles, 0, max_titles, seed)
                for key, titles in groups.items()}
     answers = _teacher_answers(prompts, teacher, cache_path, max_new_tokens, batch_size)
@@ -415,10 +418,7 @@ def index_keywords(
             raise ConfigError("index_keywords: source 'teacher' needs a cache_path for the teacher's answers")
         teacher = _Teacher(teacher_model)
         groups = {key: [texts[i] for i in idx] for key, idx in token_clusters(index.codes).items()}
-        prompts = {key: _teacher_prompt(TEACHER_PROMPT, titles, top_k, TEACHER_MAX_TITLES, 0)
-                   for key, titles in groups.items()}
-        answers = _teacher_answers(prompts, teacher, cache_path, TEACHER_KEYWORD_TOKENS, TEACHER_BATCH_SIZE)
-        by_code = {key: parse_keywords(answer, top_k) for key, answer in answers.items()}
+        by_code = teacher_keywords(groups, teacher_model, cache_path, top_k, teacher=teacher)
     else:
         raise ConfigError(f"keyword source must be 'ctfidf' or 'teacher', got {source!r}")
     index.keywords = keywords_by_token(by_code, index.token)
@@ -460,10 +460,7 @@ def _fill_descriptions(
         groups = {index.token(level, code): [texts[i] for i in idx]
                   for (level, code), idx in token_clusters(index.codes).items()
                   if not index.descriptions.get(index.token(level, code))}
-        prompts = {token: _teacher_prompt(TEACHER_DESCRIPTION_PROMPT, titles, 0, TEACHER_MAX_TITLES, 0)
-                   for token, titles in groups.items()}
-        answers = _teacher_answers(prompts, teacher, cache_path, TEACHER_DESCRIPTION_TOKENS, TEACHER_BATCH_SIZE)
-        generated = {token: parse_description(answer) for token, answer in answers.items()}
+        generated = teacher_descriptions(groups, None, cache_path, teacher=teacher)
     todo = [token for token in [*generated, *index.keywords] if not index.descriptions.get(token)]
     for token in dict.fromkeys(todo):
         sentence = generated.get(token) or describe_keywords(index.keywords.get(token, []))
@@ -584,9 +581,7 @@ def keyword_coverage(index: SIDIndex, described: Iterable[str]) -> dict[str, dic
 
 
 def _entry_error(path: Path, i: int, what: str, got: object) -> DataError:
-    shown = repr(got)
-    shown = shown if len(shown) <= 80 else shown[:77] + "..."
-    return DataError(f"{path}: entry {i}: {what}, got {shown}")
+    return DataError(f"{path}: entry {i}: {what}, got {shown(got)}")
 
 
 def _coverage_text(coverage: Mapping[str, Mapping[str, int]]) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rlrec.sid.collisions import colliding_groups
-from rlrec.utils.errors import DataError
+from rlrec.utils.errors import DataError, shown
 from rlrec.utils.io import open_text
 
 TOKEN_RE = re.compile(r"<([a-z]+)_(0|[1-9][0-9]*)>")
@@ -38,11 +38,6 @@ class ImportedSIDs:
     file_items: int  # items the file lists
     unused_items: int  # listed items that are not in the catalog
     file_item_ids: list[str] | None = None  # the file's items in its order (rows of a companion embedding file)
-
-
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _no_duplicate_keys(path: Path):
@@ -63,21 +58,21 @@ def parse_tokens(path: Path, item_id: str, value: object) -> list[tuple[str, int
         tokens = TOKEN_RE.findall(value.replace(" ", ""))
         if not tokens or "".join(f"<{p}_{c}>" for p, c in tokens) != value.replace(" ", ""):
             raise DataError(
-                f"{path}: item {item_id!r}: SID {_shown(value)} is not a sequence of `<letters_number>` tokens "
+                f"{path}: item {item_id!r}: SID {shown(value)} is not a sequence of `<letters_number>` tokens "
                 "such as <a_12><b_3><c_200>"
             )
         return [(p, int(c)) for p, c in tokens]
     if not isinstance(value, list) or not value:
         raise DataError(
             f"{path}: item {item_id!r}: expected a non-empty list of SID tokens such as "
-            f"[\"<a_12>\", \"<b_3>\"], got {_shown(value)}"
+            f"[\"<a_12>\", \"<b_3>\"], got {shown(value)}"
         )
     parsed = []
     for level, token in enumerate(value):
         match = TOKEN_RE.fullmatch(token.strip()) if isinstance(token, str) else None
         if match is None:
             raise DataError(
-                f"{path}: item {item_id!r}: token {level} is {_shown(token)}; expected `<letters_number>` "
+                f"{path}: item {item_id!r}: token {level} is {shown(token)}; expected `<letters_number>` "
                 "such as <a_12>"
             )
         parsed.append((match.group(1), int(match.group(2))))
@@ -98,7 +93,7 @@ def read_sid_file(path: str | Path) -> tuple[dict[str, list[int]], list[str]]:
     if not isinstance(data, dict) or not data:
         raise DataError(
             f"{path}: expected a non-empty JSON object mapping item id to SID tokens, e.g. "
-            f"{{\"0\": [\"<a_1>\", \"<b_2>\"]}}; got {_shown(data if not isinstance(data, dict) else {})}"
+            f"{{\"0\": [\"<a_1>\", \"<b_2>\"]}}; got {shown(data if not isinstance(data, dict) else {})}"
         )
     prefixes: list[str] | None = None
     first = ""

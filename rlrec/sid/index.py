@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rlrec.sid.trie import PrefixTrie
-from rlrec.utils.errors import DataError
+from rlrec.utils.errors import DataError, shown
 from rlrec.utils.io import read_json
 
 if TYPE_CHECKING:  # the dataset module imports nothing from here; typing only
@@ -293,9 +293,7 @@ class SIDIndex:
         """Build from the `index.json` object; bad content raises DataError naming `source` and the field."""
 
         def fail(field: str, expected: str, got: Any) -> DataError:
-            shown = repr(got)
-            shown = shown if len(shown) <= 80 else shown[:77] + "..."
-            return DataError(f"{source}: field {field}: expected {expected}, got {shown}")
+            return DataError(f"{source}: field {field}: expected {expected}, got {shown(got)}")
 
         if not isinstance(data, dict):
             raise fail("(top level)", "a JSON object", type(data).__name__)

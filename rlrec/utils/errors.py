@@ -11,3 +11,9 @@ class DataError(RlrecError, ValueError):
 
 class ConfigError(RlrecError, ValueError):
     """A configuration value that cannot work: the message names the field and what was expected."""
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """`repr(value)` cut to `limit` characters: what an error message quotes of a bad value."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
