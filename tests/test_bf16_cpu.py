@@ -10,20 +10,17 @@ import numpy as np
 import pytest
 import torch
 
+from rlrec.data.synthetic import synthetic_sid_index
 from rlrec.generation import SIDConstraint, constrained_beam_search
 from rlrec.generation.rollout import SIDRollout, render_prompts
 from rlrec.init import add_sid_tokens
 from rlrec.models.tiny import tiny_model_and_tokenizer
-from rlrec.sid.index import SIDIndex
 from rlrec.tasks.prompts import history_prompt
 
 
 @pytest.fixture(scope="module")
 def policy():
-    rng = np.random.default_rng(0)
-    sizes = (4, 4, 6)
-    space = np.array(np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij")).reshape(3, -1).T
-    index = SIDIndex([f"i{k}" for k in range(40)], space[rng.choice(len(space), 40, replace=False)], list(sizes))
+    index = synthetic_sid_index([f"i{k}" for k in range(40)], (4, 4, 6))
     model, tokenizer = tiny_model_and_tokenizer()
     add_sid_tokens(tokenizer, model, index.vocabulary())
     tokenizer.padding_side = "left"
@@ -80,7 +77,7 @@ def test_sft_step_under_bf16_autocast_on_cpu(tmp_path):
     from safetensors.torch import load_file
 
     from rlrec.cli import run_stage
-    from rlrec.data.synthetic import synthetic_dataset, synthetic_sid_index
+    from rlrec.data.synthetic import synthetic_dataset
 
     dataset = synthetic_dataset(num_users=30, num_items=40, seed=2, max_history=6)
     (tmp_path / "data").mkdir()

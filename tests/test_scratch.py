@@ -11,7 +11,7 @@ import torch
 
 from rlrec.cli import run_stage
 from rlrec.data.schema import Example
-from rlrec.data.synthetic import synthetic_dataset
+from rlrec.data.synthetic import synthetic_dataset, synthetic_sid_index
 from rlrec.models.scratch import (
     BOS,
     ScratchModelArguments,
@@ -25,19 +25,13 @@ from rlrec.tasks.sid_sequences import IGNORE_INDEX, consecutive_runs, sid_sequen
 from rlrec.utils.errors import ConfigError
 
 
-def _index(item_ids: list[str], sizes=(4, 4, 8), seed: int = 0) -> SIDIndex:
-    rng = np.random.default_rng(seed)
-    space = np.array(np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij")).reshape(len(sizes), -1).T
-    return SIDIndex(item_ids, space[rng.choice(len(space), len(item_ids), replace=False)], list(sizes))
-
-
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("scratch")
     dataset = synthetic_dataset(num_users=40, num_items=60, seed=1, max_history=8)
     (root / "data").mkdir()
     dataset.save(root / "data")
-    _index(sorted(dataset.items)).save(root / "sid")
+    synthetic_sid_index(sorted(dataset.items)).save(root / "sid")
     return root
 
 
@@ -401,7 +395,7 @@ def test_a_compared_checkpoint_is_decoded_with_its_own_sid_index(ws, scratch_sft
     """Models over different SIDs of one catalog side by side: each is decoded with the index it was trained
     with, so the compared model scores as it does when evaluated alone (it did not before: the main index)."""
     other_sid = tmp_path / "sid"
-    _index(SIDIndex.load(ws / "sid").item_ids, seed=5).save(other_sid)
+    synthetic_sid_index(SIDIndex.load(ws / "sid").item_ids, seed=5).save(other_sid)
     other = tmp_path / "other"
     run_stage("sft", _sft_argv(ws, other, "--sid_dir", str(other_sid), "--num_train_epochs", "10",
                                "--eval_at_end", "false"))
