@@ -45,7 +45,7 @@ def random_recommender(args: argparse.Namespace) -> Recommender:
     torch.manual_seed(args.seed)
     model = Qwen2ForCausalLM(Qwen2Config(vocab_size=max(BASE_VOCAB, len(tokenizer)), **SMOLLM2_135M_SHAPE)).eval()
     catalog = Catalog({item: f"item {item}" for item in index.item_ids})
-    return Recommender(model, tokenizer, index, catalog, num_beams=args.beams, batch_size=64)
+    return Recommender.from_model(model, tokenizer, index, catalog, num_beams=args.beams, batch_size=64)
 
 
 def time_recommend(rec: Recommender, histories: list[list[str]], batch: int, k: int) -> float:

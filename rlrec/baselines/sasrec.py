@@ -1,7 +1,7 @@
 """SASRec (Kang & McAuley, 2018): a small causal self-attention model of item sequences.
 
 It plays two roles in rlrec: the classic sequential-recommendation baseline the generative model is
-compared with (`SASRecModel.score` → `rlrec.evaluation.ScorerRecommender`), and a source of
+compared with (`SASRecModel.score` → `rlrec.ranking.ScoreRanker`), and a source of
 behavioural item embeddings for CF-aware Semantic IDs (`SASRecModel.item_embeddings`, used by
 `rlrec.sid.cf`).
 
@@ -27,6 +27,8 @@ default 10 epochs at lr 5e-3 reach HR@10 ≈ 0.13 / NDCG@10 ≈ 0.06 on the leav
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 import os
@@ -278,18 +280,59 @@ def training_windows(sequences: Sequence[Sequence[int]], max_len: int) -> tuple[
     return torch.tensor(inputs, dtype=torch.long), torch.tensor(targets, dtype=torch.long)
 
 
+CACHE_DIR = "baselines"  # inside a prepared dataset folder: trained SASRec models, one folder per setting
+
+
+def cache_folder(dataset: PreparedDataset, config: SASRecConfig, device: torch.device) -> Path | None:
+    """Where the SASRec of these settings on this dataset is kept: `<dataset>/baselines/sasrec-<key>`, the key a
+    hash of the settings, the device type and the bytes of the train split and the catalog (None in memory)."""
+    if dataset.folder is None:
+        return None
+    digest = hashlib.sha256()
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "device"}
+    digest.update(json.dumps({"settings": settings, "device": device.type, "version": 1}, sort_keys=True).encode())
+    for name in ("train.jsonl", "items.jsonl"):
+        path = Path(dataset.folder) / name
+        if not path.is_file():
+            return None
+        digest.update(path.read_bytes())
+    return Path(dataset.folder) / CACHE_DIR / f"sasrec-{digest.hexdigest()[:16]}"
+
+
 def train_sasrec(dataset: PreparedDataset, config: SASRecConfig | None = None,
-                 show_progress: bool = True) -> SASRecModel:
+                 show_progress: bool = True, cache: bool = True) -> SASRecModel:
     """Train SASRec on `dataset.train`; the vocabulary is the whole catalog (`dataset.items` order).
 
     Items that never occur in train keep (nearly) their random initial embedding and are pushed
     down by the softmax, as any untrained item would be. The run is a pure function of
-    `config.seed` on a given device (global random state is left untouched).
+    `config.seed` on a given device (global random state is left untouched), so with `cache` a
+    dataset loaded from a folder keeps the trained model there (`cache_folder`) and the next stage
+    of the pipeline (the SFT and GRPO end evaluations, `rlrec evaluate`, SETRec, CF SIDs) loads it
+    instead of training the same model again.
     """
-    from tqdm.auto import tqdm
-
     config = config or SASRecConfig()
     device = resolve_device(config.device, "sasrec")
+    folder = cache_folder(dataset, config, device) if cache else None
+    if folder is not None and folder.is_dir():
+        try:
+            model = SASRecModel.load(folder, device=str(device))
+            logger.info("sasrec: loaded the model trained with these settings from %s", folder)
+            return model
+        except DataError as err:
+            logger.warning("sasrec: ignoring the unreadable cached model (%s); training again", err)
+    model = _train(dataset, config, device, show_progress)
+    if folder is not None:
+        try:
+            model.save(folder)
+        except OSError as err:  # a read-only dataset folder, or another process saving the same model
+            logger.info("sasrec: not cached in %s (%s)", folder, err)
+    return model
+
+
+def _train(dataset: PreparedDataset, config: SASRecConfig, device: torch.device,
+           show_progress: bool) -> SASRecModel:
+    from tqdm.auto import tqdm
+
     item_ids = list(dataset.items)
     index = {item: i + 1 for i, item in enumerate(item_ids)}
     sequences = []

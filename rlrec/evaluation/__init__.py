@@ -1,13 +1,8 @@
-"""Offline evaluation: HR@K / NDCG@K with warm/cold and head/tail breakdowns, baselines, reports."""
+"""Offline evaluation: HR@K / NDCG@K with warm/cold and head/tail breakdowns, and reports.
 
-from rlrec.evaluation.baselines import (
-    BASELINES,
-    PopularityRecommender,
-    Recommender,
-    ScorerRecommender,
-    score_to_topk,
-)
-from rlrec.evaluation.evaluate import EVAL_SPLITS, evaluate_recommender
+What is evaluated is any `rlrec.ranking.Ranker` (SID models, SETRec, popularity, SASRec)."""
+
+from rlrec.evaluation.evaluate import BASELINES, EVAL_SPLITS, evaluate_ranker
 from rlrec.evaluation.groups import example_groups, head_items, item_popularity
 from rlrec.evaluation.metrics import (
     DEFAULT_K_VALUES,
@@ -23,19 +18,15 @@ __all__ = [
     "EVAL_SPLITS",
     "DEFAULT_K_VALUES",
     "MetricAccumulator",
-    "PopularityRecommender",
-    "Recommender",
-    "ScorerRecommender",
     "build_report",
     "compute_metrics",
-    "evaluate_recommender",
+    "evaluate_ranker",
     "example_groups",
     "format_table",
     "head_items",
     "item_popularity",
     "metrics_from_ranks",
     "plot_metrics",
-    "score_to_topk",
     "target_rank",
     "write_report",
 ]

@@ -22,97 +22,22 @@ import rlrec
 from rlrec.data.schema import Example, PreparedDataset
 from rlrec.data.split import cold_items
 from rlrec.evaluation import (
-    BASELINES,
-    DEFAULT_K_VALUES,
-    EVAL_SPLITS,
-    PopularityRecommender,
-    Recommender,
-    ScorerRecommender,
     build_report,
-    evaluate_recommender,
+    evaluate_ranker,
     format_table,
     head_items,
     item_popularity,
     write_report,
 )
 from rlrec.evaluation.report import main_k
+from rlrec.evaluation.settings import EvalSettings
+from rlrec.ranking import PopularityRanker, Ranker, RankingSpec, ScoreRanker, load_ranker, load_sid_index
 from rlrec.sid.index import INDEX_FILE, SIDIndex
 from rlrec.utils.errors import ConfigError, DataError
-from rlrec.utils.io import read_json
 
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "model"  # the report entry of the evaluated checkpoint
-
-
-@dataclass
-class EvalSettings:
-    """How a model is evaluated: split, cut-offs, beam search, subset, baselines (shared with the SFT stage)."""
-
-    split: str = field(default="test", metadata={"help": "Split to evaluate: `valid` or `test`."})
-    k_values: list[int] = field(
-        default_factory=lambda: list(DEFAULT_K_VALUES),
-        metadata={"help": "Cut-offs K of HR@K and NDCG@K; the largest must not exceed `num_beams`."},
-    )
-    num_beams: int = field(
-        default=20, metadata={"help": "Beams of the constrained beam search: the most items ranked per user."}
-    )
-    batch_size: int = field(default=32, metadata={"help": "Users decoded together (prompts per forward pass)."})
-    max_history: int | None = field(
-        default=None,
-        metadata={"help": "Keep only the most recent items of each history in the prompt; None: as prepared."},
-    )
-    max_examples: int | None = field(
-        default=None,
-        metadata={
-            "help": "Evaluate a fixed random subset of this many users (drawn with `seed`, same for every "
-            "model); None: the whole split."
-        },
-    )
-    baselines: list[str] = field(
-        default_factory=lambda: list(BASELINES),
-        metadata={"help": "Baselines ranked on the same examples: `popularity`, `sasrec` (none: an empty list)."},
-    )
-    head_fraction: float | None = field(
-        default=0.2,
-        metadata={"help": "Most popular fraction of train items that counts as `head` (the rest `tail`); "
-                  "None: no head/tail breakdown."},
-    )
-    cold_pool: bool = field(
-        default=True,
-        metadata={"help": "Also rank each user whose target is cold among the cold items only (items in no train "
-                  "example), the cold-start protocol of SETRec and similar papers: group `cold_pool`. The `cold` "
-                  "group ranks the same users among all items."},
-    )
-    sasrec_epochs: int = field(default=10, metadata={"help": "Training epochs of the SASRec baseline."})
-    sasrec_max_len: int = field(default=50, metadata={"help": "Most recent items SASRec reads per history."})
-    sasrec_hidden_size: int = field(default=64, metadata={"help": "Embedding / hidden width of SASRec."})
-    seed: int = field(default=42, metadata={"help": "Seed of the example subset and of SASRec's training."})
-    plot: bool = field(default=True, metadata={"help": "Also write `metrics.png` next to `report.json`."})
-
-    def __post_init__(self) -> None:
-        if self.split not in EVAL_SPLITS:
-            raise ConfigError(f"split={self.split!r}; expected one of {', '.join(EVAL_SPLITS)}")
-        if not self.k_values or any(int(k) < 1 for k in self.k_values):
-            raise ConfigError(f"k_values={self.k_values}; expected positive integers")
-        self.k_values = sorted({int(k) for k in self.k_values})
-        for name in ("num_beams", "batch_size", "sasrec_epochs", "sasrec_max_len", "sasrec_hidden_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)}; expected a positive integer")
-        if self.k_values[-1] > self.num_beams:
-            raise ConfigError(
-                f"k_values go up to {self.k_values[-1]} but num_beams={self.num_beams}: beam search ranks at most "
-                "num_beams items; raise num_beams or lower the largest K"
-            )
-        for name in ("max_history", "max_examples"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"{name}={value}; expected a positive integer or None")
-        unknown = [b for b in self.baselines if b not in BASELINES]
-        if unknown:
-            raise ConfigError(f"baselines: unknown {unknown}; expected any of {', '.join(BASELINES)}")
-        if self.head_fraction is not None and not 0.0 < self.head_fraction < 1.0:
-            raise ConfigError(f"head_fraction={self.head_fraction}; expected a number in (0, 1) or None")
 
 
 @dataclass
@@ -189,28 +114,23 @@ def _progress_bar(total: int, desc: str, show: bool) -> Any:
     return tqdm(total=total, desc=desc, unit="user", disable=not show, mininterval=1.0, dynamic_ncols=True)
 
 
-def evaluate_timed(name: str, recommender: Recommender, examples: Sequence[Example], settings: EvalSettings,
+def evaluate_timed(name: str, ranker: Ranker, examples: Sequence[Example], settings: EvalSettings,
                    batch_size: int, head: set[str] | None, show_progress: bool,
                    seconds: dict[str, float], cold_pool: Sequence[str] | None = None,
                    ranks_out: list[int | None] | None = None) -> dict[str, Any]:
-    """`evaluate_recommender` under a progress bar named after the model; its wall time goes to `seconds`.
+    """`evaluate_ranker` under a progress bar named after the model; its wall time goes to `seconds`.
 
     With `cold_pool` (the cold items), the users whose target is cold are ranked again among those items only,
-    as group `cold_pool`, by recommenders that can rank within a pool (`restricted_to`); others are skipped
-    with a log line.
+    as group `cold_pool` (items the ranker cannot rank are left out of its pool: popularity ranks none).
     """
     start = time.perf_counter()
     cold = [ex for ex in examples if ex.cold] if cold_pool else []
-    restrict = getattr(recommender, "restricted_to", None)
-    if cold and restrict is None:
-        logger.info("%s cannot rank within a candidate pool: no cold_pool group", name)
-        cold = []
     with _progress_bar(len(examples) + len(cold), f"evaluate {name}", show_progress) as bar:
-        metrics = evaluate_recommender(recommender, examples, settings.k_values, batch_size=batch_size, head=head,
-                                       on_batch=bar.update, ranks_out=ranks_out)
+        metrics = evaluate_ranker(ranker, examples, settings.k_values, batch_size=batch_size, head=head,
+                                  on_batch=bar.update, ranks_out=ranks_out)
         if cold:
-            pooled = evaluate_recommender(restrict(cold_pool), cold, settings.k_values, batch_size=batch_size,
-                                          on_batch=bar.update)
+            pooled = evaluate_ranker(ranker, cold, settings.k_values, batch_size=batch_size, on_batch=bar.update,
+                                     pool=cold_pool)
             metrics["cold_pool"] = pooled["all"]
             metrics["counts"]["cold_pool"] = len(cold)
     seconds[name] = round(time.perf_counter() - start, 2)
@@ -224,78 +144,86 @@ def cold_pool_items(dataset: PreparedDataset, settings: EvalSettings) -> list[st
     return cold_items(dataset.items, dataset.train) or None
 
 
-def baseline_recommenders(dataset: PreparedDataset, settings: EvalSettings, device: str = "auto",
-                          show_progress: bool = True) -> dict[str, Recommender]:
+def baseline_rankers(dataset: PreparedDataset, settings: EvalSettings, device: str = "auto",
+                     show_progress: bool = True) -> dict[str, Ranker]:
     """The baselines named in `settings.baselines`, fitted on the train split."""
-    recommenders: dict[str, Recommender] = {}
+    rankers: dict[str, Ranker] = {}
     for name in settings.baselines:
         if name == "popularity":
-            recommenders[name] = PopularityRecommender.from_examples(dataset.train)
+            rankers[name] = PopularityRanker.from_examples(dataset.train)
         elif name == "sasrec":
             from rlrec.baselines.sasrec import SASRecConfig, train_sasrec
 
             config = SASRecConfig(epochs=settings.sasrec_epochs, max_len=settings.sasrec_max_len,
                                   hidden_size=settings.sasrec_hidden_size, seed=settings.seed, device=device)
             model = train_sasrec(dataset, config, show_progress=show_progress)
-            recommenders[name] = ScorerRecommender(model.score, model.item_ids)
-    return recommenders
+            rankers[name] = ScoreRanker(model.score, model.item_ids, model=model)
+    return rankers
 
 
 def evaluate_model(model: Any, tokenizer: Any, index: SIDIndex, dataset: PreparedDataset,
                    settings: EvalSettings | None = None, *, output_dir: str | Path | None = None,
                    metadata: dict[str, Any] | None = None, device: str = "auto",
                    model_name: str = MODEL_NAME, show_progress: bool = True,
-                   others: Mapping[str, Callable[[SIDIndex, EvalSettings], Any]] | None = None,
+                   others: Mapping[str, Callable[[SIDIndex, EvalSettings], Ranker]] | None = None,
                    ) -> dict[str, Any]:
-    """Evaluate `model` (constrained beam search) and the baselines on one split; return the report.
-
-    The model is evaluated where it is (its device and dtype) and left in the training mode it was
-    in, so the SFT stage can call this on its final model. Every recommender ranks the same examples.
-    With `output_dir`, `report.json` (and `metrics.png`) are written there; `device` is SASRec's;
-    `model_name` is the model's entry in the report (`model`; the SFT stage may say `sft`). `others` maps
-    more names to loaders of recommenders (`load_compared` reads SID checkpoints and SETRec folders): each
-    is loaded, ranks the same examples, and is freed.
-    """
-    from rlrec.evaluation.sid_recommender import SIDRecommender
+    """Evaluate a SID `model` and the baselines on one split; return the report (`evaluate_rankers`)."""
+    from rlrec.ranking import SIDRanker
 
     settings = settings or EvalSettings()
+    ranker = SIDRanker(model, tokenizer, index, num_beams=settings.num_beams, batch_size=settings.batch_size,
+                       max_history=settings.max_history)
+    examples = select_examples(dataset.split(settings.split), settings.max_examples, settings.seed)
+    check_index_covers(index, examples, settings.split)
+    loaders = {name: functools.partial(load, index, settings) for name, load in (others or {}).items()}
+    return evaluate_rankers(model_name, ranker, dataset, settings, output_dir=output_dir,
+                            metadata={"num_items_in_index": len(index), **(metadata or {})}, device=device,
+                            show_progress=show_progress, others=loaders)
+
+
+def evaluate_rankers(model_name: str, ranker: Ranker, dataset: PreparedDataset, settings: EvalSettings, *,
+                     output_dir: str | Path | None = None, metadata: dict[str, Any] | None = None,
+                     device: str = "auto", show_progress: bool = True,
+                     others: Mapping[str, Callable[[], Ranker]] | None = None,
+                     baselines: Mapping[str, Ranker] | None = None) -> dict[str, Any]:
+    """Rank one split with `ranker`, the `others` (loaded one at a time, then freed) and the baselines (fitted
+    here unless given) on the same examples; return the report, with every model paired against the main one.
+
+    With `output_dir`, `report.json` (and `metrics.png`) are written there; `device` is SASRec's.
+    """
     examples = select_examples(dataset.split(settings.split), settings.max_examples, settings.seed)
     if not examples:
         raise DataError(f"the {settings.split} split has no examples to evaluate")
-    check_index_covers(index, examples, settings.split)
-    head = None
-    if settings.head_fraction is not None:
-        head = head_items(item_popularity(dataset.train), settings.head_fraction)
-
-    # Decoding a batch costs its longest prompt: evaluate the model on examples sorted by history length.
-    # The metrics are averages over examples, so the order does not change them.
-    by_length = sorted(examples, key=lambda ex: len(ex.history))
-    recommender = SIDRecommender(model, tokenizer, index, num_beams=settings.num_beams,
-                                 batch_size=settings.batch_size, max_history=settings.max_history)
-    seconds: dict[str, float] = {}
     if model_name in settings.baselines:
-        raise ConfigError(f"model_name={model_name!r} is also the name of a baseline")
+        raise ConfigError(f"model name {model_name!r} is also the name of a baseline")
+    head = head_items(item_popularity(dataset.train), settings.head_fraction) \
+        if settings.head_fraction is not None else None
     pool = cold_pool_items(dataset, settings)
-    ranks: dict[str, list[int | None]] = {name: [] for name in [model_name, *(others or {}), *settings.baselines]}
-    models = {model_name: evaluate_timed(model_name, recommender, by_length, settings, settings.batch_size, head,
-                                         show_progress, seconds, pool, ranks[model_name])}
-    for name, load in (others or {}).items():
-        other_recommender = load(index, settings)
-        models[name] = evaluate_timed(name, other_recommender, by_length, settings, settings.batch_size, head,
-                                      show_progress, seconds, pool, ranks[name])
-        del other_recommender
-    for name, baseline in baseline_recommenders(dataset, settings, device, show_progress).items():
-        models[name] = evaluate_timed(name, baseline, examples, settings, 1024, head, show_progress, seconds, pool,
-                                      ranks[name])
-    sections = paired_sections(examples, by_length, ranks, model_name, list(others or {}), settings)
+    seconds: dict[str, float] = {}
+    ranks: dict[str, list[int | None]] = {}
 
+    def run(name: str, ranker: Ranker, batch_size: int) -> dict[str, Any]:
+        ranks[name] = []
+        return evaluate_timed(name, ranker, examples, settings, batch_size, head, show_progress, seconds, pool,
+                              ranks[name])
+
+    # The rankers batch (and group by length) themselves; 256 users a call keeps the progress bar moving.
+    models = {model_name: run(model_name, ranker, 256)}
+    for name, load in (others or {}).items():
+        other = load()
+        models[name] = run(name, other, 256)
+        del other
+    if baselines is None:
+        baselines = baseline_rankers(dataset, settings, device, show_progress)
+    for name, baseline in baselines.items():
+        models[name] = run(name, baseline, 1024)
+    sections = paired_sections(examples, ranks, model_name, settings)
     meta = {
         "rlrec_version": rlrec.__version__,
         "settings": dataclasses.asdict(settings),
         "num_examples": len(examples),
         "split_examples": len(dataset.split(settings.split)),
-        "num_items_in_index": len(index),
-        "device": str(recommender.device),
+        "device": str(ranker.device),
         "seconds": seconds,
         **(metadata or {}),
     }
@@ -305,101 +233,73 @@ def evaluate_model(model: Any, tokenizer: Any, index: SIDIndex, dataset: Prepare
     return build_report(settings.split, models, settings.k_values, meta, sections)
 
 
-def paired_sections(examples: Sequence[Example], by_length: Sequence[Example], ranks: dict[str, list[int | None]],
-                    main: str, compared: Sequence[str], settings: EvalSettings) -> dict[str, Any]:
-    """`per_user` (every model's target rank per user, in split order) and `paired` (each compared model and
-    baseline against `main`: per-user difference of NDCG and HR at the main K with a bootstrap 95% interval).
-
-    The models were evaluated in two orders (SID models sorted by history length, baselines in split order);
-    both are put back into split order before anything is paired.
-    """
+def paired_sections(examples: Sequence[Example], ranks: dict[str, list[int | None]], main: str,
+                    settings: EvalSettings) -> dict[str, Any]:
+    """`per_user` (every model's target rank per user, in split order) and `paired` (each other model against
+    `main`: per-user difference of NDCG and HR at the main K with a bootstrap 95% interval)."""
     from rlrec.evaluation.paired import paired_comparison
 
-    position = {id(ex): i for i, ex in enumerate(examples)}
-    aligned: dict[str, list[int | None]] = {}
-    for name, values in ranks.items():
-        if name in (main, *compared):
-            row: list[int | None] = [None] * len(examples)
-            for ex, rank in zip(by_length, values, strict=True):
-                row[position[id(ex)]] = rank
-            aligned[name] = row
-        else:
-            aligned[name] = list(values)
     k = main_k(settings.k_values)
-    return {"paired": {"main": main, "k": k, "against": paired_comparison(aligned, main, k, seed=settings.seed)},
-            "per_user": {"user_ids": [ex.user_id for ex in examples], "ranks": aligned}}
+    return {"paired": {"main": main, "k": k, "against": paired_comparison(ranks, main, k, seed=settings.seed)},
+            "per_user": {"user_ids": [ex.user_id for ex in examples], "ranks": ranks}}
 
 
 def load_compared(path: str | Path, index: SIDIndex, settings: EvalSettings, *, device: Any,
-                  dtype: str, max_history: int | None = None) -> Any:
-    """The recommender of a compared model: a SETRec folder (`rlrec setrec`), else a SID checkpoint.
-
-    SETRec models need no SID index (they score items directly), so `rlrec evaluate` can set the two
-    identifier families side by side on the same examples. A SID checkpoint is decoded with its own index
-    (`<path>/sid`, the one it was trained with), which may differ from the main model's (other quantizers);
-    `index` is used only for a folder without one.
-    """
-    from rlrec.evaluation.sid_recommender import SIDRecommender
-    from rlrec.models.checkpoint import load_checkpoint
-
-    manifest = Path(path) / "manifest.json"
-    if manifest.is_file() and read_json(manifest).get("stage") == "setrec":
-        from rlrec.setrec import SETRecRecommender, load_setrec
-
-        return SETRecRecommender(load_setrec(path, device=device, dtype=dtype), batch_size=settings.batch_size)
+                  dtype: str, max_history: int | None = None) -> Ranker:
+    """The ranker of a compared model folder (`load_ranker`): a SETRec folder ranks by its own grounding, so
+    the two identifier families compare directly; a SID checkpoint is decoded with its own index (`<path>/sid`,
+    the one it was trained with; `index` only for a folder without one) and asked with its own history cap,
+    unless the run set one for all models."""
     own = Path(path) / "sid"
-    if (own / INDEX_FILE).is_file():
-        index = SIDIndex.load(own)
-    model, tokenizer = load_checkpoint(path, device=device, dtype=dtype)
-    # Each checkpoint is asked the way it was trained, unless the run set a history cap for all of them.
-    max_history = max_history if max_history is not None else trained_max_history(path)
-    return SIDRecommender(model, tokenizer, index, num_beams=settings.num_beams, batch_size=settings.batch_size,
-                          max_history=max_history)
+    return load_ranker(path, index=None if (own / INDEX_FILE).is_file() else index, device=device,
+                       dtype=dtype, num_beams=settings.num_beams, batch_size=settings.batch_size,
+                       max_history=max_history)
 
 
 def load_index(config: EvaluateConfig) -> SIDIndex:
-    folder = config.resolved_sid_dir()
-    if not (folder / INDEX_FILE).is_file() and not folder.is_file():
-        hint = "" if config.sid_dir else " (the default `<model_path>/sid`; set sid_dir to the `rlrec sid` output)"
-        raise ConfigError(f"{folder}: no SID index ({INDEX_FILE}) found{hint}")
-    return SIDIndex.load(folder)
+    hint = "" if config.sid_dir else " (the default `<model_path>/sid`; set sid_dir to the `rlrec sid` output)"
+    return load_sid_index(config.resolved_sid_dir(), hint)
 
 
 def trained_max_history(model_path: str | Path) -> int | None:
-    """The history cap the model's prompts were trained with (SFT manifest), so evaluation asks the same way."""
-    manifest = Path(model_path) / "manifest.json"
-    if not manifest.is_file():
-        return None
-    value = read_json(manifest).get("prompt_max_history")
+    """The history cap the model's prompts were trained with (its `RankingSpec`), so evaluation asks the same way."""
+    value = RankingSpec.load(model_path).max_history
     if value is not None:
-        logger.info("prompts keep the last %d history items, as in training (%s)", value, manifest)
+        logger.info("prompts keep the last %d history items, as in training (%s)", value, model_path)
     return value
 
 
 def evaluate_checkpoint(config: EvaluateConfig) -> dict[str, Any]:
     """Evaluate `config.model_path` (and `compare`d models) on `config.split`; write and return the report."""
-    from rlrec.models.checkpoint import load_checkpoint
     from rlrec.utils.devices import resolve_device
 
     device = resolve_device(config.device)
-    index = load_index(config)
+    spec = RankingSpec.load(config.model_path)
     dataset = PreparedDataset.load(config.dataset_dir)
     dataset.require_examples(config.split)
-    # Cheap checks first: a wrong index or data should fail before the model is loaded.
-    check_index_covers(index, dataset.split(config.split), config.split, f"SID index {config.resolved_sid_dir()}")
+    index = None
+    if spec.decoding == "constrained_beam_search":
+        # Cheap checks first: a wrong index or data should fail before the model is loaded.
+        index = load_index(config)
+        check_index_covers(index, dataset.split(config.split), config.split,
+                           f"SID index {config.resolved_sid_dir()}")
     compared = config.compared_models()
-    model, tokenizer = load_checkpoint(config.model_path, device=device, dtype=config.dtype)
     settings = EvalSettings(**{f.name: getattr(config, f.name) for f in dataclasses.fields(EvalSettings)})
     if settings.max_history is None:
         settings.max_history = trained_max_history(config.model_path)
-    others = {name: functools.partial(load_compared, path, device=device, dtype=config.dtype,
+    ranker = load_ranker(config.model_path, index=index, device=device, dtype=config.dtype,
+                         num_beams=settings.num_beams, batch_size=settings.batch_size,
+                         max_history=settings.max_history)
+    others = {name: functools.partial(load_compared, path, index, settings, device=device, dtype=config.dtype,
                                       max_history=config.max_history)
               for name, path in compared.items()}
-    return evaluate_model(
-        model, tokenizer, index, dataset, settings, output_dir=config.resolved_output_dir(), device=str(device),
-        model_name=config.model_name, others=others,
+    return evaluate_rankers(
+        config.model_name, ranker, dataset, settings, output_dir=config.resolved_output_dir(), device=str(device),
+        others=others,
         metadata={"model_path": str(config.model_path), "dataset_dir": str(config.dataset_dir),
-                  "sid_dir": str(config.resolved_sid_dir()), "dtype": str(model.dtype)},
+                  "sid_dir": str(config.resolved_sid_dir()) if index is not None else None,
+                  "num_items_in_index": len(index) if index is not None else None,
+                  "dtype": str(getattr(ranker.model, "dtype", config.dtype))},
     )
 
 

@@ -24,7 +24,8 @@ import rlrec
 from rlrec.export.card import card_metadata, model_card, report_metrics, setrec_model_card
 from rlrec.export.source import SourceModel, hub_base_model, read_source
 from rlrec.inference.catalog import CATALOG_FILE, Catalog
-from rlrec.inference.recommender import INFERENCE_CONFIG, MANIFEST
+from rlrec.inference.recommender import MANIFEST
+from rlrec.ranking.spec import RankingSpec
 from rlrec.sid.index import INDEX_FILE, SIDIndex
 from rlrec.utils.errors import ConfigError, DataError
 from rlrec.utils.io import atomic_output_dir, read_json, write_json
@@ -156,8 +157,9 @@ def export_model(model_path: str | os.PathLike, output_dir: str | os.PathLike, *
                           "trained with")
     index = SIDIndex.load(sid_folder)
     data_dir, catalog = _catalog(source, dataset_dir, index.item_ids, f"the SID index {sid_folder}")
+    trained = RankingSpec.load(source.path)
     if max_history is None:
-        max_history = source.manifest.get("prompt_max_history")
+        max_history = trained.max_history
     name = model_name or output.name
     summary, data_source = _dataset_summary(data_dir)
     hub_base = base_model or hub_base_model(source.base_chain)
@@ -167,10 +169,8 @@ def export_model(model_path: str | os.PathLike, output_dir: str | os.PathLike, *
         _save_generation_config(tmp, tokenizer, model_config, index.num_levels, num_beams)
         index.save(tmp / "sid")
         catalog.save(tmp / CATALOG_FILE, index)
-        write_json(tmp / INFERENCE_CONFIG, {
-            "decoding": "constrained_beam_search", "num_beams": num_beams, "max_history": max_history,
-            "phrasing": 0, "num_levels": index.num_levels, "codebook_sizes": index.codebook_sizes,
-        })
+        RankingSpec(max_history=max_history, phrasing=trained.phrasing, num_beams=num_beams,
+                    details={"num_levels": index.num_levels, "codebook_sizes": index.codebook_sizes}).save(tmp)
         if source.eval_report is not None:
             write_json(tmp / EVAL_REPORT_FILE, source.eval_report)
         metadata = card_metadata(model_name=name, base_model=hub_base, datasets=list(datasets), license=license,
@@ -212,10 +212,9 @@ def export_setrec(source: SourceModel, output: Path, *, dataset_dir: str | os.Pa
         for file in (WEIGHTS_FILE, META_FILE):
             shutil.copy2(source.path / file, tmp / file)
         catalog.save(tmp / CATALOG_FILE, item_ids=item_ids)
-        write_json(tmp / INFERENCE_CONFIG, {
-            "decoding": "setrec_grounding", "max_history": config.get("max_history"),
-            "num_semantic_tokens": config.get("num_semantic_tokens"), "beta": config.get("beta"),
-        })
+        RankingSpec(decoding="setrec_grounding", max_history=config.get("max_history"),
+                    details={"num_semantic_tokens": config.get("num_semantic_tokens"),
+                             "beta": config.get("beta")}).save(tmp)
         if source.eval_report is not None:
             write_json(tmp / EVAL_REPORT_FILE, source.eval_report)
         metadata = card_metadata(model_name=name, base_model=hub_base, datasets=list(datasets), license=license,

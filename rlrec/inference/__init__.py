@@ -1,7 +1,7 @@
 """Serving a trained model: `Recommender` (top-k of a SID or SETRec model), its `Catalog`, a per-user cache.
 
 - `recommender`: `Recommender.from_pretrained(path).recommend(history, k)` / `recommend_batch`.
-- `backends`: how each identifier family ranks (SID constrained beam search, SETRec one-pass grounding).
+- the ranking itself is `rlrec.ranking` (SID constrained beam search, SETRec one-pass grounding, baselines).
 - `catalog`: `Catalog`, item id ↔ title, and the lookup of history entries given by title.
 - `cache`: `build_cache` / `refresh_cache` (resumable, per batch) and `TopKCache.load(path).get(user)`.
 

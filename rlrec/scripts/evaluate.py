@@ -2,7 +2,7 @@
 
     rlrec evaluate --config recipes/ml-100k/evaluate.yaml [--model_path runs/ml-100k/sft --split test ...]
 
-The model decodes by constrained beam search over the SID trie (`SIDRecommender`), so every candidate
+The model decodes by constrained beam search over the SID trie (`rlrec.ranking.SIDRanker`), so every candidate
 is a real item; the popularity and SASRec baselines rank the same examples of the same split, so the
 numbers compare like for like. HR@K and NDCG@K come out overall, for warm and cold targets and for
 head and tail (train popularity) targets. `output_dir` receives:

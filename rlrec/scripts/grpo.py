@@ -29,12 +29,13 @@ from trl import GRPOConfig, ModelConfig, TrlParser
 
 import rlrec
 from rlrec.data.schema import PreparedDataset
+from rlrec.ranking.spec import RankingSpec
 from rlrec.rewards.registry import DEFAULT_REWARDS, parse_rewards_field
 from rlrec.sid.index import SIDIndex
 from rlrec.training.config import EndEvalArguments
 from rlrec.training.valid_selection import ValidSelectionArguments
 from rlrec.utils.errors import ConfigError
-from rlrec.utils.io import read_json_object, write_json
+from rlrec.utils.io import write_json
 from rlrec.utils.output_dirs import prepare_training_output
 
 logger = logging.getLogger(__name__)
@@ -126,10 +127,6 @@ def make_parser() -> TrlParser:
     return TrlParser((GRPOScriptArguments, EndEvalArguments, RecGRPOConfig, ModelConfig, ValidSelectionArguments))
 
 
-def sft_manifest(model_path: str | os.PathLike) -> dict[str, Any]:
-    return read_json_object(Path(model_path) / MANIFEST, missing_ok=True)
-
-
 def prompt_dataset(dataset: PreparedDataset, index: SIDIndex, tokenizer: Any, max_history: int | None,
                    num_prompts: int | None, seed: int):
     """One GRPO row per train example: the next-item prompt (as the SFT model learned it), its target item and
@@ -141,11 +138,10 @@ def prompt_dataset(dataset: PreparedDataset, index: SIDIndex, tokenizer: Any, ma
     examples = [ex for ex in dataset.train if ex.target in index]
     if num_prompts is not None and num_prompts < len(examples):
         examples = random.Random(seed).sample(examples, num_prompts)
-    prompter = next_item_prompter(tokenizer, index)
+    prompter = next_item_prompter(tokenizer, index, max_history=max_history)
     rows = []
     for ex in examples:
-        history = ex.history[-max_history:] if max_history else ex.history
-        rows.append({"prompt": prompter(history), "target": ex.target,
+        rows.append({"prompt": prompter(ex.history), "target": ex.target,
                      "target_sid": index.sid(ex.target), "user_id": ex.user_id})
     if not rows:
         raise ConfigError("grpo: no train example has a target in the SID index")
@@ -199,7 +195,8 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
     dataset = PreparedDataset.load(script_args.dataset_dir)
     index = SIDIndex.load(sid_dir)
     check_index_matches(index, dataset, sid_dir, script_args.dataset_dir)
-    max_history = script_args.max_history_items or sft_manifest(model_path).get("prompt_max_history")
+    trained = RankingSpec.load(model_path)  # the SFT model is prompted as it was trained
+    max_history = script_args.max_history_items or trained.max_history
     eval_config = end_eval_config(eval_args, training_args, output_dir, script_args.dataset_dir, max_history)
     rewards, recipe = build_rewards(script_args, training_args, index, dataset)
 
@@ -244,6 +241,8 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(output_dir)
         index.save(output_dir / "sid")
+        RankingSpec(max_history=max_history, phrasing=trained.phrasing, num_beams=eval_args.eval_num_beams).save(
+            output_dir)
         manifest = {
             "stage": "grpo",
             "rlrec_version": rlrec.__version__,

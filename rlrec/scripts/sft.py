@@ -28,6 +28,7 @@ from trl import ModelConfig, TrlParser
 import rlrec
 from rlrec.data.schema import PreparedDataset
 from rlrec.models.scratch import SCRATCH, ScratchModelArguments, is_scratch
+from rlrec.ranking.spec import RankingSpec
 from rlrec.sid.index import SIDIndex, check_index_matches
 from rlrec.training.config import EndEvalArguments, RecSFTConfig, SFTScriptArguments
 from rlrec.training.valid_selection import ValidSelectionArguments
@@ -300,6 +301,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(output_dir)
         index.save(output_dir / "sid")
+        RankingSpec(max_history=script_args.max_history_items, num_beams=eval_args.eval_num_beams).save(output_dir)
         manifest = {
             "stage": "sft",
             "rlrec_version": rlrec.__version__,

@@ -12,13 +12,13 @@ from rlrec.setrec.grounding import dimension_scores, ground
 from rlrec.setrec.io import load_setrec, save_setrec
 from rlrec.setrec.mask import SetLayout, set_layout
 from rlrec.setrec.model import SETRecModel
-from rlrec.setrec.recommender import SETRecRecommender
+from rlrec.setrec.ranker import SETRecRanker
 from rlrec.setrec.train import apply_lora, merge_lora, train_setrec
 
 __all__ = [
     "SETRecModel",
     "SETRecModelConfig",
-    "SETRecRecommender",
+    "SETRecRanker",
     "SETRecTrainConfig",
     "SetLayout",
     "apply_lora",

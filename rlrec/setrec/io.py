@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 import rlrec
+from rlrec.ranking.spec import RankingSpec
 from rlrec.setrec.config import SETRecModelConfig
 from rlrec.setrec.model import SETRecModel
 from rlrec.setrec.train import merge_lora
@@ -51,6 +52,7 @@ def save_setrec(model: SETRecModel, folder: str | os.PathLike, tokenizer: Any | 
             "text_dim": int(model.semantic.texts.shape[1]),
             "num_prompt_tokens": len(model.prompt_ids),
         })
+        RankingSpec(decoding="setrec_grounding", max_history=model.config.max_history).save(tmp)
         for checkpoint in checkpoints(folder):  # the trainer's, kept as `rlrec sft` keeps them
             os.replace(checkpoint, tmp / checkpoint.name)
         write_json(tmp / MANIFEST, {"stage": "setrec", "rlrec_version": rlrec.__version__, **(manifest or {})})

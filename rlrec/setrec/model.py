@@ -108,7 +108,7 @@ class SETRecModel(nn.Module):
         The prompt is the same for every user and, under the causal rule, attends only to itself, so its keys
         and values depend on the LLM's weights alone. Training recomputes them every step (the weights move and
         the gradient flows through them); inference computes them once and reuses them for every batch
-        (`SETRecRecommender`), which matters most at small batches: at batch 1 the prompt is a third of the
+        (`SETRecRanker`), which matters most at small batches: at batch 1 the prompt is a third of the
         positions.
         """
         if not len(self.prompt_ids):

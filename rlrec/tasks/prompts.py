@@ -41,19 +41,25 @@ def history_prompt(history: Sequence[str], index: SIDIndex, phrasing: int = 0) -
     return next_item_prompt([index.sid(item) for item in history if item in index], phrasing)
 
 
-def next_item_prompter(tokenizer: Any, index: SIDIndex, phrasing: int = 0) -> Callable[[Sequence[str]], Prompt]:
-    """`history -> prompt`, the next-item prompt as `tokenizer`'s model was trained on it.
+def next_item_prompter(tokenizer: Any, index: SIDIndex, phrasing: int = 0,
+                       max_history: int | None = None) -> Callable[[Sequence[str]], Prompt]:
+    """`history -> prompt`, the next-item prompt as `tokenizer`'s model was trained on it, from the last
+    `max_history` items of the history (all of them for None).
 
     A from-scratch model's SID-only tokenizer (`rlrec.models.scratch`) gets `<bos>` and the history's SIDs,
     as a plain string; every other model gets `history_prompt`'s chat messages. Which of the two is decided
     once here (reading the vocabulary takes a fraction of a millisecond, too much per prompt of a 96k-row
-    GRPO dataset), so callers that ask for many prompts build one prompter and reuse it.
+    GRPO dataset), so callers that ask for many prompts build one prompter and reuse it. SFT's next-item
+    task, GRPO's prompts and every ranking (`rlrec.ranking.SIDRanker`) use it.
     """
     from rlrec.models.scratch import is_sid_tokenizer, sid_prompt
 
+    if max_history is not None and max_history < 1:
+        raise ValueError(f"max_history={max_history}; expected a positive integer or None")
+    start = -max_history if max_history else None
     if is_sid_tokenizer(tokenizer):
-        return lambda history: sid_prompt([index.sid(item) for item in history if item in index])
-    return lambda history: history_prompt(history, index, phrasing)
+        return lambda history: sid_prompt([index.sid(item) for item in list(history)[start:] if item in index])
+    return lambda history: history_prompt(list(history)[start:], index, phrasing)
 
 
 def model_history_prompt(tokenizer: Any, history: Sequence[str], index: SIDIndex, phrasing: int = 0) -> Prompt:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from trl import SFTConfig
 
+from rlrec.evaluation.settings import eval_arguments
 from rlrec.utils.errors import ConfigError
 
 DEFAULT_TASKS: dict[str, float] = {
@@ -40,32 +41,14 @@ def parse_mapping(value: Any, field_name: str) -> dict[str, float]:
     return value
 
 
-@dataclass
-class EndEvalArguments:
-    """The constrained-beam-search evaluation a training stage runs on the model it saved."""
-
-    eval_at_end: bool = field(
-        default=True, metadata={"help": "Run constrained-beam-search evaluation on the model that was saved."}
-    )
-    eval_split: str = field(default="valid", metadata={"help": "Split for the end-of-training evaluation."})
-    eval_max_examples: int | None = field(
-        default=None, metadata={"help": "Evaluate on this many examples (a fixed subset); None: all."}
-    )
-    eval_num_beams: int = field(default=20, metadata={"help": "Beams of the constrained search at evaluation."})
-    eval_k_values: list[int] = field(
-        default_factory=lambda: [1, 3, 5, 10, 20], metadata={"help": "K of HR@K / NDCG@K (each <= eval_num_beams)."}
-    )
-    eval_baselines: list[str] = field(
-        default_factory=lambda: ["popularity", "sasrec"],
-        metadata={"help": "Baselines evaluated beside the model on the same examples."},
-    )
-
-    def __post_init__(self) -> None:
-        if self.eval_at_end and max(self.eval_k_values) > self.eval_num_beams:
-            raise ConfigError(
-                f"`eval_k_values` go up to {max(self.eval_k_values)} but `eval_num_beams` is {self.eval_num_beams}: "
-                "beam search ranks at most eval_num_beams items"
-            )
+EndEvalArguments = eval_arguments(
+    "EndEvalArguments",
+    "The evaluation a training stage runs on the model it saved (`rlrec evaluate`'s settings, `eval_`-prefixed).",
+    ["split", "max_examples", "num_beams", "k_values", "baselines"],
+    defaults={"split": "valid"},
+    extra=[("eval_at_end", bool, field(
+        default=True, metadata={"help": "Run constrained-beam-search evaluation on the model that was saved."}))],
+)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +16,14 @@ def end_eval_config(eval_args: EndEvalArguments, training_args: Any, output_dir:
         return None
     from rlrec.evaluation.run import EvaluateConfig
 
+    settings = eval_args.settings(max_history=max_history, seed=training_args.seed)
     return EvaluateConfig(
         model_path=str(output_dir),
         dataset_dir=dataset_dir,
         sid_dir=str(output_dir / "sid"),
-        split=eval_args.eval_split,
-        k_values=list(eval_args.eval_k_values),
-        num_beams=eval_args.eval_num_beams,
-        max_examples=eval_args.eval_max_examples,
-        max_history=max_history,
-        baselines=list(eval_args.eval_baselines),
         output_dir=str(output_dir / "eval"),
         device="cpu" if training_args.use_cpu else "auto",
-        seed=training_args.seed,
+        **dataclasses.asdict(settings),
     )
 
 

@@ -2,7 +2,7 @@
 
 Training loss says little about ranking, and a GRPO run can lower NDCG on users it has not seen while
 its reward rises on the prompts it trains on. So a stage can rank the valid users with constrained beam
-search (the evaluation's own `SIDRecommender`) at the start and every `valid_every_steps` steps, keep
+search (the evaluation's own `SIDRanker`) at the start and every `valid_every_steps` steps, keep
 the weights of the best `valid_metric` seen (the start included: a run that only got worse ends with its
 start), stop after `valid_patience` checks without a new best, and load the best weights back when
 training ends, before the model is saved. The curve goes into the
@@ -100,22 +100,21 @@ class ValidSelectionCallback(TrainerCallback):
         if not examples:
             raise ConfigError("valid_every_steps is set but the valid split has no examples to rank")
         self.args = args
-        self.examples = sorted(examples, key=lambda ex: len(ex.history))  # similar lengths decode together
+        self.examples = examples
         self.index, self.tokenizer, self.max_history = index, tokenizer, max_history
         self.curve: list[dict[str, float]] = []
         self.stopped_at: int | None = None  # the step early stopping ended training at
         self.best: dict[str, float] | None = None
         self._best_state: dict[str, torch.Tensor] | None = None
 
-    def _rank(self, model: torch.nn.Module, step: int) -> None:
-        from rlrec.evaluation.evaluate import evaluate_recommender
-        from rlrec.evaluation.sid_recommender import SIDRecommender
+    def _validate(self, model: torch.nn.Module, step: int) -> None:
+        from rlrec.evaluation.evaluate import evaluate_ranker
+        from rlrec.ranking import SIDRanker
 
         start = time.perf_counter()
-        recommender = SIDRecommender(model, self.tokenizer, self.index, num_beams=self.args.valid_num_beams,
-                                     batch_size=self.args.valid_batch_size, max_history=self.max_history)
-        metrics = evaluate_recommender(recommender, self.examples, [self.args.k],
-                                       batch_size=self.args.valid_batch_size)["all"]
+        ranker = SIDRanker(model, self.tokenizer, self.index, num_beams=self.args.valid_num_beams,
+                           batch_size=self.args.valid_batch_size, max_history=self.max_history)
+        metrics = evaluate_ranker(ranker, self.examples, [self.args.k], batch_size=len(self.examples))["all"]
         point = {"step": step, **metrics, "seconds": round(time.perf_counter() - start, 2)}
         self.curve.append(point)
         value = metrics[self.args.valid_metric]
@@ -130,13 +129,13 @@ class ValidSelectionCallback(TrainerCallback):
             raise ConfigError("valid_every_steps does not work under ZeRO-3 (each process holds a shard of the "
                               "weights); use ZeRO-2 or DDP, or evaluate the saved checkpoints afterwards")
         if not self.curve:
-            self._rank(model, state.global_step)
+            self._validate(model, state.global_step)
         elif self._best_state is None and self.best is not None:  # resumed at the best step: the checkpoint's
             self._best_state = _cpu_copy(model)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.args.valid_every_steps == 0:
-            self._rank(model, state.global_step)
+            self._validate(model, state.global_step)
             patience = self.args.valid_patience
             if patience is not None and len(self.curve) - 1 - self.curve.index(self.best) >= patience:
                 logger.info("no new best valid %s in %d checks: stopping at step %d", self.args.valid_metric,
@@ -146,7 +145,7 @@ class ValidSelectionCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if not self.curve or self.curve[-1]["step"] != state.global_step:
-            self._rank(model, state.global_step)
+            self._validate(model, state.global_step)
         if self._best_state is not None and self.best["step"] != state.global_step:
             model.load_state_dict(self._best_state)
             logger.info("kept the weights of step %d (valid %s %.4f) instead of the last step's", self.best["step"],

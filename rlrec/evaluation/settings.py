@@ -1,0 +1,135 @@
+"""`EvalSettings`: how a model is evaluated, declared once.
+
+`rlrec evaluate` takes the fields as they are (`EvaluateConfig` extends it); the training stages' end-of-training
+evaluation and `rlrec setrec` take `eval_`-prefixed copies of some of them (`eval_arguments`), since their
+parsers also hold TRL's and transformers' fields, and turn them back into `EvalSettings` with `settings()`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlrec.evaluation.evaluate import BASELINES, EVAL_SPLITS
+from rlrec.evaluation.metrics import DEFAULT_K_VALUES
+from rlrec.utils.errors import ConfigError
+
+PREFIX = "eval_"
+
+
+@dataclass
+class EvalSettings:
+    """How a model is evaluated: split, cut-offs, beam search, subset, baselines (shared with the SFT stage)."""
+
+    split: str = field(default="test", metadata={"help": "Split to evaluate: `valid` or `test`."})
+    k_values: list[int] = field(
+        default_factory=lambda: list(DEFAULT_K_VALUES),
+        metadata={"help": "Cut-offs K of HR@K and NDCG@K; the largest must not exceed `num_beams`."},
+    )
+    num_beams: int = field(
+        default=20, metadata={"help": "Beams of the constrained beam search: the most items ranked per user."}
+    )
+    batch_size: int = field(default=32, metadata={"help": "Users decoded together (prompts per forward pass)."})
+    max_history: int | None = field(
+        default=None,
+        metadata={"help": "Keep only the most recent items of each history in the prompt; None: as prepared."},
+    )
+    max_examples: int | None = field(
+        default=None,
+        metadata={
+            "help": "Evaluate a fixed random subset of this many users (drawn with `seed`, same for every "
+            "model); None: the whole split."
+        },
+    )
+    baselines: list[str] = field(
+        default_factory=lambda: list(BASELINES),
+        metadata={"help": "Baselines ranked on the same examples: `popularity`, `sasrec` (none: an empty list)."},
+    )
+    head_fraction: float | None = field(
+        default=0.2,
+        metadata={"help": "Most popular fraction of train items that counts as `head` (the rest `tail`); "
+                  "None: no head/tail breakdown."},
+    )
+    cold_pool: bool = field(
+        default=True,
+        metadata={"help": "Also rank each user whose target is cold among the cold items only (items in no train "
+                  "example), the cold-start protocol of SETRec and similar papers: group `cold_pool`. The `cold` "
+                  "group ranks the same users among all items."},
+    )
+    sasrec_epochs: int = field(default=10, metadata={"help": "Training epochs of the SASRec baseline."})
+    sasrec_max_len: int = field(default=50, metadata={"help": "Most recent items SASRec reads per history."})
+    sasrec_hidden_size: int = field(default=64, metadata={"help": "Embedding / hidden width of SASRec."})
+    seed: int = field(default=42, metadata={"help": "Seed of the example subset and of SASRec's training."})
+    plot: bool = field(default=True, metadata={"help": "Also write `metrics.png` next to `report.json`."})
+
+    def __post_init__(self) -> None:
+        if self.split not in EVAL_SPLITS:
+            raise ConfigError(f"split={self.split!r}; expected one of {', '.join(EVAL_SPLITS)}")
+        if not self.k_values or any(int(k) < 1 for k in self.k_values):
+            raise ConfigError(f"k_values={self.k_values}; expected positive integers")
+        self.k_values = sorted({int(k) for k in self.k_values})
+        for name in ("num_beams", "batch_size", "sasrec_epochs", "sasrec_max_len", "sasrec_hidden_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)}; expected a positive integer")
+        if self.k_values[-1] > self.num_beams:
+            raise ConfigError(
+                f"k_values go up to {self.k_values[-1]} but num_beams={self.num_beams}: beam search ranks at most "
+                "num_beams items; raise num_beams or lower the largest K"
+            )
+        for name in ("max_history", "max_examples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name}={value}; expected a positive integer or None")
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise ConfigError(f"baselines: unknown {unknown}; expected any of {', '.join(BASELINES)}")
+        if self.head_fraction is not None and not 0.0 < self.head_fraction < 1.0:
+            raise ConfigError(f"head_fraction={self.head_fraction}; expected a number in (0, 1) or None")
+
+
+class EvalArguments:
+    """Base of the `eval_arguments` classes: `settings()` gives the `EvalSettings` they stand for."""
+
+    _settings_fields: tuple[str, ...] = ()
+
+    def settings(self, **overrides: Any) -> EvalSettings:
+        values = {name: getattr(self, PREFIX + name) for name in self._settings_fields}
+        try:
+            return EvalSettings(**{**values, **overrides})
+        except ConfigError as err:  # name the fields as the user wrote them
+            names = "|".join(self._settings_fields)
+            raise ConfigError(re.sub(rf"\b({names})\b", lambda m: PREFIX + m.group(1), str(err))) from None
+
+    def __post_init__(self) -> None:
+        self.settings()  # checked when parsed, before any model loads
+
+
+def eval_arguments(name: str, doc: str, names: Sequence[str], defaults: dict[str, Any] | None = None,
+                   extra: Sequence[tuple[str, type, Any]] = ()) -> type:
+    """A dataclass with an `eval_<name>` field for each of `names` (EvalSettings' type, help and default, or
+    `defaults[name]`), plus `extra` fields first; `settings()` builds the EvalSettings."""
+    defaults = defaults or {}
+    source = {f.name: f for f in dataclasses.fields(EvalSettings)}
+    unknown = [n for n in [*names, *defaults] if n not in source]
+    if unknown:
+        raise ValueError(f"not EvalSettings fields: {unknown}")
+    specs = list(extra)
+    for n in names:
+        original = source[n]
+        if n in defaults:
+            value = defaults[n]
+            spec = field(default_factory=lambda v=value: list(v)) if isinstance(value, list) else field(default=value)
+        elif original.default_factory is not dataclasses.MISSING:
+            spec = field(default_factory=original.default_factory)
+        else:
+            spec = field(default=original.default)
+        spec.metadata = original.metadata
+        specs.append((PREFIX + n, original.type, spec))
+    cls = dataclasses.make_dataclass(name, specs, bases=(EvalArguments,))
+    cls.__module__ = __name__  # the string annotations resolve in this module
+    cls.__doc__ = doc
+    cls._settings_fields = tuple(names)
+    return cls
