@@ -94,6 +94,22 @@ def constrained_beam_search(
     return outside_inference_mode(output)
 
 
+def start_search(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                 constraint: SIDConstraint, cache_strategy: CacheStrategy,
+                 ) -> tuple[SIDConstraint, PromptCache, torch.Tensor]:
+    """The constraint on the prompts' device, the prompts' cache and their last logits, after checking that the
+    model's vocabulary holds every SID token (the start of both the beam search and the sampler)."""
+    constraint = constraint.to(input_ids.device)
+    state = PromptCache(model, cache_strategy)
+    logits = state.prefill(input_ids, attention_mask)
+    if logits.shape[-1] <= constraint.max_token_id:
+        raise ValueError(
+            f"the model's vocabulary ({logits.shape[-1]}) lacks SID token id {constraint.max_token_id}: "
+            "resize its embeddings after adding the SID tokens"
+        )
+    return constraint, state, logits
+
+
 def _beam_search(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
@@ -106,15 +122,8 @@ def _beam_search(
     if num_beams < 1:
         raise ValueError(f"num_beams must be >= 1, got {num_beams}")
     device = input_ids.device
-    constraint = constraint.to(device)
     batch = input_ids.shape[0]
-    state = PromptCache(model, cache_strategy)
-    logits = state.prefill(input_ids, attention_mask)
-    if logits.shape[-1] <= constraint.max_token_id:
-        raise ValueError(
-            f"the model's vocabulary ({logits.shape[-1]}) lacks SID token id {constraint.max_token_id}: "
-            "resize its embeddings after adding the SID tokens"
-        )
+    constraint, state, logits = start_search(model, input_ids, attention_mask, constraint, cache_strategy)
 
     if exclude is not None and len(exclude) != batch:
         raise ValueError(f"exclude has {len(exclude)} rows for a batch of {batch} prompts")

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from rlrec.generation.beam_search import outside_inference_mode
-from rlrec.generation.cache import CacheStrategy, PromptCache
+from rlrec.generation.beam_search import outside_inference_mode, start_search
+from rlrec.generation.cache import CacheStrategy
 from rlrec.generation.constraint import SIDConstraint
 
 
@@ -80,15 +80,8 @@ def _sample(
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     device = input_ids.device
-    constraint = constraint.to(device)
     batch = input_ids.shape[0]
-    state = PromptCache(model, cache_strategy)
-    logits = state.prefill(input_ids, attention_mask)
-    if logits.shape[-1] <= constraint.max_token_id:
-        raise ValueError(
-            f"the model's vocabulary ({logits.shape[-1]}) lacks SID token id {constraint.max_token_id}: "
-            "resize its embeddings after adding the SID tokens"
-        )
+    constraint, state, logits = start_search(model, input_ids, attention_mask, constraint, cache_strategy)
     logits = logits.repeat_interleave(num_samples, dim=0)  # the level-0 draws all extend the prompt
     parents = torch.zeros(batch, num_samples, dtype=torch.long, device=device)
 
