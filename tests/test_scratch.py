@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlrec.cli import run_stage
+from rlrec.cli import UsageError, run_stage
 from rlrec.data.schema import Example
 from rlrec.data.synthetic import synthetic_dataset, synthetic_sid_index
 from rlrec.models.scratch import (
@@ -292,6 +292,45 @@ def test_grpo_with_added_targets_raises_the_targets_logprobs(ws, scratch_sft, tm
     before, after = mean_target_logprob(scratch_sft), mean_target_logprob(out)
     print(f"target log-prob before {before:.3f} after {after:.3f}")
     assert after > before + 0.1
+
+
+def test_grpo_anchor_coef_adds_the_target_cross_entropy(ws, scratch_sft, tmp_path):
+    """With rewards weighted 0 the policy gradient is 0 (every advantage is 0): the anchor alone must then move the
+    weights toward the targets, and the same run without it must leave them as they were."""
+    from rlrec.data.schema import PreparedDataset
+    from rlrec.generation.rollout import target_logprobs
+    from rlrec.models.checkpoint import load_checkpoint
+    from rlrec.scripts.grpo import prompt_dataset
+
+    dataset = PreparedDataset.load(ws / "data")
+
+    def run(name: str, coef: str) -> dict:
+        return run_stage("grpo", [
+            "--dataset_dir", str(ws / "data"), "--model_name_or_path", str(scratch_sft), "--output_dir",
+            str(tmp_path / name), "--use_cpu", "true", "--max_steps", "4", "--num_generations", "4",
+            "--per_device_train_batch_size", "16", "--logging_steps", "1", "--save_strategy", "no", "--report_to",
+            "none", "--num_train_prompts", "8", "--learning_rate", "0.003", "--eval_at_end", "false", "--rewards",
+            json.dumps([{"name": "exact_match", "weight": 0.0}]), "--anchor_coef", coef, "--seed", "5",
+        ])
+
+    def mean_target_logprob(folder: Path) -> float:
+        model, tokenizer = load_checkpoint(folder, device="cpu")
+        index = SIDIndex.load(folder / "sid")
+        rows = prompt_dataset(dataset, index, tokenizer, 5, 8, seed=5)
+        prompt_ids = [tokenizer(r["prompt"], add_special_tokens=False)["input_ids"] for r in rows]
+        targets = torch.tensor([tokenizer.convert_tokens_to_ids(index.tokens(r["target"])) for r in rows])
+        return float(target_logprobs(model, prompt_ids, targets, tokenizer.pad_token_id).sum(-1).mean())
+
+    anchored, plain = run("anchored", "1.0"), run("plain", "0")
+    assert anchored["config"]["script"]["anchor_coef"] == 1.0
+    logged = [entry["anchor/ce"] for entry in anchored["reward_log"] if "anchor/ce" in entry]
+    assert len(logged) == 4 and all(ce > 0 for ce in logged)
+    assert not any("anchor/ce" in entry for entry in plain["reward_log"])
+    before = mean_target_logprob(scratch_sft)
+    assert mean_target_logprob(tmp_path / "plain") == pytest.approx(before, abs=1e-5)
+    assert mean_target_logprob(tmp_path / "anchored") > before + 0.1
+    with pytest.raises(UsageError, match="anchor_coef"):
+        run("bad", "-1")
 
 
 def test_valid_patience_stops_a_run_that_stopped_improving(ws, tmp_path):

@@ -33,6 +33,7 @@ from rlrec.ranking.spec import RankingSpec
 from rlrec.rewards.registry import DEFAULT_REWARDS, parse_rewards_field
 from rlrec.sid.index import SIDIndex
 from rlrec.training.config import EndEvalArguments
+from rlrec.training.grpo_trainer import check_anchor_coef
 from rlrec.training.valid_selection import ValidSelectionArguments
 from rlrec.utils.errors import ConfigError
 from rlrec.utils.io import write_json
@@ -76,6 +77,12 @@ class GRPOScriptArguments:
                   "wrong candidate's only at the first token where its SID leaves the target's "
                   "(rlrec/generation/rollout.py says why); target: only the target's tokens (an SFT control)."},
     )
+    anchor_coef: float = field(
+        default=0.0,
+        metadata={"help": "Add anchor_coef x the cross-entropy of each prompt's target SID (teacher-forced, the SFT "
+                  "loss on the same prompts) to GRPO's loss, logged as anchor/ce; 0: plain GRPO. Holds the policy "
+                  "on the targets so a higher learning rate does not drift (rlrec/training/grpo_trainer.py)."},
+    )
     rollout_batch_size: int = field(default=16, metadata={"help": "Prompts decoded together in a rollout."})
     num_train_prompts: int | None = field(
         default=None, metadata={"help": "Train on a random subset of this many train examples; None: all."}
@@ -89,6 +96,7 @@ class GRPOScriptArguments:
         self.rewards = parse_rewards_field(self.rewards) or list(DEFAULT_REWARDS)
         if self.rollout not in ("beam", "sample"):
             raise ConfigError(f"`rollout` must be 'beam' or 'sample', got {self.rollout!r}")
+        check_anchor_coef(self.anchor_coef)
         if self.num_train_prompts is not None and self.num_train_prompts < 1:
             raise ConfigError(f"`num_train_prompts` must be positive, got {self.num_train_prompts}")
 
@@ -220,6 +228,8 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
         processing_class=tokenizer,
         peft_config=lora_config(model_args),
         rollout_func=rollout,
+        anchor_coef=script_args.anchor_coef,
+        target_ids=lambda item: tokenizer.convert_tokens_to_ids(index.tokens(item)) if item in index else None,
     )
     selection = valid_selection_callback(valid_args, dataset, index, tokenizer,
                                          max_history, training_args.seed)
