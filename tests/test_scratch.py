@@ -266,9 +266,6 @@ def test_grpo_with_added_targets_raises_the_targets_logprobs(ws, scratch_sft, tm
     """A toy check that the policy gradient points the right way: a few GRPO steps with an exact-match reward
     and the target put in every group raise the log-probability of the rewarded items on the trained prompts."""
     from rlrec.data.schema import PreparedDataset
-    from rlrec.generation.rollout import target_logprobs
-    from rlrec.models.checkpoint import load_checkpoint
-    from rlrec.scripts.grpo import prompt_dataset
 
     out = tmp_path / "grpo"
     manifest = run_stage("grpo", [
@@ -281,15 +278,7 @@ def test_grpo_with_added_targets_raises_the_targets_logprobs(ws, scratch_sft, tm
     assert manifest["rollout_added_targets"] > 0
     dataset = PreparedDataset.load(ws / "data")
 
-    def mean_target_logprob(folder: Path) -> float:
-        model, tokenizer = load_checkpoint(folder, device="cpu")
-        index = SIDIndex.load(folder / "sid")
-        rows = prompt_dataset(dataset, index, tokenizer, 5, 16, seed=5)
-        prompt_ids = [tokenizer(r["prompt"], add_special_tokens=False)["input_ids"] for r in rows]
-        targets = torch.tensor([tokenizer.convert_tokens_to_ids(index.tokens(r["target"])) for r in rows])
-        return float(target_logprobs(model, prompt_ids, targets, tokenizer.pad_token_id).sum(-1).mean())
-
-    before, after = mean_target_logprob(scratch_sft), mean_target_logprob(out)
+    before, after = mean_target_logprob(dataset, scratch_sft, 16), mean_target_logprob(dataset, out, 16)
     print(f"target log-prob before {before:.3f} after {after:.3f}")
     assert after > before + 0.1
 
@@ -298,9 +287,6 @@ def test_grpo_anchor_coef_adds_the_target_cross_entropy(ws, scratch_sft, tmp_pat
     """With rewards weighted 0 the policy gradient is 0 (every advantage is 0): the anchor alone must then move the
     weights toward the targets, and the same run without it must leave them as they were."""
     from rlrec.data.schema import PreparedDataset
-    from rlrec.generation.rollout import target_logprobs
-    from rlrec.models.checkpoint import load_checkpoint
-    from rlrec.scripts.grpo import prompt_dataset
 
     dataset = PreparedDataset.load(ws / "data")
 
@@ -313,22 +299,14 @@ def test_grpo_anchor_coef_adds_the_target_cross_entropy(ws, scratch_sft, tmp_pat
             json.dumps([{"name": "exact_match", "weight": 0.0}]), "--anchor_coef", coef, "--seed", "5",
         ])
 
-    def mean_target_logprob(folder: Path) -> float:
-        model, tokenizer = load_checkpoint(folder, device="cpu")
-        index = SIDIndex.load(folder / "sid")
-        rows = prompt_dataset(dataset, index, tokenizer, 5, 8, seed=5)
-        prompt_ids = [tokenizer(r["prompt"], add_special_tokens=False)["input_ids"] for r in rows]
-        targets = torch.tensor([tokenizer.convert_tokens_to_ids(index.tokens(r["target"])) for r in rows])
-        return float(target_logprobs(model, prompt_ids, targets, tokenizer.pad_token_id).sum(-1).mean())
-
     anchored, plain = run("anchored", "1.0"), run("plain", "0")
     assert anchored["config"]["script"]["anchor_coef"] == 1.0
     logged = [entry["anchor/ce"] for entry in anchored["reward_log"] if "anchor/ce" in entry]
     assert len(logged) == 4 and all(ce > 0 for ce in logged)
     assert not any("anchor/ce" in entry for entry in plain["reward_log"])
-    before = mean_target_logprob(scratch_sft)
-    assert mean_target_logprob(tmp_path / "plain") == pytest.approx(before, abs=1e-5)
-    assert mean_target_logprob(tmp_path / "anchored") > before + 0.1
+    before = mean_target_logprob(dataset, scratch_sft, 8)
+    assert mean_target_logprob(dataset, tmp_path / "plain", 8) == pytest.approx(before, abs=1e-5)
+    assert mean_target_logprob(dataset, tmp_path / "anchored", 8) > before + 0.1
     with pytest.raises(UsageError, match="anchor_coef"):
         run("bad", "-1")
 
@@ -445,3 +423,17 @@ def test_a_compared_checkpoint_is_decoded_with_its_own_sid_index(ws, scratch_sft
                                   "--output_dir", str(tmp_path / "side"), *common])
     assert side["models"]["other"]["all"] == alone["models"]["model"]["all"]
     assert side["per_user"]["ranks"]["other"] == alone["per_user"]["ranks"]["model"]
+
+
+def mean_target_logprob(dataset, folder: Path, num_prompts: int) -> float:
+    """Mean log-probability of the targets' SIDs under the model in `folder`, over `num_prompts` GRPO prompts."""
+    from rlrec.generation.rollout import target_logprobs
+    from rlrec.models.checkpoint import load_checkpoint
+    from rlrec.scripts.grpo import prompt_dataset
+
+    model, tokenizer = load_checkpoint(folder, device="cpu")
+    index = SIDIndex.load(folder / "sid")
+    rows = prompt_dataset(dataset, index, tokenizer, 5, num_prompts, seed=5)
+    prompt_ids = [tokenizer(r["prompt"], add_special_tokens=False)["input_ids"] for r in rows]
+    targets = torch.tensor([tokenizer.convert_tokens_to_ids(index.tokens(r["target"])) for r in rows])
+    return float(target_logprobs(model, prompt_ids, targets, tokenizer.pad_token_id).sum(-1).mean())
