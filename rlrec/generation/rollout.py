@@ -221,6 +221,11 @@ def target_logprobs(model: torch.nn.Module, prompt_ids: list[list[int]], complet
     return logprobs.gather(-1, completions.to(device).unsqueeze(-1)).squeeze(-1).cpu()
 
 
+def sid_token_ids(tokenizer: Any, index: SIDIndex, item: str) -> list[int] | None:
+    """The token ids of `item`'s SID (None for an item without one): what the policy writes for it."""
+    return tokenizer.convert_tokens_to_ids(index.tokens(item)) if item in index else None
+
+
 def add_missing_targets(model: torch.nn.Module, index: SIDIndex, tokenizer: Any, prompt_ids: list[list[int]],
                         targets: Sequence[str], items: torch.Tensor, sequences: torch.Tensor,
                         logprobs: torch.Tensor) -> int:
@@ -231,7 +236,7 @@ def add_missing_targets(model: torch.nn.Module, index: SIDIndex, tokenizer: Any,
                if target in position and position[target] not in set(items[p].tolist())]
     if not missing:
         return 0
-    ids = torch.tensor([tokenizer.convert_tokens_to_ids(index.tokens(targets[p])) for p in missing], dtype=torch.long)
+    ids = torch.tensor([sid_token_ids(tokenizer, index, targets[p]) for p in missing], dtype=torch.long)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     scored = target_logprobs(model, [prompt_ids[p] for p in missing], ids, pad_id)
     for j, p in enumerate(missing):
@@ -248,7 +253,7 @@ def divergence_masks(tokenizer: Any, index: SIDIndex, targets: Sequence[str], se
     candidates in rank order."""
     masks = []
     for p, target in enumerate(targets):
-        wanted = tokenizer.convert_tokens_to_ids(index.tokens(target)) if target in index else None
+        wanted = sid_token_ids(tokenizer, index, target)
         for row in sequences[p].tolist():
             if wanted is None or row == wanted:
                 masks.append([1] * len(row))

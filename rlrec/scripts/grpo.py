@@ -16,6 +16,7 @@ index in `sid/`, and `manifest.json`, written last.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import random
@@ -42,6 +43,8 @@ from rlrec.utils.output_dirs import prepare_training_output
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+
+
 @dataclass
 class GRPOScriptArguments:
     """What the GRPO stage reads, how it rolls out, and which rewards score the rollouts."""
@@ -177,7 +180,7 @@ def build_rewards(script_args: GRPOScriptArguments, training_args: RecGRPOConfig
 
 def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training_args: RecGRPOConfig,
          model_args: ModelConfig, valid_args: ValidSelectionArguments | None = None) -> dict[str, Any]:
-    from rlrec.generation.rollout import SIDRollout
+    from rlrec.generation.rollout import SIDRollout, sid_token_ids
     from rlrec.models.checkpoint import load_checkpoint
     from rlrec.sid.index import check_index_matches
     from rlrec.training.end_eval import end_eval_config, run_end_eval
@@ -229,7 +232,7 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
         peft_config=lora_config(model_args),
         rollout_func=rollout,
         anchor_coef=script_args.anchor_coef,
-        target_ids=lambda item: tokenizer.convert_tokens_to_ids(index.tokens(item)) if item in index else None,
+        target_ids=functools.partial(sid_token_ids, tokenizer, index),
     )
     selection = valid_selection_callback(valid_args, dataset, index, tokenizer,
                                          max_history, training_args.seed)
