@@ -33,6 +33,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "sid": ("rlrec.scripts.sid", "embed item texts and quantise them into Semantic IDs"),
     "sft": ("rlrec.scripts.sft", "fine-tune an LLM to write the next item's SID (SA-Init, task mixture)"),
     "grpo": ("rlrec.scripts.grpo", "refine an SFT model with GRPO over constrained beam-search rollouts"),
+    "dpo": ("rlrec.scripts.dpo", "refine an SFT model with DPO against its own beam-search negatives"),
     "rewards": ("rlrec.scripts.rewards", "compare rewards on one set of rollouts: mean, group variance, correlation"),
     "evaluate": ("rlrec.scripts.evaluate", "HR@K / NDCG@K with constrained beam search, beside baselines"),
     "export": ("rlrec.scripts.export", "write a Hub-ready model folder (model, SID index, catalog, card) and push it"),

@@ -437,3 +437,80 @@ def mean_target_logprob(dataset, folder: Path, num_prompts: int) -> float:
     prompt_ids = [tokenizer(r["prompt"], add_special_tokens=False)["input_ids"] for r in rows]
     targets = torch.tensor([tokenizer.convert_tokens_to_ids(index.tokens(r["target"])) for r in rows])
     return float(target_logprobs(model, prompt_ids, targets, tokenizer.pad_token_id).sum(-1).mean())
+
+
+# -- DPO on beam negatives -----------------------------------------------------------------------------------------
+
+def _dpo_argv(ws: Path, model: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "--dataset_dir", str(ws / "data"), "--model_name_or_path", str(model), "--output_dir", str(out),
+        "--use_cpu", "true", "--per_device_train_batch_size", "16", "--logging_steps", "1", "--save_strategy", "no",
+        "--report_to", "none", "--eval_at_end", "false", "--seed", "5", *extra,
+    ]
+
+
+def test_dpo_pairs_the_target_with_the_models_own_top_wrong_items(ws, scratch_sft):
+    from rlrec.data.schema import PreparedDataset
+    from rlrec.models.checkpoint import load_checkpoint
+    from rlrec.ranking import SIDRanker
+    from rlrec.scripts.dpo import DPOScriptArguments, preference_dataset
+
+    dataset = PreparedDataset.load(ws / "data")
+    model, tokenizer = load_checkpoint(scratch_sft, device="cpu")
+    index = SIDIndex.load(scratch_sft / "sid")
+    ranker = SIDRanker(model, tokenizer, index, num_beams=8, max_history=5)
+    args = DPOScriptArguments(num_negatives=3, negative_beams=8, num_train_prompts=10)
+    rows, prompts = preference_dataset(ranker, dataset, index, args, seed=3)
+    assert prompts == 10 and len(rows) == 30
+
+    def sid_ids(item: str) -> list[int]:
+        return tokenizer.convert_tokens_to_ids(index.tokens(item))
+
+    by_prompt: dict[tuple, list[dict]] = {}
+    for row in rows:  # completions are bare SIDs, scored as the ranking scores them (no <eos>)
+        assert len(row["chosen_ids"]) == len(row["rejected_ids"]) == 3
+        assert tokenizer.eos_token_id not in row["chosen_ids"] + row["rejected_ids"]
+        by_prompt.setdefault(tuple(row["prompt_ids"]), []).append(row)
+    for pairs in by_prompt.values():
+        assert len({tuple(pair["chosen_ids"]) for pair in pairs}) == 1
+        assert all(pair["rejected_ids"] != pair["chosen_ids"] for pair in pairs)
+    # the rejected items are the model's best-ranked wrong items, in its order; the prompt is the ranking's
+    example = next(ex for ex in dataset.train if ex.target in index)
+    top = [item for item, _ in ranker.rank([example.history], 4)[0] if item != example.target][:3]
+    one = preference_dataset(ranker, PreparedDataset(train=[example], valid=[], test=[], items=dataset.items),
+                             index, args, seed=3)[0]
+    assert [row["rejected_ids"] for row in one] == [sid_ids(item) for item in top]
+    assert one[0]["chosen_ids"] == sid_ids(example.target)
+    assert one[0]["prompt_ids"] == tokenizer(ranker.prompt_texts([example.history])[0],
+                                             add_special_tokens=False)["input_ids"]
+    random_rows, _ = preference_dataset(ranker, dataset, index, DPOScriptArguments(
+        negatives="random", num_negatives=2, num_train_prompts=10), seed=3)
+    assert len(random_rows) == 20 and all(row["rejected_ids"] != row["chosen_ids"] for row in random_rows)
+
+
+def test_dpo_raises_the_targets_margin_and_saves_a_model_folder_the_next_stages_read(ws, scratch_sft, tmp_path):
+    from rlrec.ranking import load_ranker
+
+    out = tmp_path / "dpo"
+    manifest = run_stage("dpo", _dpo_argv(ws, scratch_sft, out, "--max_steps", "8", "--num_negatives", "2",
+                                          "--negative_beams", "8", "--num_train_prompts", "32",
+                                          "--learning_rate", "0.003", "--valid_every_steps", "4"))
+    assert manifest["stage"] == "dpo" and manifest["global_step"] == 8
+    assert manifest["pairs"] == {"prompts": 32, "pairs": 64, "negatives": "beam", "num_negatives": 2}
+    margins = [entry["rewards/margins"] for entry in manifest["dpo_log"]]
+    print("DPO reward margins by step:", [round(m, 3) for m in margins])
+    assert len(margins) == 8 and abs(margins[0]) < 1e-3  # the policy starts as its reference
+    assert sum(margins[-3:]) / 3 > 0.1  # the targets pulled above their beam negatives
+    assert [point["step"] for point in manifest["valid_selection"]["curve"]] == [0, 4, 8]
+    ranker = load_ranker(out)
+    assert len(ranker.rank([[next(iter(ranker.item_ids))]], 5)[0]) == 5
+
+
+@pytest.mark.parametrize(("flags", "match"), [
+    (("--num_negatives", "4", "--negative_beams", "4"), "negative_beams"),
+    (("--negatives", "hardest"), "negatives"),
+    (("--num_negatives", "0"), "num_negatives"),
+])
+def test_dpo_refuses_bad_negative_settings(ws, scratch_sft, tmp_path, flags, match):
+    with pytest.raises(UsageError, match=match):
+        run_stage("dpo", _dpo_argv(ws, scratch_sft, tmp_path / "dpo", "--max_steps", "1", *flags))

@@ -28,21 +28,19 @@ from typing import Any
 import torch
 from trl import GRPOConfig, ModelConfig, TrlParser
 
-import rlrec
 from rlrec.data.schema import PreparedDataset
 from rlrec.ranking.spec import RankingSpec
 from rlrec.rewards.registry import DEFAULT_REWARDS, parse_rewards_field
 from rlrec.sid.index import SIDIndex
 from rlrec.training.config import EndEvalArguments
 from rlrec.training.grpo_trainer import check_anchor_coef
+from rlrec.training.refine import MANIFEST
 from rlrec.training.valid_selection import ValidSelectionArguments
 from rlrec.utils.errors import ConfigError
-from rlrec.utils.io import write_json
 from rlrec.utils.output_dirs import prepare_training_output
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -183,15 +181,10 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
     from rlrec.generation.rollout import SIDRollout, sid_token_ids
     from rlrec.models.checkpoint import load_checkpoint
     from rlrec.sid.index import check_index_matches
-    from rlrec.training.end_eval import end_eval_config, run_end_eval
+    from rlrec.training.end_eval import end_eval_config
     from rlrec.training.grpo_trainer import RecGRPOTrainer
-    from rlrec.training.model import (
-        collect_memory,
-        gather_zero3_weights_on_save,
-        lora_config,
-        release_training,
-        save_final_model,
-    )
+    from rlrec.training.model import gather_zero3_weights_on_save, lora_config
+    from rlrec.training.refine import finish_refinement, refinement_manifest
     from rlrec.training.valid_selection import valid_selection_callback
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -241,52 +234,22 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
             raise ConfigError("valid_every_steps keeps the best full weights; it does not work with use_peft")
         trainer.add_callback(selection)
     if trainer.accelerator.is_main_process:
-        (output_dir / MANIFEST).unlink(missing_ok=True)
+        (output_dir / MANIFEST).unlink(missing_ok=True)  # unfinished until the new one lands
     gather_zero3_weights_on_save(trainer)
     if selection is not None and resume is not None:
         selection.restore(resume)
     result = trainer.train(resume_from_checkpoint=resume)
-    saved_as = save_final_model(trainer, output_dir, merge_lora=True,
-                                rebuild=lambda: load_checkpoint(model_path, device="cpu",
-                                                                dtype=model_args.dtype or "auto")[0])
-
-    manifest: dict[str, Any] = {}
-    if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(output_dir)
-        index.save(output_dir / "sid")
-        RankingSpec(max_history=max_history, phrasing=trained.phrasing, num_beams=eval_args.eval_num_beams).save(
-            output_dir)
-        manifest = {
-            "stage": "grpo",
-            "rlrec_version": rlrec.__version__,
-            "base_model": str(model_path),
-            "dataset_dir": script_args.dataset_dir,
-            "sid_dir": sid_dir,
-            "saved_as": saved_as,
-            "world_size": trainer.accelerator.num_processes,
-            "distributed_type": str(trainer.accelerator.distributed_type.value),
-            "global_step": trainer.state.global_step,
-            "prompt_max_history": max_history,
-            "rewards": {"specs": recipe.specs, "weights": list(training_args.reward_weights),
-                        "params": recipe.params},
-            "train": {key: value for key, value in result.metrics.items() if isinstance(value, int | float)},
-            "reward_log": [entry for entry in trainer.state.log_history if "reward" in entry],
-            "valid_selection": selection.summary() if selection is not None else None,
-            "rollout_added_targets": rollout.added_targets,
-            "config": {
-                "script": dataclasses.asdict(script_args),
-                "eval": dataclasses.asdict(eval_args),
-                "model": dataclasses.asdict(model_args),
-                "valid_selection": dataclasses.asdict(valid_args),
-                "training": training_args.to_dict(),
-            },
-        }
-    is_main = release_training(trainer)  # the other ranks are done; the evaluation below is the main process's
-    del trainer, model, selection
-    collect_memory()
-    if is_main:
-        if eval_config is not None:
-            manifest["eval"] = run_end_eval(eval_config)
-        manifest["seconds"] = round(time.perf_counter() - started, 1)
-        write_json(output_dir / MANIFEST, manifest)
-    return manifest
+    manifest = refinement_manifest(
+        "grpo", trainer, result, model_path, script_args.dataset_dir, sid_dir, max_history, selection,
+        config={"script": dataclasses.asdict(script_args), "eval": dataclasses.asdict(eval_args),
+                "model": dataclasses.asdict(model_args), "valid_selection": dataclasses.asdict(valid_args),
+                "training": training_args.to_dict()},
+        rewards={"specs": recipe.specs, "weights": list(training_args.reward_weights), "params": recipe.params},
+        reward_log=[entry for entry in trainer.state.log_history if "reward" in entry],
+        rollout_added_targets=rollout.added_targets,
+    )
+    del model, selection
+    return finish_refinement(trainer, output_dir, tokenizer, index, RankingSpec(
+        max_history=max_history, phrasing=trained.phrasing, num_beams=eval_args.eval_num_beams),
+        rebuild=lambda: load_checkpoint(model_path, device="cpu", dtype=model_args.dtype or "auto")[0],
+        manifest=manifest, eval_config=eval_config, started=started)
