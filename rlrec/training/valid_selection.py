@@ -65,10 +65,18 @@ class ValidSelectionArguments:
         default=None,
         metadata={"help": "Stop training after this many checks in a row without a new best; None: never stop early."},
     )
+    valid_average_top: int = field(
+        default=1,
+        metadata={"help": "At the end, average the weights of the N checks with the best valid_metric (a uniform "
+                  "model soup of one run), rank the valid users with the average and keep it if it beats the best "
+                  "single check; 1: off."},
+    )
 
     def __post_init__(self) -> None:
         if self.valid_patience is not None and self.valid_patience < 1:
             raise ConfigError(f"`valid_patience` must be positive or None, got {self.valid_patience}")
+        if self.valid_average_top < 1:
+            raise ConfigError(f"`valid_average_top` must be 1 (off) or more, got {self.valid_average_top}")
         if self.valid_every_steps is not None and self.valid_every_steps < 1:
             raise ConfigError(f"`valid_every_steps` must be positive or None, got {self.valid_every_steps}")
         name, _, k = self.valid_metric.partition("@")
@@ -106,8 +114,12 @@ class ValidSelectionCallback(TrainerCallback):
         self.stopped_at: int | None = None  # the step early stopping ended training at
         self.best: dict[str, float] | None = None
         self._best_state: dict[str, torch.Tensor] | None = None
+        # (metric, step, weights) of the `valid_average_top` best checks, best first (checks of this process
+        # only: a resumed run averages the checks made after resuming, with the restored best among them)
+        self._top: list[tuple[float, int, dict[str, torch.Tensor]]] = []
+        self.average: dict[str, Any] | None = None
 
-    def _validate(self, model: torch.nn.Module, step: int) -> None:
+    def _measure(self, model: torch.nn.Module) -> dict[str, float]:
         from rlrec.evaluation.evaluate import evaluate_ranker
         from rlrec.ranking import SIDRanker
 
@@ -115,12 +127,17 @@ class ValidSelectionCallback(TrainerCallback):
         ranker = SIDRanker(model, self.tokenizer, self.index, num_beams=self.args.valid_num_beams,
                            batch_size=self.args.valid_batch_size, max_history=self.max_history)
         metrics = evaluate_ranker(ranker, self.examples, [self.args.k], batch_size=len(self.examples))["all"]
-        point = {"step": step, **metrics, "seconds": round(time.perf_counter() - start, 2)}
+        return {**metrics, "seconds": round(time.perf_counter() - start, 2)}
+
+    def _validate(self, model: torch.nn.Module, step: int) -> None:
+        point = {"step": step, **self._measure(model)}
         self.curve.append(point)
-        value = metrics[self.args.valid_metric]
+        value = point[self.args.valid_metric]
         if self.best is None or value > self.best[self.args.valid_metric]:
             self.best = point
             self._best_state = _cpu_copy(model)
+        if self.args.valid_average_top > 1:
+            self._keep_top(value, step, self._best_state if self.best is point else _cpu_copy(model))
         logger.info("valid %s at step %d: %.4f (best %.4f at step %d)", self.args.valid_metric, step, value,
                     self.best[self.args.valid_metric], self.best["step"])
 
@@ -132,6 +149,8 @@ class ValidSelectionCallback(TrainerCallback):
             self._validate(model, state.global_step)
         elif self._best_state is None and self.best is not None:  # resumed at the best step: the checkpoint's
             self._best_state = _cpu_copy(model)
+            if self.args.valid_average_top > 1:
+                self._keep_top(self.best[self.args.valid_metric], self.best["step"], self._best_state)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.args.valid_every_steps == 0:
@@ -143,6 +162,11 @@ class ValidSelectionCallback(TrainerCallback):
                 self.stopped_at = state.global_step
                 control.should_training_stop = True
 
+    def _keep_top(self, value: float, step: int, weights: dict[str, torch.Tensor]) -> None:
+        self._top.append((value, step, weights))
+        self._top.sort(key=lambda entry: -entry[0])
+        del self._top[self.args.valid_average_top:]
+
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if not self.curve or self.curve[-1]["step"] != state.global_step:
             self._validate(model, state.global_step)
@@ -150,6 +174,24 @@ class ValidSelectionCallback(TrainerCallback):
             model.load_state_dict(self._best_state)
             logger.info("kept the weights of step %d (valid %s %.4f) instead of the last step's", self.best["step"],
                         self.args.valid_metric, self.best[self.args.valid_metric])
+        if len(self._top) > 1:
+            self._try_average(model)
+
+    def _try_average(self, model: torch.nn.Module) -> None:
+        """Rank the valid users with the mean of the top checks' weights; keep it only if it beats the best."""
+        steps = [step for _, step, _ in self._top]
+        model.load_state_dict(average_weights([weights for _, _, weights in self._top]))
+        point = {"averaged_steps": steps, **self._measure(model)}
+        metric = self.args.valid_metric
+        kept = point[metric] > self.best[metric]
+        self.average = {**point, "kept": kept}
+        if kept:
+            logger.info("kept the average of steps %s (valid %s %.4f > %.4f, step %d alone)", steps, metric,
+                        point[metric], self.best[metric], self.best["step"])
+        else:
+            model.load_state_dict(self._best_state)
+            logger.info("the average of steps %s scored valid %s %.4f, not above step %d's %.4f: kept step %d",
+                        steps, metric, point[metric], self.best["step"], self.best[metric], self.best["step"])
 
     def on_save(self, args, state, control, **kwargs):
         """Keep the curve and the best weights with the checkpoint, so a resumed run selects as one run would."""
@@ -179,11 +221,22 @@ class ValidSelectionCallback(TrainerCallback):
             from safetensors.torch import load_file
 
             self._best_state = load_file(folder / SELECTION_WEIGHTS)
+            if self.args.valid_average_top > 1:
+                self._keep_top(self.best[self.args.valid_metric], self.best["step"], self._best_state)
 
     def summary(self) -> dict[str, Any]:
-        """What the manifest records: the metric, the best point and the whole curve."""
+        """What the manifest records: the metric, the best point, the whole curve and the average's check."""
         return {"metric": self.args.valid_metric, "best": copy.deepcopy(self.best), "curve": list(self.curve),
-                "users": len(self.examples), "stopped_early_at": self.stopped_at}
+                "users": len(self.examples), "stopped_early_at": self.stopped_at,
+                "average": copy.deepcopy(self.average)}
+
+
+def average_weights(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of several state dicts of one model (floating tensors; others from the first)."""
+    first = states[0]
+    return {name: (torch.stack([state[name].float() for state in states]).mean(0).to(tensor.dtype)
+                   if tensor.is_floating_point() else tensor.clone())
+            for name, tensor in first.items()}
 
 
 def _cpu_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
