@@ -18,13 +18,9 @@ as the ranking scores items (`rlrec.training.dpo_trainer`); the reference model 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
 import random
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,7 +29,7 @@ from trl import DPOConfig, ModelConfig, TrlParser
 from rlrec.data.schema import PreparedDataset
 from rlrec.sid.index import SIDIndex
 from rlrec.training.config import EndEvalArguments
-from rlrec.training.refine import MANIFEST
+from rlrec.training.refine import RefinementDataArguments
 from rlrec.training.valid_selection import ValidSelectionArguments
 from rlrec.utils.errors import ConfigError
 
@@ -43,13 +39,9 @@ NEGATIVE_SOURCES = ("beam", "random")
 
 
 @dataclass
-class DPOScriptArguments:
+class DPOScriptArguments(RefinementDataArguments):
     """What the DPO stage reads and how it picks the rejected items."""
 
-    dataset_dir: str = field(default="runs/ml-100k/data", metadata={"help": "Prepared dataset (`rlrec prepare`)."})
-    sid_dir: str | None = field(
-        default=None, metadata={"help": "SID index folder; None: the `sid/` saved with the SFT model."}
-    )
     negatives: str = field(
         default="beam",
         metadata={"help": "beam: the SFT model's top-ranked items other than the target (hard negatives); "
@@ -60,15 +52,9 @@ class DPOScriptArguments:
         default=20, metadata={"help": "Beams of the search that finds the negatives (>= num_negatives + 1)."}
     )
     rollout_batch_size: int = field(default=64, metadata={"help": "Prompts decoded together to find negatives."})
-    num_train_prompts: int | None = field(
-        default=None, metadata={"help": "Train on a random subset of this many train examples; None: all."}
-    )
-    max_history_items: int | None = field(
-        default=None,
-        metadata={"help": "History items per prompt; None: what the SFT model was trained with (its manifest)."},
-    )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.negatives not in NEGATIVE_SOURCES:
             raise ConfigError(f"`negatives` must be one of {NEGATIVE_SOURCES}, got {self.negatives!r}")
         if self.num_negatives < 1:
@@ -76,8 +62,6 @@ class DPOScriptArguments:
         if self.negative_beams < self.num_negatives + 1:
             raise ConfigError(f"`negative_beams` ({self.negative_beams}) must be at least num_negatives + 1 "
                               f"({self.num_negatives + 1}): the target may take one of the beams")
-        if self.num_train_prompts is not None and self.num_train_prompts < 1:
-            raise ConfigError(f"`num_train_prompts` must be positive, got {self.num_train_prompts}")
 
 
 @dataclass
@@ -165,63 +149,29 @@ def main(script_args: DPOScriptArguments, eval_args: EndEvalArguments, training_
          model_args: ModelConfig, valid_args: ValidSelectionArguments | None = None) -> dict[str, Any]:
     from rlrec.models.checkpoint import load_checkpoint
     from rlrec.ranking import SIDRanker
-    from rlrec.ranking.spec import RankingSpec
-    from rlrec.sid.index import check_index_matches
     from rlrec.training.dpo_trainer import SIDDPOTrainer
-    from rlrec.training.end_eval import end_eval_config
-    from rlrec.training.model import gather_zero3_weights_on_save, lora_config
-    from rlrec.training.refine import finish_refinement, refinement_manifest
-    from rlrec.training.valid_selection import valid_selection_callback
-    from rlrec.utils.output_dirs import prepare_training_output
+    from rlrec.training.model import lora_config
+    from rlrec.training.refine import finish_refinement, refinement_manifest, start_refinement, train_with_selection
 
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    started = time.perf_counter()
-    if not model_args.model_name_or_path:
-        raise ConfigError("dpo: set `model_name_or_path` to the SFT model folder (`rlrec sft` output)")
-    model_path = Path(model_args.model_name_or_path)
-    output_dir = Path(training_args.output_dir)
-    valid_args = valid_args or ValidSelectionArguments()
-    resume = prepare_training_output(training_args, "dpo", valid_args.checkpoint_files())
-    sid_dir = script_args.sid_dir or str(model_path / "sid")
-    dataset = PreparedDataset.load(script_args.dataset_dir)
-    index = SIDIndex.load(sid_dir)
-    check_index_matches(index, dataset, sid_dir, script_args.dataset_dir)
-    trained = RankingSpec.load(model_path)  # the SFT model is prompted as it was trained
-    max_history = script_args.max_history_items or trained.max_history
-    eval_config = end_eval_config(eval_args, training_args, output_dir, script_args.dataset_dir, max_history)
-
-    model, tokenizer = load_checkpoint(model_path, device="cpu", dtype=model_args.dtype or "auto")
-    dataset.train = valid_args.training_examples(dataset.train)
+    start = start_refinement("dpo", script_args, eval_args, training_args, model_args, valid_args)
+    index, dataset = start.index, start.dataset
+    model, tokenizer = load_checkpoint(start.model_path, device="cpu", dtype=model_args.dtype or "auto")
+    dataset.train = start.valid_args.training_examples(dataset.train)
     ranker = SIDRanker(model, tokenizer, index, num_beams=script_args.negative_beams,
-                       batch_size=script_args.rollout_batch_size, max_history=max_history, phrasing=trained.phrasing)
+                       batch_size=script_args.rollout_batch_size, max_history=start.max_history,
+                       phrasing=start.trained.phrasing)
     train_dataset, num_prompts = preference_dataset(ranker, dataset, index, script_args, training_args.seed)
     logger.info("dpo: %d prompts x %d %s negatives = %d pairs", num_prompts, script_args.num_negatives,
                 script_args.negatives, len(train_dataset))
     model.train()
     trainer = SIDDPOTrainer(model=model, args=training_args, train_dataset=train_dataset, processing_class=tokenizer,
-                         peft_config=lora_config(model_args))
-    selection = valid_selection_callback(valid_args, dataset, index, tokenizer, max_history, training_args.seed)
-    if selection is not None:
-        if model_args.use_peft:
-            raise ConfigError("valid_every_steps keeps the best full weights; it does not work with use_peft")
-        trainer.add_callback(selection)
-    if trainer.accelerator.is_main_process:
-        (output_dir / MANIFEST).unlink(missing_ok=True)  # unfinished until the new one lands
-    gather_zero3_weights_on_save(trainer)
-    if selection is not None and resume is not None:
-        selection.restore(resume)
-    result = trainer.train(resume_from_checkpoint=resume)
+                            peft_config=lora_config(model_args))
+    result, selection = train_with_selection(trainer, start, tokenizer, model_args.use_peft, training_args.seed)
     manifest = refinement_manifest(
-        "dpo", trainer, result, model_path, script_args.dataset_dir, sid_dir, max_history, selection,
-        config={"script": dataclasses.asdict(script_args), "eval": dataclasses.asdict(eval_args),
-                "model": dataclasses.asdict(model_args), "valid_selection": dataclasses.asdict(valid_args),
-                "training": training_args.to_dict()},
+        start, trainer, result, selection,
         pairs={"prompts": num_prompts, "pairs": len(train_dataset), "negatives": script_args.negatives,
                "num_negatives": script_args.num_negatives},
         dpo_log=[entry for entry in trainer.state.log_history if "rewards/accuracies" in entry],
     )
     del model, ranker, selection
-    return finish_refinement(trainer, output_dir, tokenizer, index, RankingSpec(
-        max_history=max_history, phrasing=trained.phrasing, num_beams=eval_args.eval_num_beams),
-        rebuild=lambda: load_checkpoint(model_path, device="cpu", dtype=model_args.dtype or "auto")[0],
-        manifest=manifest, eval_config=eval_config, started=started)
+    return finish_refinement(trainer, start, tokenizer, manifest)

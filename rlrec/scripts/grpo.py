@@ -15,42 +15,32 @@ index in `sid/`, and `manifest.json`, written last.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
-import os
 import random
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from trl import GRPOConfig, ModelConfig, TrlParser
 
 from rlrec.data.schema import PreparedDataset
-from rlrec.ranking.spec import RankingSpec
 from rlrec.rewards.registry import DEFAULT_REWARDS, parse_rewards_field
 from rlrec.sid.index import SIDIndex
 from rlrec.training.config import EndEvalArguments
 from rlrec.training.grpo_trainer import check_anchor_coef
-from rlrec.training.refine import MANIFEST
+from rlrec.training.refine import RefinementDataArguments
 from rlrec.training.valid_selection import ValidSelectionArguments
 from rlrec.utils.errors import ConfigError
-from rlrec.utils.output_dirs import prepare_training_output
 
 logger = logging.getLogger(__name__)
 
 
 
 @dataclass
-class GRPOScriptArguments:
+class GRPOScriptArguments(RefinementDataArguments):
     """What the GRPO stage reads, how it rolls out, and which rewards score the rollouts."""
 
-    dataset_dir: str = field(default="runs/ml-100k/data", metadata={"help": "Prepared dataset (`rlrec prepare`)."})
-    sid_dir: str | None = field(
-        default=None, metadata={"help": "SID index folder; None: the `sid/` saved with the SFT model."}
-    )
     rewards: list[Any] | str | None = field(
         default=None,
         metadata={
@@ -85,21 +75,13 @@ class GRPOScriptArguments:
                   "on the targets so a higher learning rate does not drift (rlrec/training/grpo_trainer.py)."},
     )
     rollout_batch_size: int = field(default=16, metadata={"help": "Prompts decoded together in a rollout."})
-    num_train_prompts: int | None = field(
-        default=None, metadata={"help": "Train on a random subset of this many train examples; None: all."}
-    )
-    max_history_items: int | None = field(
-        default=None,
-        metadata={"help": "History items per prompt; None: what the SFT model was trained with (its manifest)."},
-    )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.rewards = parse_rewards_field(self.rewards) or list(DEFAULT_REWARDS)
         if self.rollout not in ("beam", "sample"):
             raise ConfigError(f"`rollout` must be 'beam' or 'sample', got {self.rollout!r}")
         check_anchor_coef(self.anchor_coef)
-        if self.num_train_prompts is not None and self.num_train_prompts < 1:
-            raise ConfigError(f"`num_train_prompts` must be positive, got {self.num_train_prompts}")
 
 
 @dataclass
@@ -180,38 +162,22 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
          model_args: ModelConfig, valid_args: ValidSelectionArguments | None = None) -> dict[str, Any]:
     from rlrec.generation.rollout import SIDRollout, sid_token_ids
     from rlrec.models.checkpoint import load_checkpoint
-    from rlrec.sid.index import check_index_matches
-    from rlrec.training.end_eval import end_eval_config
     from rlrec.training.grpo_trainer import RecGRPOTrainer
-    from rlrec.training.model import gather_zero3_weights_on_save, lora_config
-    from rlrec.training.refine import finish_refinement, refinement_manifest
-    from rlrec.training.valid_selection import valid_selection_callback
+    from rlrec.training.model import lora_config
+    from rlrec.training.refine import finish_refinement, refinement_manifest, start_refinement, train_with_selection
 
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    started = time.perf_counter()
-    if not model_args.model_name_or_path:
-        raise ConfigError("grpo: set `model_name_or_path` to the SFT model folder (`rlrec sft` output)")
-    model_path = Path(model_args.model_name_or_path)
-    output_dir = Path(training_args.output_dir)
-    valid_args = valid_args or ValidSelectionArguments()
-    resume = prepare_training_output(training_args, "grpo", valid_args.checkpoint_files())
-    sid_dir = script_args.sid_dir or str(model_path / "sid")
-    dataset = PreparedDataset.load(script_args.dataset_dir)
-    index = SIDIndex.load(sid_dir)
-    check_index_matches(index, dataset, sid_dir, script_args.dataset_dir)
-    trained = RankingSpec.load(model_path)  # the SFT model is prompted as it was trained
-    max_history = script_args.max_history_items or trained.max_history
-    eval_config = end_eval_config(eval_args, training_args, output_dir, script_args.dataset_dir, max_history)
+    start = start_refinement("grpo", script_args, eval_args, training_args, model_args, valid_args)
+    index, dataset = start.index, start.dataset
     rewards, recipe = build_rewards(script_args, training_args, index, dataset)
 
-    model, tokenizer = load_checkpoint(model_path, device="cpu", dtype=model_args.dtype or "auto")
+    model, tokenizer = load_checkpoint(start.model_path, device="cpu", dtype=model_args.dtype or "auto")
     model.train()
     rollout = SIDRollout(index, tokenizer, training_args.num_generations, mode=script_args.rollout,
                          top_k=script_args.rollout_top_k, batch_size=script_args.rollout_batch_size,
                          seed=training_args.seed, add_target=script_args.rollout_add_target,
                          credit=script_args.rollout_credit)
-    dataset.train = valid_args.training_examples(dataset.train)
-    train_dataset = prompt_dataset(dataset, index, tokenizer, max_history, script_args.num_train_prompts,
+    dataset.train = start.valid_args.training_examples(dataset.train)
+    train_dataset = prompt_dataset(dataset, index, tokenizer, start.max_history, script_args.num_train_prompts,
                                    training_args.seed)
     logger.info("grpo: %d prompts, %d candidates each, rewards %s (weights %s)", len(train_dataset),
                 training_args.num_generations, recipe.specs, training_args.reward_weights)
@@ -227,29 +193,12 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
         anchor_coef=script_args.anchor_coef,
         target_ids=functools.partial(sid_token_ids, tokenizer, index),
     )
-    selection = valid_selection_callback(valid_args, dataset, index, tokenizer,
-                                         max_history, training_args.seed)
-    if selection is not None:
-        if model_args.use_peft:
-            raise ConfigError("valid_every_steps keeps the best full weights; it does not work with use_peft")
-        trainer.add_callback(selection)
-    if trainer.accelerator.is_main_process:
-        (output_dir / MANIFEST).unlink(missing_ok=True)  # unfinished until the new one lands
-    gather_zero3_weights_on_save(trainer)
-    if selection is not None and resume is not None:
-        selection.restore(resume)
-    result = trainer.train(resume_from_checkpoint=resume)
+    result, selection = train_with_selection(trainer, start, tokenizer, model_args.use_peft, training_args.seed)
     manifest = refinement_manifest(
-        "grpo", trainer, result, model_path, script_args.dataset_dir, sid_dir, max_history, selection,
-        config={"script": dataclasses.asdict(script_args), "eval": dataclasses.asdict(eval_args),
-                "model": dataclasses.asdict(model_args), "valid_selection": dataclasses.asdict(valid_args),
-                "training": training_args.to_dict()},
+        start, trainer, result, selection,
         rewards={"specs": recipe.specs, "weights": list(training_args.reward_weights), "params": recipe.params},
         reward_log=[entry for entry in trainer.state.log_history if "reward" in entry],
         rollout_added_targets=rollout.added_targets,
     )
     del model, selection
-    return finish_refinement(trainer, output_dir, tokenizer, index, RankingSpec(
-        max_history=max_history, phrasing=trained.phrasing, num_beams=eval_args.eval_num_beams),
-        rebuild=lambda: load_checkpoint(model_path, device="cpu", dtype=model_args.dtype or "auto")[0],
-        manifest=manifest, eval_config=eval_config, started=started)
+    return finish_refinement(trainer, start, tokenizer, manifest)
