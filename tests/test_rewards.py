@@ -138,6 +138,19 @@ def test_ranking_scores_malformed_completions_the_penalty(index):
     assert metrics == {"rewards/ranking/invalid": [2.0]}
 
 
+def test_ndcg_lambda_credits_only_the_swaps_that_cost_ndcg(index):
+    fn = one("ndcg_lambda", RewardContext(index=index, num_generations=4))
+    # Group 1: target (m1) at rank 2, so ranks 0 and 1 cost d(r) - d(2) each and rank 3 nothing; the target
+    # gets their sum. Group 2: the target is first, a right ordering: no signal. Group 3: no target: no signal.
+    completions = [index.sid(i) for i in ("m2", "m3", "m1", "m4", "m1", "m2", "m3", "m4", "m2", "m3", "m4", "m5")]
+    out, _ = call(fn, completions, beam_rank=[0, 1, 2, 3] * 3)
+    swaps = [D[0] - D[2], D[1] - D[2]]
+    assert out[:4] == pytest.approx([-swaps[0], -swaps[1], sum(swaps), 0.0])
+    assert out[4:] == [0.0] * 8
+    # the group sums to zero: the target gains exactly what the items above it lose
+    assert sum(out[:4]) == pytest.approx(0.0)
+
+
 # -- token-level semantic rewards ---------------------------------------------------------------------------------
 
 

@@ -57,6 +57,36 @@ def infer_group_size(n: int, ranks: Sequence[Any] | None, prompts: Sequence[Any]
     return max(n, 1)
 
 
+def scored_groups(name: str, group: int | None, completions: list[Any], prompts: list[Any] | None,
+                  kwargs: dict[str, Any], context: RewardContext) -> list[tuple[list[bool | None], list[int]]]:
+    """Each group's target matches (None: not an item) and 0-based ranks, in batch order (module docstring)."""
+    n = len(completions)
+    ranks = column(kwargs, "beam_rank", n)
+    size = group or infer_group_size(n, ranks, prompts)
+    if n % size:
+        raise ConfigError(
+            f"reward '{name}': {n} completions do not split into groups of {size} (num_generations); "
+            "each process must score whole groups"
+        )
+    hits = match_target(completions, kwargs, context)
+    groups = []
+    for start in range(0, n, size):
+        block_ranks = []
+        for pos in range(size):
+            rank = ranks[start + pos] if ranks is not None else None
+            ok = isinstance(rank, Integral) and not isinstance(rank, bool) and rank >= 0
+            block_ranks.append(int(rank) if ok else pos)
+        groups.append((hits[start: start + size], block_ranks))
+    return groups
+
+
+def group_size(name: str, num_generations: int | None, context: RewardContext) -> int | None:
+    group = num_generations if num_generations is not None else context.num_generations
+    if group is not None and (not isinstance(group, int) or group < 1):
+        raise ConfigError(f"reward '{name}': num_generations must be a positive integer, got {group!r}")
+    return group
+
+
 @reward_factory
 def ranking(
     context: RewardContext,
@@ -65,29 +95,15 @@ def ranking(
     num_generations: int | None = None,
 ) -> RewardFunc:
     """MiniOneRec's ranking reward (formula in the module docstring); None (→ penalty) for a non-item."""
-    group = num_generations if num_generations is not None else context.num_generations
-    if group is not None and (not isinstance(group, int) or group < 1):
-        raise ConfigError(f"reward 'ranking': num_generations must be a positive integer, got {group!r}")
+    group = group_size("ranking", num_generations, context)
     correct_reward = float(correct_reward)
 
     def ranking(completions: list[Any], prompts: list[Any] | None = None, **kwargs: Any) -> list[float | None]:
-        n = len(completions)
-        ranks = column(kwargs, "beam_rank", n)
-        size = group or infer_group_size(n, ranks, prompts)
-        if n % size:
-            raise ConfigError(
-                f"reward 'ranking': {n} completions do not split into groups of {size} (num_generations); "
-                "each process must score whole groups"
-            )
-        hits = match_target(completions, kwargs, context)
-        total = sum(discount(r) for r in range(size))
         rewards: list[float | None] = []
-        for start in range(0, n, size):
-            block = hits[start : start + size]
-            has_hit = any(h is True for h in block)
-            for pos, hit in enumerate(block):
-                rank = ranks[start + pos] if ranks is not None else None
-                rank = int(rank) if isinstance(rank, Integral) and not isinstance(rank, bool) and rank >= 0 else pos
+        for hits, ranks in scored_groups("ranking", group, completions, prompts, kwargs, context):
+            total = sum(discount(r) for r in range(len(hits)))
+            has_hit = any(h is True for h in hits)
+            for hit, rank in zip(hits, ranks, strict=True):
                 if hit is None:
                     rewards.append(None)
                 elif hit:
@@ -100,3 +116,31 @@ def ranking(
 
     ranking.scores_groups = True  # type: ignore[attr-defined]  # checked() must not split its groups
     return ranking
+
+
+@reward_factory
+def ndcg_lambda(context: RewardContext, num_generations: int | None = None) -> RewardFunc:
+    """A listwise reward: each candidate's share of the NDCG the group loses by not ranking the target first.
+
+    With the target at rank t, every wrong candidate ranked above it costs `-(d(r) - d(t))`, what swapping
+    it with the target would gain (LambdaRank's |ΔNDCG|), and the target gets the sum of those swaps; items
+    ranked below the target, and every candidate of a group whose target is first or absent, get 0. Unlike
+    `ranking`, it never pushes down the items under the target, and a group already ranked right carries no
+    gradient, so GRPO spends its step only on the orderings that cost NDCG. Needs the target in the group to
+    say anything (`rollout_add_target`, or beams that hit).
+    """
+    group = group_size("ndcg_lambda", num_generations, context)
+
+    def ndcg_lambda(completions: list[Any], prompts: list[Any] | None = None, **kwargs: Any) -> list[float | None]:
+        rewards: list[float | None] = []
+        for hits, ranks in scored_groups("ndcg_lambda", group, completions, prompts, kwargs, context):
+            target = min((rank for hit, rank in zip(hits, ranks, strict=True) if hit is True), default=None)
+            lambdas = [discount(rank) - discount(target) if target is not None and hit is False and rank < target
+                       else 0.0 for hit, rank in zip(hits, ranks, strict=True)]
+            gained = sum(lambdas)
+            rewards.extend(None if hit is None else gained if hit else -lam
+                           for hit, lam in zip(hits, lambdas, strict=True))
+        return rewards
+
+    ndcg_lambda.scores_groups = True  # type: ignore[attr-defined]
+    return ndcg_lambda

@@ -29,7 +29,7 @@ from rlrec.rewards.checked import checked
 from rlrec.rewards.context import RewardContext, RewardFunc, is_reward_factory
 from rlrec.rewards.exact import exact_match
 from rlrec.rewards.format import valid_format
-from rlrec.rewards.ranking import ranking
+from rlrec.rewards.ranking import ndcg_lambda, ranking
 from rlrec.rewards.semantic import semantic_cosine, token_semantic
 from rlrec.utils.errors import ConfigError
 
@@ -38,6 +38,7 @@ RewardFactory = Callable[..., RewardFunc]
 REWARDS: dict[str, RewardFactory] = {
     "exact_match": exact_match,
     "ranking": ranking,
+    "ndcg_lambda": ndcg_lambda,
     "token_semantic": token_semantic,
     "semantic_cosine": semantic_cosine,
     "valid_format": valid_format,
