@@ -82,11 +82,12 @@ def curve(manifest: dict) -> dict[int, float]:
 def table(manifests: dict[str, dict]) -> str:
     """Valid loss per variant at every evaluated step, with the SID rows' norm after init and the wall time."""
     steps = sorted({step for manifest in manifests.values() for step in curve(manifest)})
-    head = ["variant", "SID row norm at init"] + [f"step {s}" for s in steps] + ["seconds"]
+    head = ["variant", "SID row norm at init (keyword rows)"] + [f"step {s}" for s in steps] + ["seconds"]
     lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
     for name, manifest in manifests.items():
         losses = curve(manifest)
-        norm = manifest["sa_init"].get("sid_row_norm")
+        report = manifest["sa_init"]
+        norm = report.get("keyword_row_norm", report.get("sid_row_norm"))  # keyword modes: the rows SA-Init wrote
         cells = [name, "" if norm is None else f"{norm:.2f}"]
         cells += [f"{losses[s]:.3f}" if s in losses else "" for s in steps]
         cells.append(f"{manifest.get('seconds', float('nan')):.0f}")
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--num_eval_examples", type=int, default=300)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--smoke", action="store_true", help="Tiny generated data and model, a few steps, CPU")
+    parser.add_argument("--variants", nargs="+", choices=FOLDERS, default=FOLDERS,
+                        help="Run only these variants (their folder names); default: all five")
     args = parser.parse_args(argv)
     args.sft_args = sft_args
 
@@ -133,6 +136,8 @@ def main(argv: list[str] | None = None) -> str:
             run_stage(stage, pt.stage_argv(stage, RECIPES, "", folders, pt_args, CATEGORY))
     manifests = {}
     for (name, flags), folder in zip(VARIANTS, FOLDERS, strict=True):
+        if folder not in args.variants:
+            continue
         run = out / folder
         if not pt.finished("sft", run):
             command = sft_argv(args, folders["prepare"], folders["sid"], run, flags)

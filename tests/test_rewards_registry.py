@@ -61,7 +61,8 @@ def test_user_functions_by_dotted_path(index, user_module):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("nope", "unknown reward 'nope'; known rewards: exact_match, ndcg_lambda, ranking, semantic_cosine, token_semantic"),
+        ("nope", "unknown reward 'nope'; known rewards: exact_match, ndcg_lambda, ranking, semantic_cosine, "
+                 "token_semantic"),
         ("rlrec_no_such_module:f", "cannot import module 'rlrec_no_such_module'"),
         ("rlrec_test_broken_rewards:f", "importing 'rlrec_test_broken_rewards' failed: RuntimeError: boom"),
         ("rlrec_test_user_rewards:missing", "has no attribute 'missing'"),

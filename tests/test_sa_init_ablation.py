@@ -23,7 +23,7 @@ def test_smoke_runs_five_variants_and_prints_the_loss_table(tmp_path):
     out = tmp_path / "ablation"
     text = script.main(["--smoke", "--output_dir", str(out)])
     lines = text.splitlines()
-    assert lines[0] == "| variant | SID row norm at init | step 0 | step 2 | step 4 | seconds |"
+    assert lines[0] == "| variant | SID row norm at init (keyword rows) | step 0 | step 2 | step 4 | seconds |"
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
     assert [row[0] for row in rows] == [name for name, _ in script.VARIANTS]
     for row in rows:
@@ -40,5 +40,5 @@ def test_smoke_runs_five_variants_and_prints_the_loss_table(tmp_path):
     assert manifests["ctfidf"]["keywords"]["source"] == "ctfidf"
     # Norm matching lifts the short keyword means to the pretrained rows' mean norm.
     raw, matched = manifests["ctfidf_raw_norm"]["sa_init"], manifests["ctfidf"]["sa_init"]
-    assert raw["sid_row_norm"] < matched["sid_row_norm"]
-    assert math.isclose(matched["sid_row_norm"], matched["vocab_row_norm"], abs_tol=1e-3)
+    assert raw["keyword_row_norm"] < matched["keyword_row_norm"]
+    assert math.isclose(matched["keyword_row_norm"], matched["vocab_row_norm"], abs_tol=1e-3)
