@@ -80,9 +80,8 @@ def test_untied_output_rows_pool_the_lm_head():
 
 
 @pytest.mark.parametrize("tied", [True, False])
-def test_norm_matching_rescales_every_keyword_row_to_the_vocabulary_norm(tied):
-    """TS-Rec's rule: the pooled direction, at the average length of the pretrained rows (lm_head: its own);
-    a token without keywords keeps the plain vocabulary mean."""
+def test_norm_matching_rescales_every_written_row_to_the_vocabulary_norm(tied):
+    """TS-Rec's rule: the pooled direction, at the average length of the pretrained rows (lm_head: its own)."""
     model, tokenizer, ids = setup(tied=tied)
     inputs = model.get_input_embeddings().weight.detach().clone()
     outputs = model.get_output_embeddings().weight.detach().clone()
@@ -91,21 +90,19 @@ def test_norm_matching_rescales_every_keyword_row_to_the_vocabulary_norm(tied):
     new_in = model.get_input_embeddings().weight.detach()
     target = inputs[:first_sid].norm(dim=1).mean()
     for i, keywords in zip(ids, KEYWORDS, strict=True):
-        if not keywords:
-            torch.testing.assert_close(new_in[i], inputs[:first_sid].mean(0))
-            continue
+        pooled_row = pooled(inputs, tokenizer, keywords) if keywords else inputs[:first_sid].mean(0)
         torch.testing.assert_close(new_in[i].norm(), target)
-        direction = torch.nn.functional.cosine_similarity(new_in[i], pooled(inputs, tokenizer, keywords), dim=0)
+        direction = torch.nn.functional.cosine_similarity(new_in[i], pooled_row, dim=0)
         torch.testing.assert_close(direction, torch.tensor(1.0))
-    assert report["norm_matched"]
+    assert report["norm_matched"] and report["sid_row_norm"] == pytest.approx(report["vocab_row_norm"], abs=1e-3)
     assert report["keyword_row_norm"] == pytest.approx(report["vocab_row_norm"], abs=1e-3)
     plain = pooled(inputs, tokenizer, KEYWORDS[0]).norm()
     assert plain < 0.9 * target  # the plain mean is shorter: what matching corrects
     if not tied:
         new_out = model.get_output_embeddings().weight.detach()
         out_target = outputs[:first_sid].norm(dim=1).mean()
-        keyword_ids = [i for i, keywords in zip(ids, KEYWORDS, strict=True) if keywords]
-        torch.testing.assert_close(new_out[keyword_ids].norm(dim=1), out_target.expand(len(keyword_ids)))
+        torch.testing.assert_close(new_out[ids].norm(dim=1), out_target.expand(len(ids)))
+        assert report["sid_output_row_norm"] == pytest.approx(report["vocab_output_row_norm"], abs=1e-3)
     # mean_vocab stays the plain mean (the ablation's neutral baseline).
     model, tokenizer, ids = setup(tied=tied)
     report = sa_init(model, tokenizer, ids, KEYWORDS, mode="mean_vocab")
