@@ -157,7 +157,8 @@ def _sft_argv(ws: Path, out: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def scratch_sft(ws) -> Path:
     out = ws / "sft"
-    run_stage("sft", _sft_argv(ws, out, "--sequence_stride", "2", "--valid_every_steps", "20"))
+    run_stage("sft", _sft_argv(ws, out, "--sequence_stride", "2", "--valid_every_steps", "20",
+                               "--attn_implementation", "eager"))
     return out
 
 
@@ -166,6 +167,7 @@ def test_scratch_sft_saves_an_ordinary_model_folder_that_learned(ws, scratch_sft
 
     manifest = json.loads((scratch_sft / "manifest.json").read_text())
     assert manifest["sa_init"]["mode"] == "scratch" and manifest["scratch"]["scratch_hidden_size"] == 32
+    assert manifest["sa_init"]["attn_implementation"] == "eager"  # the recipe's, though built from a config
     assert manifest["prompt_max_history"] == 5 and set(manifest["tasks"]) == {"next_item"}
     model, tokenizer = load_checkpoint(scratch_sft, device="cpu")
     assert is_sid_tokenizer(tokenizer) and model.config.model_type == "llama"

@@ -117,8 +117,8 @@ def sa_init(
     rows (output rows to the mean norm of the original `lm_head` rows), the keyword-less fallback rows too;
     `mean_vocab` mode rows stay the plain mean, the ablation's neutral baseline. (Leaving the fallback rows
     unscaled was tried on the CPU ablation: the validation losses of its first 50 steps moved by at most 0.005,
-    so the high start of matched c-TF-IDF rows comes from the keyword rows' own length.) The report gives the mean norm of
-    all SID rows and of the keyword rows alone.
+    so the high start of matched c-TF-IDF rows comes from the keyword rows' own length.) The report gives the
+    mean norm of all SID rows and of the keyword rows alone.
     """
     if mode not in MODES:
         raise ConfigError(f"sa_init: mode must be one of {MODES}, got {mode!r}")

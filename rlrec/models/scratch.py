@@ -118,9 +118,13 @@ def sid_prompt(history_sids: list[str]) -> str:
     return BOS + "".join(history_sids)
 
 
-def build_scratch_model(tokenizer: PreTrainedTokenizerFast, args: ScratchModelArguments,
-                        seed: int = 0) -> LlamaForCausalLM:
-    """A randomly initialised Llama causal LM over `tokenizer`'s vocabulary (seeded, tied embeddings)."""
+def build_scratch_model(tokenizer: PreTrainedTokenizerFast, args: ScratchModelArguments, seed: int = 0,
+                        attn_implementation: str | None = None) -> LlamaForCausalLM:
+    """A randomly initialised Llama causal LM over `tokenizer`'s vocabulary (seeded, tied embeddings).
+
+    `attn_implementation` is the recipe's (ModelConfig's): a model built from a config does not go through
+    `from_pretrained`, which is where transformers reads it, and would otherwise run SDPA whatever the recipe
+    says (on these ~35-token rows SDPA's backward costs about twice eager's on a CPU)."""
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=args.scratch_hidden_size,
@@ -135,6 +139,8 @@ def build_scratch_model(tokenizer: PreTrainedTokenizerFast, args: ScratchModelAr
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+    if attn_implementation is not None:
+        config._attn_implementation = attn_implementation
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)
 
@@ -144,4 +150,4 @@ def scratch_report(model: torch.nn.Module) -> dict[str, Any]:
     config = model.config
     return {"mode": "scratch", "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "hidden_size": config.hidden_size, "num_layers": config.num_hidden_layers,
-            "num_heads": config.num_attention_heads}
+            "num_heads": config.num_attention_heads, "attn_implementation": config._attn_implementation}

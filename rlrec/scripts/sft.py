@@ -180,7 +180,8 @@ def build_scratch_trainer(script_args: SFTScriptArguments, training_args: RecSFT
                           "scratch) trains every weight; drop use_peft")
     if model_args.model_name_or_path == SCRATCH:
         tokenizer = sid_tokenizer(index.vocabulary())
-        model = build_scratch_model(tokenizer, scratch_args, seed=training_args.seed)
+        model = build_scratch_model(tokenizer, scratch_args, seed=training_args.seed,
+                                    attn_implementation=model_args.attn_implementation)
     else:  # a saved scratch model: continue training it
         from rlrec.evaluation.sid_recommender import check_index_matches_tokenizer
         from rlrec.models.checkpoint import load_checkpoint
