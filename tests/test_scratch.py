@@ -516,3 +516,11 @@ def test_dpo_raises_the_targets_margin_and_saves_a_model_folder_the_next_stages_
 def test_dpo_refuses_bad_negative_settings(ws, scratch_sft, tmp_path, flags, match):
     with pytest.raises(UsageError, match=match):
         run_stage("dpo", _dpo_argv(ws, scratch_sft, tmp_path / "dpo", "--max_steps", "1", *flags))
+
+
+def test_a_saved_compact_model_continues_training_with_the_recipes_attention(ws, scratch_sft, tmp_path):
+    manifest = run_stage("sft", _sft_argv(ws, tmp_path / "more", "--model_name_or_path", str(scratch_sft),
+                                          "--max_steps", "2", "--attn_implementation", "eager",
+                                          "--eval_at_end", "false"))
+    assert manifest["global_step"] == 2
+    assert manifest["sa_init"]["mode"] == "scratch" and manifest["sa_init"]["attn_implementation"] == "eager"

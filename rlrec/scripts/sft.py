@@ -183,11 +183,13 @@ def build_scratch_trainer(script_args: SFTScriptArguments, training_args: RecSFT
         model = build_scratch_model(tokenizer, scratch_args, seed=training_args.seed,
                                     attn_implementation=model_args.attn_implementation)
     else:  # a saved scratch model: continue training it
-        from rlrec.evaluation.sid_recommender import check_index_matches_tokenizer
+        from rlrec.ranking.sid import check_index_matches_tokenizer
         from rlrec.models.checkpoint import load_checkpoint
 
         model, tokenizer = load_checkpoint(model_args.model_name_or_path, device="cpu", dtype="float32")
         check_index_matches_tokenizer(index, tokenizer, model)
+        if model_args.attn_implementation is not None:  # the recipe's, as for a new model
+            model.set_attn_implementation(model_args.attn_implementation)
         model.train()
     rows = sid_sequence_rows(dataset.train, index, tokenizer.get_vocab(), script_args.max_history_items,
                              script_args.sequence_stride)
