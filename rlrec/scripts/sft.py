@@ -183,8 +183,8 @@ def build_scratch_trainer(script_args: SFTScriptArguments, training_args: RecSFT
         model = build_scratch_model(tokenizer, scratch_args, seed=training_args.seed,
                                     attn_implementation=model_args.attn_implementation)
     else:  # a saved scratch model: continue training it
-        from rlrec.ranking.sid import check_index_matches_tokenizer
         from rlrec.models.checkpoint import load_checkpoint
+        from rlrec.ranking.sid import check_index_matches_tokenizer
 
         model, tokenizer = load_checkpoint(model_args.model_name_or_path, device="cpu", dtype="float32")
         check_index_matches_tokenizer(index, tokenizer, model)
