@@ -29,7 +29,7 @@ from trl import DPOConfig, ModelConfig, TrlParser
 from rlrec.data.schema import PreparedDataset
 from rlrec.sid.index import SIDIndex
 from rlrec.training.config import EndEvalArguments
-from rlrec.training.refine import RefinementDataArguments
+from rlrec.training.refine import RefinementDataArguments, train_examples
 from rlrec.training.valid_selection import ValidSelectionArguments
 from rlrec.utils.errors import ConfigError
 
@@ -128,11 +128,7 @@ def preference_dataset(ranker: Any, dataset: PreparedDataset, index: SIDIndex, s
     prompt tokenized as the ranking reads it, the completions bare SIDs (no `<eos>`: `SIDDPOTrainer` says why)."""
     from datasets import Dataset
 
-    examples = [ex for ex in dataset.train if ex.target in index]
-    if script_args.num_train_prompts is not None and script_args.num_train_prompts < len(examples):
-        examples = random.Random(seed).sample(examples, script_args.num_train_prompts)
-    if not examples:
-        raise ConfigError("dpo: no train example has a target in the SID index")
+    examples = train_examples("dpo", dataset, index, script_args.num_train_prompts, seed)
     negatives = negative_items(ranker, examples, script_args, seed)
     tokenizer = ranker.tokenizer
     prompts = tokenizer(ranker.prompt_texts([ex.history for ex in examples]), add_special_tokens=False)["input_ids"]
@@ -156,7 +152,6 @@ def main(script_args: DPOScriptArguments, eval_args: EndEvalArguments, training_
     start = start_refinement("dpo", script_args, eval_args, training_args, model_args, valid_args)
     index, dataset = start.index, start.dataset
     model, tokenizer = load_checkpoint(start.model_path, device="cpu", dtype=model_args.dtype or "auto")
-    dataset.train = start.valid_args.training_examples(dataset.train)
     ranker = SIDRanker(model, tokenizer, index, num_beams=script_args.negative_beams,
                        batch_size=script_args.rollout_batch_size, max_history=start.max_history,
                        phrasing=start.trained.phrasing)

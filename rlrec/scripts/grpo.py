@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +28,7 @@ from rlrec.rewards.registry import DEFAULT_REWARDS, parse_rewards_field
 from rlrec.sid.index import SIDIndex
 from rlrec.training.config import EndEvalArguments
 from rlrec.training.grpo_trainer import check_anchor_coef
-from rlrec.training.refine import RefinementDataArguments
+from rlrec.training.refine import RefinementDataArguments, train_examples
 from rlrec.training.valid_selection import ValidSelectionArguments
 from rlrec.utils.errors import ConfigError
 
@@ -126,16 +125,9 @@ def prompt_dataset(dataset: PreparedDataset, index: SIDIndex, tokenizer: Any, ma
 
     from rlrec.tasks.prompts import next_item_prompter
 
-    examples = [ex for ex in dataset.train if ex.target in index]
-    if num_prompts is not None and num_prompts < len(examples):
-        examples = random.Random(seed).sample(examples, num_prompts)
     prompter = next_item_prompter(tokenizer, index, max_history=max_history)
-    rows = []
-    for ex in examples:
-        rows.append({"prompt": prompter(ex.history), "target": ex.target,
-                     "target_sid": index.sid(ex.target), "user_id": ex.user_id})
-    if not rows:
-        raise ConfigError("grpo: no train example has a target in the SID index")
+    rows = [{"prompt": prompter(ex.history), "target": ex.target, "target_sid": index.sid(ex.target),
+             "user_id": ex.user_id} for ex in train_examples("grpo", dataset, index, num_prompts, seed)]
     return Dataset.from_list(rows)
 
 
@@ -176,7 +168,6 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
                          top_k=script_args.rollout_top_k, batch_size=script_args.rollout_batch_size,
                          seed=training_args.seed, add_target=script_args.rollout_add_target,
                          credit=script_args.rollout_credit)
-    dataset.train = start.valid_args.training_examples(dataset.train)
     train_dataset = prompt_dataset(dataset, index, tokenizer, start.max_history, script_args.num_train_prompts,
                                    training_args.seed)
     logger.info("grpo: %d prompts, %d candidates each, rewards %s (weights %s)", len(train_dataset),

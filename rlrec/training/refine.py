@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,9 +59,8 @@ class RefinementStart:
     output_dir: Path
     valid_args: ValidSelectionArguments
     resume: str | None  # the checkpoint to resume, if any
-    dataset_dir: str
     sid_dir: str
-    dataset: PreparedDataset
+    dataset: PreparedDataset  # its train split already without what test-like validation leaves out
     index: SIDIndex
     trained: RankingSpec  # how the SFT model was prompted
     max_history: int | None
@@ -87,13 +87,26 @@ def start_refinement(stage: str, script_args: RefinementDataArguments, eval_args
     dataset = PreparedDataset.load(script_args.dataset_dir)
     index = SIDIndex.load(sid_dir)
     check_index_matches(index, dataset, sid_dir, script_args.dataset_dir)
+    dataset.train = valid_args.training_examples(dataset.train)
     trained = RankingSpec.load(model_path)  # the SFT model is prompted as it was trained
     max_history = script_args.max_history_items or trained.max_history
     eval_config = end_eval_config(eval_args, training_args, output_dir, script_args.dataset_dir, max_history)
     arguments = {"script": script_args, "eval": eval_args, "model": model_args, "valid_selection": valid_args,
                  "training": training_args}
-    return RefinementStart(stage, started, model_path, output_dir, valid_args, resume, script_args.dataset_dir,
-                           sid_dir, dataset, index, trained, max_history, eval_config, arguments)
+    return RefinementStart(stage, started, model_path, output_dir, valid_args, resume, sid_dir, dataset, index,
+                           trained, max_history, eval_config, arguments)
+
+
+def train_examples(stage: str, dataset: PreparedDataset, index: SIDIndex, num_prompts: int | None,
+                   seed: int) -> list:
+    """The train examples a refinement stage prompts with: those whose target has an SID, or a seeded random
+    `num_prompts` of them."""
+    examples = [ex for ex in dataset.train if ex.target in index]
+    if num_prompts is not None and num_prompts < len(examples):
+        examples = random.Random(seed).sample(examples, num_prompts)
+    if not examples:
+        raise ConfigError(f"{stage}: no train example has a target in the SID index")
+    return examples
 
 
 def train_with_selection(trainer: Any, start: RefinementStart, tokenizer: Any, use_peft: bool,
@@ -123,7 +136,7 @@ def refinement_manifest(start: RefinementStart, trainer: Any, result: Any, selec
         "stage": start.stage,
         "rlrec_version": rlrec.__version__,
         "base_model": str(start.model_path),
-        "dataset_dir": start.dataset_dir,
+        "dataset_dir": start.arguments["script"].dataset_dir,
         "sid_dir": start.sid_dir,
         "world_size": trainer.accelerator.num_processes,
         "distributed_type": str(trainer.accelerator.distributed_type.value),

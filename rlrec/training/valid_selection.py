@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,8 +137,7 @@ class ValidSelectionCallback(TrainerCallback):
         if self.best is None or value > self.best[self.args.valid_metric]:
             self.best = point
             self._best_state = _cpu_copy(model)
-        if self.args.valid_average_top > 1:
-            self._keep_top(value, step, self._best_state if self.best is point else _cpu_copy(model))
+        self._keep_top(value, step, lambda: self._best_state if self.best is point else _cpu_copy(model))
         logger.info("valid %s at step %d: %.4f (best %.4f at step %d)", self.args.valid_metric, step, value,
                     self.best[self.args.valid_metric], self.best["step"])
 
@@ -149,8 +149,7 @@ class ValidSelectionCallback(TrainerCallback):
             self._validate(model, state.global_step)
         elif self._best_state is None and self.best is not None:  # resumed at the best step: the checkpoint's
             self._best_state = _cpu_copy(model)
-            if self.args.valid_average_top > 1:
-                self._keep_top(self.best[self.args.valid_metric], self.best["step"], self._best_state)
+            self._keep_top(self.best[self.args.valid_metric], self.best["step"], lambda: self._best_state)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.args.valid_every_steps == 0:
@@ -162,8 +161,11 @@ class ValidSelectionCallback(TrainerCallback):
                 self.stopped_at = state.global_step
                 control.should_training_stop = True
 
-    def _keep_top(self, value: float, step: int, weights: dict[str, torch.Tensor]) -> None:
-        self._top.append((value, step, weights))
+    def _keep_top(self, value: float, step: int, weights: Callable[[], dict[str, torch.Tensor]]) -> None:
+        """Remember a check among the `valid_average_top` best (`weights` called only when averaging is on)."""
+        if self.args.valid_average_top <= 1:
+            return
+        self._top.append((value, step, weights()))
         self._top.sort(key=lambda entry: -entry[0])
         del self._top[self.args.valid_average_top:]
 
@@ -221,8 +223,7 @@ class ValidSelectionCallback(TrainerCallback):
             from safetensors.torch import load_file
 
             self._best_state = load_file(folder / SELECTION_WEIGHTS)
-            if self.args.valid_average_top > 1:
-                self._keep_top(self.best[self.args.valid_metric], self.best["step"], self._best_state)
+            self._keep_top(self.best[self.args.valid_metric], self.best["step"], lambda: self._best_state)
 
     def summary(self) -> dict[str, Any]:
         """What the manifest records: the metric, the best point, the whole curve and the average's check."""
