@@ -143,7 +143,10 @@ def test_evaluate_model_leaves_the_model_as_it_was(world):
         model.eval()
     assert report["split"] == "valid" and list(report["models"]) == ["model"]
     assert report["counts"]["all"] == 9 and report["metadata"]["split_examples"] == 40
-    assert set(report["models"]["model"]["all"]) == {"HR@1", "HR@5", "NDCG@1", "NDCG@5"}
+    beyond = {f"{m}@{k}" for m in ("coverage", "tail_share", "novelty", "popularity") for k in (1, 5)}
+    if world["index"].embeddings is not None:
+        beyond |= {"diversity@1", "diversity@5"}
+    assert set(report["models"]["model"]["all"]) == {"HR@1", "HR@5", "NDCG@1", "NDCG@5"} | beyond
 
 
 def test_subset_is_deterministic(world):
@@ -171,7 +174,11 @@ def test_stage_writes_report_and_plot(world, tmp_path, capsys):
                                 "tail": report["counts"]["tail"]}
     for metrics in report["models"].values():
         assert set(metrics) >= {"all", "warm", "cold", "cold_pool", "counts"}
-        assert {f"{m}@{k}" for m in ("HR", "NDCG") for k in (1, 3, 5, 10, 20)} == set(metrics["all"])
+        ks = (1, 3, 5, 10, 20)
+        accuracy = {f"{m}@{k}" for m in ("HR", "NDCG") for k in ks}
+        beyond = {f"{m}@{k}" for m in ("coverage", "tail_share", "novelty", "popularity") for k in ks}
+        # diversity when the tiny index keeps embeddings
+        assert accuracy | beyond <= set(metrics["all"]) <= accuracy | beyond | {f"diversity@{k}" for k in ks}
         assert 0.0 <= metrics["all"]["NDCG@10"] <= metrics["all"]["HR@10"] <= metrics["all"]["HR@20"] <= 1.0
     assert report["metadata"]["sid_dir"] == str(root / "model" / "sid")
     # Among the cold items only: popularity has nothing to rank them by, a score-based model ranks each
@@ -184,6 +191,14 @@ def test_stage_writes_report_and_plot(world, tmp_path, capsys):
     assert models["model"]["cold_pool"]["HR@20"] == 1.0
     out = capsys.readouterr().out
     assert "HR@10 all" in out and "HR@10 cold_pool" in out and "sasrec" in out and "popularity" in out
+    assert "tail_share@10" in out and "novelty@10" in out
+    # Popularity recommends the same head to everyone: the fewest distinct items and no tail at K=1.
+    assert models["popularity"]["all"]["coverage@10"] == pytest.approx(10 / len(world["dataset"].items), abs=1e-6)
+    assert models["popularity"]["all"]["tail_share@1"] == 0.0
+    against = report["paired"]["against"]["popularity"]
+    assert against["tail_share@10"]["mean"] == pytest.approx(
+        models["model"]["all"]["tail_share@10"] - models["popularity"]["all"]["tail_share@10"])
+    assert len(report["per_user"]["beyond"]["sasrec"]["novelty@10"]) == 40
 
 
 def test_stage_compares_checkpoints_side_by_side(world, tmp_path, capsys):

@@ -6,6 +6,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from rlrec.data.schema import Example
+from rlrec.evaluation.beyond import BeyondAccuracyAccumulator
 from rlrec.evaluation.groups import example_groups
 from rlrec.evaluation.metrics import DEFAULT_K_VALUES, MetricAccumulator, check_k_values
 from rlrec.ranking import Ranker, ranked_ids
@@ -19,7 +20,8 @@ def evaluate_ranker(ranker: Ranker, examples: Sequence[Example],
                          head: set[str] | None = None,
                          on_batch: Callable[[int], object] | None = None,
                          ranks_out: list[int | None] | None = None,
-                         pool: Collection[str] | None = None) -> dict[str, Any]:
+                         pool: Collection[str] | None = None,
+                         beyond: BeyondAccuracyAccumulator | None = None) -> dict[str, Any]:
     """HR@K / NDCG@K of `ranker` on `examples`, overall and per warm/cold (and head/tail, given `head`).
 
     The ranker is asked for max(K) items once per example (within `pool` when given, the cold-start
@@ -27,7 +29,8 @@ def evaluate_ranker(ranker: Ranker, examples: Sequence[Example],
     item and may re-recommend one the user has, so every model plays by that rule. `on_batch(n)` is called
     after each batch of `batch_size` examples (e.g. a tqdm bar's `update`). `ranks_out`, when given,
     receives each example's target rank (0-based; None outside the top max(K)) in example order: what a
-    paired comparison of two rankers needs.
+    paired comparison of two rankers needs. `beyond`, when given, also reads every ranked list: its
+    metrics (coverage, tail share, novelty, diversity, popularity at each of its K) join the `all` group.
     """
     ks = check_k_values(k_values)
     acc = MetricAccumulator(ks)
@@ -35,8 +38,13 @@ def evaluate_ranker(ranker: Ranker, examples: Sequence[Example],
         batch = examples[start: start + batch_size]
         ranked = ranked_ids(ranker.rank([ex.history for ex in batch], ks[-1], pool=pool))
         ranks = acc.add(ranked, [ex.target for ex in batch], example_groups(batch, head))
+        if beyond is not None:
+            beyond.add(ranked)
         if ranks_out is not None:
             ranks_out.extend(ranks)
         if on_batch is not None:
             on_batch(len(batch))
-    return acc.compute()
+    result = acc.compute()
+    if beyond is not None:
+        result["all"].update(beyond.compute())
+    return result

@@ -67,13 +67,41 @@ def paired_comparison(ranks: Mapping[str, Sequence[int | None]], main: str, k: i
     return out
 
 
+def paired_values(values: Mapping[str, Mapping[str, Sequence[float]]], main: str, seed: int = 0,
+                  num_samples: int = DEFAULT_SAMPLES) -> dict[str, dict[str, Any]]:
+    """`{other: {metric: interval}}` of `main - other` for per-user values of any metric (tail share, novelty, ...).
+
+    `values[name][metric]` holds one value per user in the shared user order; a user whose value is NaN for
+    either model (a metric undefined on that list) is left out of that metric's pairs.
+    """
+    base = values[main]
+    out: dict[str, dict[str, Any]] = {}
+    for name, other in values.items():
+        if name == main:
+            continue
+        out[name] = {}
+        for metric, mine in base.items():
+            if metric not in other:
+                continue
+            a, b = np.asarray(mine, dtype=np.float64), np.asarray(other[metric], dtype=np.float64)
+            if len(a) != len(b):
+                raise ValueError(f"{name!r} has {len(b)} values of {metric} but {main!r} has {len(a)}")
+            both = ~(np.isnan(a) | np.isnan(b))
+            if both.any():
+                out[name][metric] = bootstrap_mean_interval(a[both] - b[both], num_samples, seed=seed)
+    return out
+
+
 def format_paired(paired: Mapping[str, Mapping[str, Mapping[str, float]]], main: str) -> str:
     """One line per compared model: `main - other` with its 95% interval, and whether it excludes 0."""
     lines = [f"paired difference per user ({main} - other), bootstrap 95% interval:"]
     for name, by_metric in paired.items():
-        cells = []
+        accuracy, beyond = [], []
         for metric, stats in by_metric.items():
             verdict = "above 0" if stats["low"] > 0 else "below 0" if stats["high"] < 0 else "includes 0"
-            cells.append(f"{metric} {stats['mean']:+.4f} [{stats['low']:+.4f}, {stats['high']:+.4f}] ({verdict})")
-        lines.append(f"  vs {name}: " + "   ".join(cells))
+            cell = f"{metric} {stats['mean']:+.4f} [{stats['low']:+.4f}, {stats['high']:+.4f}] ({verdict})"
+            (accuracy if metric.partition("@")[0] in PAIRED_METRICS else beyond).append(cell)
+        lines.append(f"  vs {name}: " + "   ".join(accuracy))
+        if beyond:
+            lines.append(" " * len(f"  vs {name}: ") + "   ".join(beyond))
     return "\n".join(lines)

@@ -131,8 +131,9 @@ def plot_metrics(report: Mapping[str, Any], path: str | os.PathLike) -> None:
     groups = ["all", *order_groups(g for m in models.values() for g in m if g not in ("all", "counts"))]
     colors = [f"C{i % 10}" for i in range(len(models))]
 
-    fig = Figure(figsize=(11, 8), layout="constrained")
-    axes = fig.subplots(2, 2)
+    has_beyond = any(f"tail_share@{k}" in m["all"] or f"novelty@{k}" in m["all"] for m in models.values())
+    fig = Figure(figsize=(11, 12 if has_beyond else 8), layout="constrained")
+    axes = fig.subplots(3 if has_beyond else 2, 2)
     for col, metric in enumerate(METRIC_NAMES):
         ax = axes[0][col]
         for color, (name, metrics) in zip(colors, models.items(), strict=True):
@@ -158,9 +159,62 @@ def plot_metrics(report: Mapping[str, Any], path: str | os.PathLike) -> None:
         ax.set_ylabel(f"{metric}@{k}")
         ax.set_title(f"{metric}@{k} by group")
         ax.grid(axis="y", alpha=0.3)
+    if has_beyond:
+        _plot_beyond(axes[2], models, k, colors)
     axes[0][0].legend(loc="best", fontsize="small")
     fig.suptitle(f"split: {report.get('split', '?')}")
     fig.savefig(path, format="png", dpi=100)
+
+
+def _plot_beyond(axes: Any, models: Mapping[str, Mapping[str, Any]], k: int, colors: list[str]) -> None:
+    """Accuracy against each model's tail share (left) and the [0, 1] beyond-accuracy metrics as bars (right)."""
+    ax = axes[0]
+    for color, (name, metrics) in zip(colors, models.items(), strict=True):
+        x, y = metrics["all"].get(f"tail_share@{k}"), metrics["all"].get(f"NDCG@{k}")
+        if x is not None and y is not None:
+            ax.scatter([x], [y], color=color, label=name)
+            ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(f"tail share@{k}")
+    ax.set_ylabel(f"NDCG@{k}")
+    ax.set_title(f"accuracy against tail share at K={k}")
+    ax.grid(alpha=0.3)
+
+    ax = axes[1]
+    names = ["coverage", "tail_share", "diversity"]
+    width = 0.8 / max(1, len(models))
+    for i, (color, (name, metrics)) in enumerate(zip(colors, models.items(), strict=True)):
+        xs = [g + (i - (len(models) - 1) / 2) * width for g in range(len(names))]
+        ax.bar(xs, [metrics["all"].get(f"{m}@{k}", float("nan")) for m in names], width=width, color=color,
+               label=name)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([f"{m}@{k}" for m in names])
+    ax.set_ylim(0, 1)
+    ax.set_title(f"beyond accuracy at K={k}")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def format_beyond_table(models: Mapping[str, Mapping[str, Any]], k: int = 10, digits: int = 4) -> str:
+    """The beyond-accuracy metrics at `k` (all users), one row per model; empty when no model has them."""
+    from rlrec.evaluation.beyond import BEYOND_METRICS
+
+    names = [m for m in BEYOND_METRICS if any(f"{m}@{k}" in r.get("all", {}) for r in models.values())]
+    if not names:
+        return ""
+    rows = [["model", *(f"{m}@{k}" for m in names)]]
+    for name, result in models.items():
+        values = [result.get("all", {}).get(f"{m}@{k}") for m in names]
+        rows.append([name, *("-" if v is None or v != v else f"{v:.{digits}f}" for v in values)])
+    return _aligned(rows)
+
+
+def _aligned(rows: list[list[str]]) -> str:
+    """Rows as text: names left-aligned, numbers right-aligned so their decimal points line up."""
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) if c == 0 else cell.rjust(w)
+                       for c, (cell, w) in enumerate(zip(row, widths, strict=True)))
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def format_table(models: Mapping[str, Mapping[str, Any]], k: int = 10,
@@ -183,12 +237,7 @@ def format_table(models: Mapping[str, Mapping[str, Any]], k: int = 10,
                 value = result.get(g, {}).get(f"{m}@{k}")
                 row.append("-" if value is None else f"{value:.{digits}f}")
         rows.append(row)
-    widths = [max(len(row[c]) for row in rows) for c in range(len(header))]
-    # Model names left-aligned, numbers right-aligned so their decimal points line up.
-    lines = ["  ".join(cell.ljust(w) if c == 0 else cell.rjust(w)
-                       for c, (cell, w) in enumerate(zip(row, widths, strict=True)))
-             for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = _aligned(rows).split("\n")
     if models:
         counts = next(iter(models.values())).get("counts", {})
         lines.append("examples: " + "  ".join(f"{g}={counts[g]}" for g in groups if g in counts))

@@ -29,7 +29,8 @@ from rlrec.evaluation import (
     item_popularity,
     write_report,
 )
-from rlrec.evaluation.report import main_k
+from rlrec.evaluation.beyond import BeyondAccuracyAccumulator, ItemSpace
+from rlrec.evaluation.report import format_beyond_table, main_k
 from rlrec.evaluation.settings import EvalSettings
 from rlrec.ranking import PopularityRanker, Ranker, RankingSpec, ScoreRanker, load_ranker, load_sid_index
 from rlrec.sid.index import INDEX_FILE, SIDIndex
@@ -117,7 +118,8 @@ def _progress_bar(total: int, desc: str, show: bool) -> Any:
 def evaluate_timed(name: str, ranker: Ranker, examples: Sequence[Example], settings: EvalSettings,
                    batch_size: int, head: set[str] | None, show_progress: bool,
                    seconds: dict[str, float], cold_pool: Sequence[str] | None = None,
-                   ranks_out: list[int | None] | None = None) -> dict[str, Any]:
+                   ranks_out: list[int | None] | None = None,
+                   beyond: BeyondAccuracyAccumulator | None = None) -> dict[str, Any]:
     """`evaluate_ranker` under a progress bar named after the model; its wall time goes to `seconds`.
 
     With `cold_pool` (the cold items), the users whose target is cold are ranked again among those items only,
@@ -127,7 +129,7 @@ def evaluate_timed(name: str, ranker: Ranker, examples: Sequence[Example], setti
     cold = [ex for ex in examples if ex.cold] if cold_pool else []
     with _progress_bar(len(examples) + len(cold), f"evaluate {name}", show_progress) as bar:
         metrics = evaluate_ranker(ranker, examples, settings.k_values, batch_size=batch_size, head=head,
-                                  on_batch=bar.update, ranks_out=ranks_out)
+                                  on_batch=bar.update, ranks_out=ranks_out, beyond=beyond)
         if cold:
             pooled = evaluate_ranker(ranker, cold, settings.k_values, batch_size=batch_size, on_batch=bar.update,
                                      pool=cold_pool)
@@ -178,18 +180,21 @@ def evaluate_model(model: Any, tokenizer: Any, index: SIDIndex, dataset: Prepare
     loaders = {name: functools.partial(load, index, settings) for name, load in (others or {}).items()}
     return evaluate_rankers(model_name, ranker, dataset, settings, output_dir=output_dir,
                             metadata={"num_items_in_index": len(index), **(metadata or {})}, device=device,
-                            show_progress=show_progress, others=loaders)
+                            show_progress=show_progress, others=loaders, item_vectors=index_vectors(index))
 
 
 def evaluate_rankers(model_name: str, ranker: Ranker, dataset: PreparedDataset, settings: EvalSettings, *,
                      output_dir: str | Path | None = None, metadata: dict[str, Any] | None = None,
                      device: str = "auto", show_progress: bool = True,
                      others: Mapping[str, Callable[[], Ranker]] | None = None,
-                     baselines: Mapping[str, Ranker] | None = None) -> dict[str, Any]:
+                     baselines: Mapping[str, Ranker] | None = None,
+                     item_vectors: ItemVectors | None = None) -> dict[str, Any]:
     """Rank one split with `ranker`, the `others` (loaded one at a time, then freed) and the baselines (fitted
     here unless given) on the same examples; return the report, with every model paired against the main one.
 
-    With `output_dir`, `report.json` (and `metrics.png`) are written there; `device` is SASRec's.
+    With `output_dir`, `report.json` (and `metrics.png`) are written there; `device` is SASRec's. Every model's
+    lists are also described by the beyond-accuracy metrics (`rlrec.evaluation.beyond`), diversity in the space
+    of `item_vectors` (ids, matrix, what they are) when given.
     """
     examples = select_examples(dataset.split(settings.split), settings.max_examples, settings.seed)
     if not examples:
@@ -201,11 +206,15 @@ def evaluate_rankers(model_name: str, ranker: Ranker, dataset: PreparedDataset, 
     pool = cold_pool_items(dataset, settings)
     seconds: dict[str, float] = {}
     ranks: dict[str, list[int | None]] = {}
+    space = item_space(dataset, settings, item_vectors) if settings.beyond_accuracy else None
+    beyond: dict[str, BeyondAccuracyAccumulator] = {}
 
     def run(name: str, ranker: Ranker, batch_size: int) -> dict[str, Any]:
         ranks[name] = []
+        if space is not None:
+            beyond[name] = BeyondAccuracyAccumulator(space, settings.k_values)
         return evaluate_timed(name, ranker, examples, settings, batch_size, head, show_progress, seconds, pool,
-                              ranks[name])
+                              ranks[name], beyond.get(name))
 
     # The rankers batch (and group by length) themselves; 256 users a call keeps the progress bar moving.
     models = {model_name: run(model_name, ranker, 256)}
@@ -217,7 +226,7 @@ def evaluate_rankers(model_name: str, ranker: Ranker, dataset: PreparedDataset, 
         baselines = baseline_rankers(dataset, settings, device, show_progress)
     for name, baseline in baselines.items():
         models[name] = run(name, baseline, 1024)
-    sections = paired_sections(examples, ranks, model_name, settings)
+    sections = paired_sections(examples, ranks, model_name, settings, beyond)
     meta = {
         "rlrec_version": rlrec.__version__,
         "settings": dataclasses.asdict(settings),
@@ -225,6 +234,7 @@ def evaluate_rankers(model_name: str, ranker: Ranker, dataset: PreparedDataset, 
         "split_examples": len(dataset.split(settings.split)),
         "device": str(ranker.device),
         "seconds": seconds,
+        "diversity_space": space.vector_source if space is not None else None,
         **(metadata or {}),
     }
     if output_dir is not None:
@@ -234,14 +244,43 @@ def evaluate_rankers(model_name: str, ranker: Ranker, dataset: PreparedDataset, 
 
 
 def paired_sections(examples: Sequence[Example], ranks: dict[str, list[int | None]], main: str,
-                    settings: EvalSettings) -> dict[str, Any]:
-    """`per_user` (every model's target rank per user, in split order) and `paired` (each other model against
-    `main`: per-user difference of NDCG and HR at the main K with a bootstrap 95% interval)."""
-    from rlrec.evaluation.paired import paired_comparison
+                    settings: EvalSettings,
+                    beyond: Mapping[str, BeyondAccuracyAccumulator] | None = None) -> dict[str, Any]:
+    """`per_user` (every model's target rank per user, in split order, and its beyond-accuracy values at the main
+    K) and `paired` (each other model against `main`: per-user difference of NDCG, HR and the beyond-accuracy
+    metrics at the main K, each with a bootstrap 95% interval)."""
+    from rlrec.evaluation.paired import paired_comparison, paired_values
 
     k = main_k(settings.k_values)
-    return {"paired": {"main": main, "k": k, "against": paired_comparison(ranks, main, k, seed=settings.seed)},
-            "per_user": {"user_ids": [ex.user_id for ex in examples], "ranks": ranks}}
+    against = paired_comparison(ranks, main, k, seed=settings.seed)
+    per_user: dict[str, Any] = {"user_ids": [ex.user_id for ex in examples], "ranks": ranks}
+    if beyond:
+        values = {}
+        for name, acc in beyond.items():
+            defined = acc.compute()
+            values[name] = {f"{metric}@{k}": column for metric, column in acc.per_user(k).items()
+                            if f"{metric}@{k}" in defined}
+        for name, intervals in paired_values(values, main, seed=settings.seed).items():
+            against[name].update(intervals)
+        per_user["beyond"] = values
+    return {"paired": {"main": main, "k": k, "against": against}, "per_user": per_user}
+
+
+ItemVectors = tuple[Sequence[str], Any, str]  # (item ids, (n, d) matrix, what the vectors are)
+
+
+def item_space(dataset: PreparedDataset, settings: EvalSettings, vectors: ItemVectors | None) -> ItemSpace:
+    """The beyond-accuracy metrics' view of the items: train popularity, the head, the catalog, the vectors."""
+    ids, matrix, source = vectors if vectors is not None else (None, None, None)
+    return ItemSpace.build(item_popularity(dataset.train), len(dataset.items), settings.head_fraction,
+                           vectors=matrix, vector_ids=ids, vector_source=source)
+
+
+def index_vectors(index: SIDIndex | None) -> ItemVectors | None:
+    """The SID index's item text embeddings (what its SIDs were quantised from) as the diversity space."""
+    if index is None or index.embeddings is None:
+        return None
+    return index.item_ids, index.embeddings, f"item text embeddings of the SID index ({index.source or 'index'})"
 
 
 def load_compared(path: str | Path, index: SIDIndex, settings: EvalSettings, *, device: Any,
@@ -295,7 +334,7 @@ def evaluate_checkpoint(config: EvaluateConfig) -> dict[str, Any]:
               for name, path in compared.items()}
     return evaluate_rankers(
         config.model_name, ranker, dataset, settings, output_dir=config.resolved_output_dir(), device=str(device),
-        others=others,
+        others=others, item_vectors=index_vectors(index),
         metadata={"model_path": str(config.model_path), "dataset_dir": str(config.dataset_dir),
                   "sid_dir": str(config.resolved_sid_dir()) if index is not None else None,
                   "num_items_in_index": len(index) if index is not None else None,
@@ -306,6 +345,9 @@ def evaluate_checkpoint(config: EvaluateConfig) -> dict[str, Any]:
 def print_summary(report: dict[str, Any], config: EvaluateConfig, seconds: float) -> None:
     """The table, the paired intervals and where the report went, as `rlrec evaluate` prints them."""
     print(format_table(report["models"], k=main_k(report["k_values"])))
+    beyond = format_beyond_table(report["models"], k=main_k(report["k_values"]))
+    if beyond:
+        print(beyond)
     if report.get("paired", {}).get("against"):
         from rlrec.evaluation.paired import format_paired
 

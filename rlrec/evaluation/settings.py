@@ -59,6 +59,11 @@ class EvalSettings:
                   "example), the cold-start protocol of SETRec and similar papers: group `cold_pool`. The `cold` "
                   "group ranks the same users among all items."},
     )
+    beyond_accuracy: bool = field(
+        default=True,
+        metadata={"help": "Also describe every model's lists: coverage, tail share, novelty, diversity (in the SID "
+                  "index's item text-embedding space) and popularity at each K (rlrec/evaluation/beyond.py)."},
+    )
     sasrec_epochs: int = field(default=10, metadata={"help": "Training epochs of the SASRec baseline."})
     sasrec_max_len: int = field(default=50, metadata={"help": "Most recent items SASRec reads per history."})
     sasrec_hidden_size: int = field(default=64, metadata={"help": "Embedding / hidden width of SASRec."})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from rlrec.data.popularity import item_popularity
 from rlrec.data.schema import Example
-from rlrec.evaluation.groups import item_popularity
 from rlrec.ranking.base import Ranked, Ranker
 
 

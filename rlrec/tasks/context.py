@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from rlrec.data.popularity import item_popularity
 from rlrec.data.schema import Example, PreparedDataset
-from rlrec.evaluation.groups import item_popularity
 from rlrec.init.keywords import describe_keywords, keywords_by_token, prefix_keywords, token_keywords
 from rlrec.sid.index import SIDIndex
 from rlrec.utils.errors import ConfigError, DataError
