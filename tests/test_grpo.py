@@ -163,7 +163,7 @@ def test_grpo_stage_trains_on_constrained_rollouts_and_saves(sft_model, tmp_path
     SEEN.clear()
     out = tmp_path / "grpo"
     rewards = json.dumps(["exact_match", {"name": "ranking", "weight": 0.5}, "token_semantic",
-                          "test_grpo:probe_reward"])
+                          "test_grpo:probe_reward", {"name": "novelty", "weight": 0.3, "within_rank": 2}])
     manifest = run_stage("grpo", _grpo_argv(sft_model, out, "--rewards", rewards))
 
     assert json.loads((out / "manifest.json").read_text())["stage"] == "grpo"
@@ -172,11 +172,12 @@ def test_grpo_stage_trains_on_constrained_rollouts_and_saves(sft_model, tmp_path
 
     weights = load_file(out / "model.safetensors")
     assert weights and all(t.numel() > 0 for t in weights.values())
-    assert manifest["rewards"]["weights"] == [1.0, 0.5, 1.0, 1.0]
+    assert manifest["rewards"]["weights"] == [1.0, 0.5, 1.0, 1.0, 0.3]
     assert manifest["prompt_max_history"] == 5  # taken from the SFT model's manifest
     logged = manifest["reward_log"][0]
-    for name in ("exact_match", "ranking", "token_semantic", "probe_reward"):
+    for name in ("exact_match", "ranking", "token_semantic", "probe_reward", "novelty"):
         assert f"rewards/{name}/mean" in logged
+    assert 0.0 < logged["rewards/novelty/mean"] <= 0.5  # in [0, 1], and only half of each group may earn it
     # Every batch held whole groups of 4 distinct real items, in beam order, each spelled by its SID.
     index = SIDIndex.load(out / "sid")
     assert SEEN
@@ -252,9 +253,16 @@ def test_rewards_stage_generates_once_then_rescores_saved_rollouts(sft_model, tm
     # Re-score the saved rollouts with another reward list: no model needed, same groups.
     again = run_stage("rewards", ["--rollouts_file", str(out / "rollouts.jsonl"), "--sid_dir",
                                   str(sft_model / "sft" / "sid"), "--output_dir", str(tmp_path / "again"),
-                                  "--rewards", "exact_match,test_grpo:probe_reward"])
+                                  "--dataset_dir", str(sft_model / "data"),
+                                  "--rewards", "exact_match,test_grpo:probe_reward,long_tail,novelty"])
     assert again["rewards"]["exact_match"] == stats["exact_match"]
-    assert list(again["rewards"]) == ["exact_match", "probe_reward"]
+    assert list(again["rewards"]) == ["exact_match", "probe_reward", "long_tail", "novelty"]
+    from rlrec.data.popularity import head_items, item_popularity
+    from rlrec.data.schema import PreparedDataset
+
+    head = head_items(item_popularity(PreparedDataset.load(sft_model / "data").train))
+    tail = np.mean([c["item_id"] not in head for g in groups for c in g["candidates"]])
+    assert again["rewards"]["long_tail"]["mean"] == pytest.approx(tail, abs=1e-6)
 
 
 def test_rewards_stage_bad_input(tmp_path):

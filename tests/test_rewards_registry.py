@@ -42,7 +42,8 @@ def user_module(tmp_path, monkeypatch) -> str:
 
 
 def test_every_registered_reward_is_a_named_factory(index):
-    context = RewardContext(index=index, item_embeddings={"m1": [1.0], "m2": [1.0]})
+    context = RewardContext(index=index, item_embeddings={"m1": [1.0], "m2": [1.0]},
+                            item_popularity={"m1": 3, "m2": 1})
     fns = load_rewards(list(REWARDS), context)
     assert [fn.__name__ for fn in fns] == list(REWARDS)
 
@@ -61,8 +62,8 @@ def test_user_functions_by_dotted_path(index, user_module):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("nope", "unknown reward 'nope'; known rewards: exact_match, ndcg_lambda, ranking, semantic_cosine, "
-                 "token_semantic"),
+        ("nope", "unknown reward 'nope'; known rewards: diversity, exact_match, long_tail, ndcg_lambda, novelty, "
+                 "ranking, semantic_cosine, token_semantic"),
         ("rlrec_no_such_module:f", "cannot import module 'rlrec_no_such_module'"),
         ("rlrec_test_broken_rewards:f", "importing 'rlrec_test_broken_rewards' failed: RuntimeError: boom"),
         ("rlrec_test_user_rewards:missing", "has no attribute 'missing'"),

@@ -54,6 +54,8 @@ class RewardContext:
     - `invalid_penalty`: the score of a completion a reward cannot score (no item, malformed, an exception);
       a reward's `invalid_penalty` param overrides it.
     - `num_generations`: completions per prompt (GRPOConfig's), for rewards that score a group together.
+    - `item_popularity`: train interactions per item (`rlrec.data.popularity.item_popularity`), for the rewards
+      that steer away from the head (`novelty`, `long_tail`).
     """
 
     index: SIDIndex | None = None
@@ -61,6 +63,13 @@ class RewardContext:
     item_embedding_ids: Sequence[str] | None = None
     invalid_penalty: float = 0.0
     num_generations: int | None = None
+    item_popularity: Mapping[str, int] | None = None
+
+    def require_popularity(self, reward: str) -> Mapping[str, int]:
+        if not self.item_popularity:
+            raise ConfigError(f"reward {reward!r} needs the train popularity of the items: build its RewardContext "
+                              "with item_popularity= (rlrec grpo and rlrec rewards read it from dataset_dir)")
+        return self.item_popularity
 
     def require_index(self, reward: str) -> SIDIndex:
         if self.index is None:

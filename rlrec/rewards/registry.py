@@ -31,6 +31,7 @@ from rlrec.rewards.exact import exact_match
 from rlrec.rewards.format import valid_format
 from rlrec.rewards.ranking import ndcg_lambda, ranking
 from rlrec.rewards.semantic import semantic_cosine, token_semantic
+from rlrec.rewards.steering import diversity, long_tail, novelty
 from rlrec.utils.errors import ConfigError
 
 RewardFactory = Callable[..., RewardFunc]
@@ -42,7 +43,14 @@ REWARDS: dict[str, RewardFactory] = {
     "token_semantic": token_semantic,
     "semantic_cosine": semantic_cosine,
     "valid_format": valid_format,
+    "novelty": novelty,
+    "long_tail": long_tail,
+    "diversity": diversity,
 }
+
+# What a registered reward needs beyond the SID index, so a stage builds only that (`recipe_context`).
+NEEDS_EMBEDDINGS = frozenset({"semantic_cosine", "diversity"})
+NEEDS_POPULARITY = frozenset({"novelty", "long_tail"})
 
 
 def resolve_reward(spec: str) -> Callable[..., Any]:
@@ -176,6 +184,27 @@ def parse_reward_recipe(entries: Sequence[str | Mapping[str, Any]]) -> RewardRec
         if entry:
             recipe.params[name] = entry
     return recipe
+
+
+def recipe_context(specs: Sequence[str], index: Any, *, train: Sequence[Any] | None, invalid_penalty: float,
+                   num_generations: int | None) -> RewardContext:
+    """The `RewardContext` of a recipe's rewards: the index always, the item embeddings and the train popularity
+    only when a listed reward needs them (a user reward by dotted path gets both when they are at hand)."""
+    from rlrec.data.popularity import item_popularity
+    from rlrec.rewards.semantic import index_embeddings
+
+    custom = any(":" in spec for spec in specs)
+    embeddings = None
+    if NEEDS_EMBEDDINGS & set(specs) or (custom and index.embeddings is not None):
+        embeddings = index_embeddings(index)
+    popularity = None
+    if NEEDS_POPULARITY & set(specs) or custom:
+        if train is None and NEEDS_POPULARITY & set(specs):
+            raise ConfigError(f"rewards {sorted(NEEDS_POPULARITY & set(specs))} need the train split's item "
+                              "popularity: give dataset_dir")
+        popularity = item_popularity(train) if train is not None else None
+    return RewardContext(index=index, item_embeddings=embeddings, invalid_penalty=invalid_penalty,
+                         num_generations=num_generations, item_popularity=popularity)
 
 
 # MiniOneRec's rewards: what `rlrec grpo` trains with when a recipe names none.

@@ -134,13 +134,12 @@ def prompt_dataset(dataset: PreparedDataset, index: SIDIndex, tokenizer: Any, ma
 def build_rewards(script_args: GRPOScriptArguments, training_args: RecGRPOConfig, index: SIDIndex,
                   dataset: PreparedDataset):
     """The reward functions and their weights (into `training_args.reward_weights`)."""
-    from rlrec.rewards import RewardContext, load_rewards, parse_reward_recipe
-    from rlrec.rewards.semantic import index_embeddings
+    from rlrec.rewards import load_rewards, parse_reward_recipe
+    from rlrec.rewards.registry import recipe_context
 
     recipe = parse_reward_recipe(script_args.rewards)
-    embeddings = index_embeddings(index) if "semantic_cosine" in recipe.specs else None
-    context = RewardContext(index=index, item_embeddings=embeddings, invalid_penalty=script_args.invalid_penalty,
-                            num_generations=training_args.num_generations)
+    context = recipe_context(recipe.specs, index, train=dataset.train, invalid_penalty=script_args.invalid_penalty,
+                             num_generations=training_args.num_generations)
     rewards = load_rewards(recipe.specs, context, recipe.params)
     if training_args.reward_weights is not None and list(training_args.reward_weights) != recipe.weights:
         if any(w != 1.0 for w in recipe.weights):
