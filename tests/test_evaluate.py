@@ -217,6 +217,26 @@ def test_stage_compares_checkpoints_side_by_side(world, tmp_path, capsys):
         EvaluateConfig(compare=["popularity=x"]).compared_models()
 
 
+def test_stage_ranks_reranking_baselines_beside_the_model(world, tmp_path):
+    """`rerank` wraps the evaluated model: a large tail bonus fills the top K with tail items from its top N."""
+    root = world["root"]
+    config = EvaluateConfig(model_path=str(root / "model"), dataset_dir=str(root / "data"),
+                            output_dir=str(tmp_path / "eval"), device="cpu", baselines=[], k_values=[1, 5, 10],
+                            rerank=["tail=100,novelty=0"], rerank_top_n=20, max_examples=12)
+    report = evaluate_stage.main(config)
+    models = report["models"]
+    assert list(models) == ["model", "model+tail100", "model+novelty0"]
+    assert models["model+novelty0"]["all"] == models["model"]["all"]  # weight 0: the model's own order
+    assert models["model+tail100"]["all"]["tail_share@10"] > models["model"]["all"]["tail_share@10"]
+    assert report["paired"]["against"]["model+tail100"]["tail_share@10"]["mean"] < 0
+    with pytest.raises(ConfigError, match="no item embeddings"):
+        evaluate_stage.main(EvaluateConfig(model_path=str(root / "model"), dataset_dir=str(root / "data"),
+                                           output_dir=str(tmp_path / "mmr"), device="cpu", baselines=[],
+                                           rerank=["mmr=0.3"], max_examples=4))
+    with pytest.raises(ConfigError, match="rerank_top_n=5 is below the largest K"):
+        EvaluateConfig(rerank=["tail=1"], rerank_top_n=5)
+
+
 def test_stage_refuses_an_index_of_another_dataset(world, tmp_path):
     root = world["root"]
     other = random_index([f"x{i}" for i in range(50)])

@@ -72,6 +72,38 @@ class EvaluateConfig(EvalSettings):
                   "setrec`) is ranked by its own grounding, so the two identifier families compare directly."},
     )
 
+    rerank: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Re-ranking baselines of the evaluated model, as OBJECTIVE=WEIGHT: novelty=0.3 (score + "
+                  "0.3 x scaled novelty), tail=0.5 (score + 0.5 for a tail item), mmr=0.2 (maximal marginal "
+                  "relevance in the SID index's text-embedding space), each over the model's top rerank_top_n; "
+                  "reported as `<model_name>+novelty0.3` beside the model (rlrec/ranking/rerank.py)."},
+    )
+    rerank_top_n: int = field(default=50, metadata={"help": "Candidates a re-ranking baseline re-orders."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from rlrec.ranking.rerank import parse_rerank
+
+        if self.rerank_top_n < 1:
+            raise ConfigError(f"rerank_top_n={self.rerank_top_n}; expected a positive integer")
+        if self.rerank_top_n < self.k_values[-1]:
+            raise ConfigError(f"rerank_top_n={self.rerank_top_n} is below the largest K ({self.k_values[-1]}): a "
+                              "re-ranker re-orders at least the K items it shows")
+        self.rerank = [entry for value in self.rerank for entry in str(value).split(",") if entry.strip()]
+        for entry in self.rerank:
+            parse_rerank(entry)
+
+    def reranked_names(self) -> dict[str, tuple[str, float]]:
+        """`{report name: (objective, weight)}` of the re-ranking baselines."""
+        from rlrec.ranking.rerank import parse_rerank
+
+        out = {}
+        for entry in self.rerank:
+            objective, weight = parse_rerank(entry)
+            out[f"{self.model_name}+{objective}{weight:g}"] = (objective, weight)
+        return out
+
     def compared_models(self) -> dict[str, str]:
         """`compare` as {name: path}; a bare path is named after its folder."""
         out: dict[str, str] = {}
@@ -295,6 +327,26 @@ def load_compared(path: str | Path, index: SIDIndex, settings: EvalSettings, *, 
                        max_history=max_history)
 
 
+def reranked_baselines(config: EvaluateConfig, ranker: Ranker, dataset: PreparedDataset,
+                       index: SIDIndex | None) -> dict[str, Callable[[], Ranker]]:
+    """The `rerank` baselines around the evaluated model's ranker, by report name."""
+    from rlrec.ranking.rerank import make_reranker
+
+    vectors = index_vectors(index)
+    popularity = item_popularity(dataset.train)
+    out = {}
+    for name, (objective, weight) in config.reranked_names().items():
+        if objective == "mmr" and vectors is None:
+            raise ConfigError(f"rerank {objective}={weight:g}: the SID index has no item embeddings to measure "
+                              "redundancy with (item_embeddings.npy beside index.json)")
+        ids, matrix = (vectors[0], vectors[1]) if vectors is not None else ((), None)
+        out[name] = functools.partial(
+            make_reranker, ranker, objective, weight, popularity=popularity,
+            head_fraction=config.head_fraction or 0.2, vectors=matrix,
+            vector_rows={item: row for row, item in enumerate(ids)}, top_n=config.rerank_top_n)
+    return out
+
+
 def load_index(config: EvaluateConfig) -> SIDIndex:
     hint = "" if config.sid_dir else " (the default `<model_path>/sid`; set sid_dir to the `rlrec sid` output)"
     return load_sid_index(config.resolved_sid_dir(), hint)
@@ -332,6 +384,7 @@ def evaluate_checkpoint(config: EvaluateConfig) -> dict[str, Any]:
     others = {name: functools.partial(load_compared, path, index, settings, device=device, dtype=config.dtype,
                                       max_history=config.max_history)
               for name, path in compared.items()}
+    others.update(reranked_baselines(config, ranker, dataset, index))
     return evaluate_rankers(
         config.model_name, ranker, dataset, settings, output_dir=config.resolved_output_dir(), device=str(device),
         others=others, item_vectors=index_vectors(index),

@@ -1,0 +1,156 @@
+"""Re-ranking baselines: any ranker's top N re-ordered for novelty, the long tail or diversity.
+
+The cheap alternative to training for a beyond-accuracy objective is to ask the trained model for more
+candidates than it will show and re-order them. Any claim that GRPO with a novelty or diversity reward is
+worth its cost has to beat this, so the re-rankers wrap any `Ranker` (SID model, SASRec) and rank through
+the same protocol:
+
+- `BonusReranker`: re-scores the base's top `top_n` by `score + weight * bonus(item)`, the bonus in [0, 1]:
+  `novelty` (scaled self-information of the item's train popularity) or `tail` (1 outside the head);
+- `MMRReranker`: maximal marginal relevance (Carbonell & Goldstein 1998). The base scores are min-max
+  scaled to [0, 1] within the user's top N; items are then picked greedily by
+  `(1 - weight) * relevance - weight * max cos(item, picked)`, in an item space shared by every model
+  compared (the SID index's text embeddings), so `weight` 0 is the base ranking and 1 ignores relevance.
+
+`reorder(ranked)` re-orders one list already ranked by the base: a study that sweeps `weight` ranks the
+base once and re-orders its lists many times. History exclusion and the candidate pool are the base's:
+they hold in its top N, so they hold in any re-ordering of it.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from rlrec.data.popularity import SelfInformation, head_items
+from rlrec.ranking.base import Ranked, Ranker
+from rlrec.utils.errors import ConfigError
+
+OBJECTIVES = ("novelty", "tail", "mmr")
+DEFAULT_TOP_N = 50
+
+
+class Reranker(Ranker):
+    """A ranker that asks `base` for its top `top_n` and re-orders them (`reorder`)."""
+
+    def __init__(self, base: Ranker, weight: float, top_n: int = DEFAULT_TOP_N) -> None:
+        if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
+            raise ConfigError(f"top_n={top_n!r}; expected a positive integer")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight < 0:
+            raise ConfigError(f"weight={weight!r}; expected a finite number >= 0")
+        self.base = base
+        self.weight = float(weight)
+        self.top_n = top_n
+        self.item_ids = base.item_ids
+        self.model = base.model
+
+    @property
+    def device(self):
+        return self.base.device
+
+    def knows(self, item_id: str) -> bool:
+        return self.base.knows(item_id)
+
+    def identifier(self, item_id: str) -> str:
+        return self.base.identifier(item_id)
+
+    def _rank(self, histories: list[list[str]], k: int, exclude_history: bool,
+              pool: frozenset[str] | None) -> list[Ranked]:
+        # k above top_n widens the candidates to k: a re-ranker shows what it re-ordered, never less
+        ranked = self.base.rank(histories, max(k, self.top_n), exclude_history=exclude_history, pool=pool)
+        return [self.reorder(row)[:k] for row in ranked]
+
+    @abstractmethod
+    def reorder(self, ranked: Ranked) -> Ranked:
+        """A list the base ranked (best first, its top N) re-ordered, with the scores the re-ranking gave."""
+
+
+class BonusReranker(Reranker):
+    """`score + weight * bonus(item)` over the base's top N (module docstring)."""
+
+    def __init__(self, base: Ranker, bonus: Callable[[str], float], weight: float,
+                 top_n: int = DEFAULT_TOP_N) -> None:
+        super().__init__(base, weight, top_n)
+        self.bonus = bonus
+
+    def reorder(self, ranked: Ranked) -> Ranked:
+        rescored = [(item, score + self.weight * self.bonus(item)) for item, score in ranked]
+        order = sorted(range(len(rescored)), key=lambda i: (-rescored[i][1], i))  # stable among equal scores
+        return [rescored[i] for i in order]
+
+
+class MMRReranker(Reranker):
+    """Maximal marginal relevance over the base's top N (module docstring); `weight` in [0, 1]."""
+
+    def __init__(self, base: Ranker, vectors: np.ndarray, vector_rows: Mapping[str, int], weight: float,
+                 top_n: int = DEFAULT_TOP_N) -> None:
+        super().__init__(base, weight, top_n)
+        if self.weight > 1:
+            raise ConfigError(f"mmr weight={weight}; expected a number in [0, 1]")
+        matrix = np.asarray(vectors, dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        self.vectors = matrix / np.where(norms > 0, norms, 1.0)
+        self.vector_rows = dict(vector_rows)
+
+    def reorder(self, ranked: Ranked) -> Ranked:
+        ranked = list(ranked)
+        if len(ranked) < 2:
+            return ranked
+        scores = np.array([score for _, score in ranked], dtype=np.float64)
+        spread = scores.max() - scores.min()
+        relevance = (scores - scores.min()) / spread if spread > 0 else np.ones_like(scores)
+        rows = [self.vector_rows.get(item) for item, _ in ranked]
+        known = np.array([r is not None for r in rows])
+        vecs = np.zeros((len(ranked), self.vectors.shape[1]), dtype=np.float32)
+        vecs[known] = self.vectors[[r for r in rows if r is not None]]
+        sims = vecs @ vecs.T  # an item without a vector is similar to nothing
+        closest = np.full(len(ranked), -np.inf)
+        left = list(range(len(ranked)))
+        out: Ranked = []
+        for position in range(len(ranked)):
+            redundancy = np.where(np.isfinite(closest[left]), closest[left], 0.0)
+            value = (1 - self.weight) * relevance[left] - self.weight * redundancy
+            pick = left.pop(int(np.argmax(value)))  # first among equals: the base's order
+            out.append((ranked[pick][0], float(len(ranked) - position)))  # best first, as the protocol asks
+            closest = np.maximum(closest, sims[pick])
+        return out
+
+
+def objective_bonus(objective: str, popularity: Mapping[str, int],
+                    head_fraction: float = 0.2) -> Callable[[str], float]:
+    """The [0, 1] bonus of `novelty` (scaled self-information) or `tail` (1 outside the head)."""
+    if objective == "novelty":
+        return SelfInformation(popularity).scaled
+    if objective == "tail":
+        head = head_items(popularity, head_fraction)
+        return lambda item: 0.0 if item in head else 1.0
+    raise ConfigError(f"re-ranking objective {objective!r}; expected novelty or tail (or mmr, with item vectors)")
+
+
+def make_reranker(base: Ranker, objective: str, weight: float, *, popularity: Mapping[str, int],
+                  head_fraction: float = 0.2, vectors: np.ndarray | None = None,
+                  vector_rows: Mapping[str, int] | None = None, top_n: int = DEFAULT_TOP_N) -> Reranker:
+    """The re-ranker of `objective` (`novelty`, `tail`, `mmr`) around `base`."""
+    if objective == "mmr":
+        if vectors is None or vector_rows is None:
+            raise ConfigError("re-ranking objective 'mmr' needs item vectors (the SID index's item_embeddings.npy)")
+        return MMRReranker(base, vectors, vector_rows, weight, top_n)
+    return BonusReranker(base, objective_bonus(objective, popularity, head_fraction), weight, top_n)
+
+
+def parse_rerank(entry: str) -> tuple[str, float]:
+    """`OBJECTIVE=WEIGHT` (e.g. `novelty=0.3`, `mmr=0.2`) as (objective, weight)."""
+    objective, sep, value = str(entry).partition("=")
+    objective = objective.strip()
+    try:
+        weight = float(value)
+    except ValueError:
+        weight = None
+    if not sep or objective not in OBJECTIVES or weight is None or not np.isfinite(weight) or weight < 0:
+        raise ConfigError(f"rerank: expected OBJECTIVE=WEIGHT with OBJECTIVE one of {', '.join(OBJECTIVES)} and a "
+                          f"weight >= 0 (e.g. novelty=0.3), got {entry!r}")
+    if objective == "mmr" and weight > 1:
+        raise ConfigError(f"rerank: {entry!r}: the mmr weight is in [0, 1]")
+    return objective, weight
