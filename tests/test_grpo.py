@@ -198,6 +198,20 @@ def test_grpo_stage_trains_on_constrained_rollouts_and_saves(sft_model, tmp_path
     assert changed, "two GRPO steps left every weight unchanged"
 
 
+def test_grpo_steered_run_chooses_on_tail_share_above_an_ndcg_floor(sft_model, tmp_path):
+    """A steering recipe's selection: valid tail share, among the checks that keep NDCG within the floor."""
+    manifest = run_stage("grpo", _grpo_argv(
+        sft_model, tmp_path / "steer", "--rewards", json.dumps(["exact_match", {"name": "long_tail", "weight": 1.0}]),
+        "--valid_every_steps", "1", "--valid_metric", "tail_share@5", "--valid_floor", "NDCG@5>=0.5",
+        "--valid_num_beams", "5", "--eval_at_end", "false"))
+    selection = manifest["valid_selection"]
+    curve = selection["curve"]
+    assert [p["step"] for p in curve] == [0, 1, 2] and all("tail_share@5" in p and "NDCG@5" in p for p in curve)
+    eligible = [p for p in curve if p["NDCG@5"] >= 0.5 * curve[0]["NDCG@5"]]
+    assert [p["eligible"] for p in curve] == [p in eligible for p in curve]
+    assert selection["best"]["step"] == max(eligible, key=lambda p: p["tail_share@5"])["step"]
+
+
 def test_grpo_with_lora_saves_a_merged_model(sft_model, tmp_path):
     out = tmp_path / "lora"
     manifest = run_stage("grpo", _grpo_argv(sft_model, out, "--use_peft", "true", "--lora_r", "4",

@@ -71,3 +71,43 @@ def test_off_by_default_and_bad_values_are_refused():
     assert model.weight.item() == 0.0 and callback.summary()["average"] is None
     with pytest.raises(ConfigError, match="valid_average_top"):
         ValidSelectionArguments(valid_every_steps=1, valid_average_top=0)
+
+
+class TwoMetricCallback(ValidSelectionCallback):
+    """tail_share@10 = the weight, NDCG@10 = 10 - the weight: more of one costs the other."""
+
+    def __init__(self, args: ValidSelectionArguments) -> None:
+        super().__init__(args, examples=[object()], index=None, tokenizer=None, max_history=None, space=object())
+
+    def _measure(self, model):
+        w = float(model.weight.item())
+        return {"tail_share@10": w, "NDCG@10": 10.0 - w, "seconds": 0.0}
+
+
+def test_a_floor_on_ndcg_chooses_the_most_tail_that_keeps_it():
+    args = ValidSelectionArguments(valid_every_steps=1, valid_metric="tail_share@10", valid_floor="NDCG@10>=0.8")
+    assert args.metrics == ["tail_share@10", "NDCG@10"] and args.needs_item_space
+    callback = TwoMetricCallback(args)
+    model = _run(callback, [1.0, 3.0, 2.0, 5.0])  # NDCG 9, 7, 8, 5 against the start's 10: floor 8
+    assert model.weight.item() == 2.0
+    summary = callback.summary()
+    assert summary["best"]["step"] == 3 and [p["eligible"] for p in summary["curve"]] == [True, True, False, True,
+                                                                                           False]
+    # Without the floor the largest tail share wins, whatever it costs.
+    free = TwoMetricCallback(ValidSelectionArguments(valid_every_steps=1, valid_metric="tail_share@10"))
+    assert _run(free, [1.0, 3.0, 2.0, 5.0]).weight.item() == 5.0
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"valid_metric": "popularity@10"}, "valid_metric"),
+    ({"valid_floor": "NDCG@10>0.9"}, "valid_floor"),
+    ({"valid_floor": "NDCG@10>=1.5"}, "valid_floor"),
+    ({"valid_floor": "MRR@10>=0.9"}, "valid_floor"),
+    ({"valid_metric": "tail_share@50"}, "needs at least 50 beams"),
+])
+def test_bad_selection_metrics_are_refused(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        ValidSelectionArguments(valid_every_steps=1, **fields)
+    with pytest.raises(ConfigError, match="needs the items"):
+        ValidSelectionCallback(ValidSelectionArguments(valid_every_steps=1, valid_metric="novelty@10"),
+                               examples=[object()], index=None, tokenizer=None, max_history=None)

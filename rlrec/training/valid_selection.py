@@ -37,6 +37,8 @@ from rlrec.utils.io import read_json_object, write_json
 logger = logging.getLogger(__name__)
 
 SELECTION_STATE = "valid_selection.json"
+# Metrics a check can choose by or hold a floor on: higher is better for each.
+SELECTION_METRICS = ("HR", "NDCG", "tail_share", "novelty", "coverage", "diversity")
 SELECTION_WEIGHTS = "valid_best.safetensors"
 
 
@@ -49,7 +51,17 @@ class ValidSelectionArguments:
         metadata={"help": "Rank the valid users every N optimizer steps (and before the first) and keep the weights "
                   "with the best valid_metric; None: off (the last weights are saved)."},
     )
-    valid_metric: str = field(default="NDCG@10", metadata={"help": "Metric that chooses: HR@K or NDCG@K."})
+    valid_metric: str = field(
+        default="NDCG@10",
+        metadata={"help": "Metric that chooses (higher is better): HR@K or NDCG@K, or, for a run steered by a "
+                  "beyond-accuracy reward, tail_share@K, novelty@K, coverage@K or diversity@K (with valid_floor)."},
+    )
+    valid_floor: str | None = field(
+        default=None,
+        metadata={"help": "Only checks that keep METRIC at or above RATIO x its value at the start may be chosen, "
+                  "written METRIC>=RATIO (e.g. NDCG@10>=0.95: the most tail share for at most 5% of the start's "
+                  "NDCG@10); None: every check may be chosen."},
+    )
     valid_max_examples: int | None = field(
         default=None, metadata={"help": "Rank a fixed random subset of this many valid users; None: all of them."}
     )
@@ -80,16 +92,45 @@ class ValidSelectionArguments:
             raise ConfigError(f"`valid_average_top` must be 1 (off) or more, got {self.valid_average_top}")
         if self.valid_every_steps is not None and self.valid_every_steps < 1:
             raise ConfigError(f"`valid_every_steps` must be positive or None, got {self.valid_every_steps}")
-        name, _, k = self.valid_metric.partition("@")
-        if name not in ("HR", "NDCG") or not k.isdigit() or int(k) < 1:
-            raise ConfigError(f"`valid_metric` must look like NDCG@10 or HR@10, got {self.valid_metric!r}")
-        if int(k) > self.valid_num_beams:
-            raise ConfigError(f"`valid_metric` {self.valid_metric} needs at least {k} beams, valid_num_beams is "
-                              f"{self.valid_num_beams}")
+        floor = self.floor
+        for what, metric in (("valid_metric", self.valid_metric), ("valid_floor", floor[0] if floor else None)):
+            if metric is None:
+                continue
+            name, _, k = metric.partition("@")
+            if name not in SELECTION_METRICS or not k.isdigit() or int(k) < 1:
+                raise ConfigError(f"`{what}` names {metric!r}; expected METRIC@K with METRIC one of "
+                                  f"{', '.join(SELECTION_METRICS)} (e.g. NDCG@10)")
+            if int(k) > self.valid_num_beams:
+                raise ConfigError(f"`{what}` {metric} needs at least {k} beams, valid_num_beams is "
+                                  f"{self.valid_num_beams}")
 
     @property
-    def k(self) -> int:
-        return int(self.valid_metric.partition("@")[2])
+    def floor(self) -> tuple[str, float] | None:
+        """`valid_floor` as (metric, ratio), checked: RATIO in (0, 1], so the start is always eligible."""
+        if self.valid_floor is None:
+            return None
+        metric, sep, ratio = str(self.valid_floor).replace(" ", "").partition(">=")
+        try:
+            value = float(ratio)
+        except ValueError:
+            value = float("nan")
+        if not sep or not 0.0 < value <= 1.0:
+            raise ConfigError(f"`valid_floor` must look like NDCG@10>=0.95 (a ratio in (0, 1] of the start's value), "
+                              f"got {self.valid_floor!r}")
+        return metric, value
+
+    @property
+    def metrics(self) -> list[str]:
+        """Every metric a check measures: the chooser and the floor's."""
+        return list(dict.fromkeys([self.valid_metric, *([self.floor[0]] if self.floor else [])]))
+
+    @property
+    def k_values(self) -> list[int]:
+        return sorted({int(metric.partition("@")[2]) for metric in self.metrics})
+
+    @property
+    def needs_item_space(self) -> bool:
+        return any(metric.partition("@")[0] not in ("HR", "NDCG") for metric in self.metrics)
 
     def checkpoint_files(self) -> tuple[str, ...]:
         """Files a complete checkpoint holds for this selection (see `ValidSelectionCallback.on_save`)."""
@@ -105,10 +146,14 @@ class ValidSelectionCallback(TrainerCallback):
     """Ranks the valid users at train start and every `every_steps` steps; restores the best weights at the end."""
 
     def __init__(self, args: ValidSelectionArguments, examples: list, index: Any, tokenizer: Any,
-                 max_history: int | None) -> None:
+                 max_history: int | None, space: Any = None) -> None:
         if not examples:
             raise ConfigError("valid_every_steps is set but the valid split has no examples to rank")
+        if args.needs_item_space and space is None:
+            raise ConfigError(f"valid selection by {args.metrics} needs the items' train popularity and vectors "
+                              "(an ItemSpace)")
         self.args = args
+        self.space = space  # rlrec.evaluation.beyond.ItemSpace, for the beyond-accuracy metrics
         self.examples = examples
         self.index, self.tokenizer, self.max_history = index, tokenizer, max_history
         self.curve: list[dict[str, float]] = []
@@ -121,23 +166,39 @@ class ValidSelectionCallback(TrainerCallback):
         self.average: dict[str, Any] | None = None
 
     def _measure(self, model: torch.nn.Module) -> dict[str, float]:
+        from rlrec.evaluation.beyond import BeyondAccuracyAccumulator
         from rlrec.evaluation.evaluate import evaluate_ranker
         from rlrec.ranking import SIDRanker
 
         start = time.perf_counter()
         ranker = SIDRanker(model, self.tokenizer, self.index, num_beams=self.args.valid_num_beams,
                            batch_size=self.args.valid_batch_size, max_history=self.max_history)
-        metrics = evaluate_ranker(ranker, self.examples, [self.args.k], batch_size=len(self.examples))["all"]
+        beyond = BeyondAccuracyAccumulator(self.space, self.args.k_values) if self.args.needs_item_space else None
+        metrics = evaluate_ranker(ranker, self.examples, self.args.k_values, batch_size=len(self.examples),
+                                  beyond=beyond)["all"]
+        if any(metric not in metrics for metric in self.args.metrics):
+            raise ConfigError(f"valid selection: {[m for m in self.args.metrics if m not in metrics]} cannot be "
+                              "measured here (diversity needs the SID index's item embeddings)")
         return {**metrics, "seconds": round(time.perf_counter() - start, 2)}
+
+    def eligible(self, point: dict[str, float]) -> bool:
+        """Whether a check keeps `valid_floor` (relative to the first check, the start); always, without one."""
+        floor = self.args.floor
+        if floor is None or not self.curve:
+            return True
+        metric, ratio = floor
+        return point[metric] >= ratio * self.curve[0][metric]
 
     def _validate(self, model: torch.nn.Module, step: int) -> None:
         point = {"step": step, **self._measure(model)}
+        point["eligible"] = self.eligible(point)
         self.curve.append(point)
         value = point[self.args.valid_metric]
-        if self.best is None or value > self.best[self.args.valid_metric]:
+        if point["eligible"] and (self.best is None or value > self.best[self.args.valid_metric]):
             self.best = point
             self._best_state = _cpu_copy(model)
-        self._keep_top(value, step, lambda: self._best_state if self.best is point else _cpu_copy(model))
+        if point["eligible"]:
+            self._keep_top(value, step, lambda: self._best_state if self.best is point else _cpu_copy(model))
         logger.info("valid %s at step %d: %.4f (best %.4f at step %d)", self.args.valid_metric, step, value,
                     self.best[self.args.valid_metric], self.best["step"])
 
@@ -250,9 +311,15 @@ def valid_selection_callback(args: ValidSelectionArguments, dataset: Any, index:
     if args.valid_every_steps is None:
         return None
     from rlrec.evaluation.run import select_examples
+    from rlrec.evaluation.settings import EvalSettings
 
     examples = select_examples([ex for ex in dataset.valid if ex.target in index], args.valid_max_examples, seed)
-    return ValidSelectionCallback(args, examples, index, tokenizer, max_history)
+    space = None
+    if args.needs_item_space:
+        from rlrec.evaluation.run import index_vectors, item_space
+
+        space = item_space(dataset, EvalSettings(), index_vectors(index))
+    return ValidSelectionCallback(args, examples, index, tokenizer, max_history, space)
 
 
 def without_last_windows(train: list) -> list:
