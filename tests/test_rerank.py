@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rlrec.ranking import ScoreRanker, ranked_ids
-from rlrec.ranking.rerank import BonusReranker, MMRReranker, make_reranker, objective_bonus, parse_rerank
+from rlrec.ranking.rerank import Reranker, bonus_reorder, make_reranker, mmr_reorder, objective_bonus, parse_rerank
 from rlrec.utils.errors import ConfigError
 
 IDS = ["a", "b", "c", "d", "e"]
@@ -26,16 +26,16 @@ def test_bonus_reranking_by_hand():
     novelty = objective_bonus("novelty", POPULARITY)
     assert novelty("e") == pytest.approx(1.0) and 0 < novelty("a") < novelty("d") < 1
     # top_n bounds what can come up: with top 2 only, e can never be shown
-    assert "e" not in ranked_ids(BonusReranker(base(), novelty, 100.0, top_n=2).rank([[]], 2))[0]
+    assert "e" not in ranked_ids(Reranker(base(), bonus_reorder(novelty, 100.0), top_n=2).rank([[]], 2))[0]
 
 
 def test_mmr_by_hand():
     rows = {item: i for i, item in enumerate(IDS)}
-    assert ranked_ids(MMRReranker(base(), VECTORS, rows, 0.0, top_n=5).rank([[]], 5)) == [IDS]
+    assert ranked_ids(Reranker(base(), mmr_reorder(VECTORS, rows, 0.0), top_n=5).rank([[]], 5)) == [IDS]
     # weight 0.5, relevance scaled to a 1, b .75, c .5, d .25, e 0; value = .5 * relevance - .5 * closest cos.
     # a first (nothing picked). Then c: .25 - 0 beats b (.375 - .5 * .995), e (0 - .5 * .707), d (.125 - .5).
     # Then b (-.12) over e (-.35) and d (-.375). Last, d: .125 - .5 * 1 = -.375 beats e: 0 - .5 * cos(b, e) = -.387.
-    mmr = MMRReranker(base(), VECTORS, rows, 0.5, top_n=5)
+    mmr = Reranker(base(), mmr_reorder(VECTORS, rows, 0.5), top_n=5)
     ranked = mmr.rank([[]], 5)[0]
     assert [item for item, _ in ranked] == ["a", "c", "b", "d", "e"]
     assert [score for _, score in ranked] == sorted((score for _, score in ranked), reverse=True)

@@ -5,21 +5,20 @@ candidates than it will show and re-order them. Any claim that GRPO with a novel
 worth its cost has to beat this, so the re-rankers wrap any `Ranker` (SID model, SASRec) and rank through
 the same protocol:
 
-- `BonusReranker`: re-scores the base's top `top_n` by `score + weight * bonus(item)`, the bonus in [0, 1]:
-  `novelty` (scaled self-information of the item's train popularity) or `tail` (1 outside the head);
-- `MMRReranker`: maximal marginal relevance (Carbonell & Goldstein 1998). The base scores are min-max
+- `novelty` / `tail` (`bonus_reorder`): re-scores the base's top `top_n` by `score + weight * bonus(item)`, the
+  bonus in [0, 1]: the scaled self-information of the item's train popularity, or 1 outside the head;
+- `mmr` (`mmr_reorder`): maximal marginal relevance (Carbonell & Goldstein 1998). The base scores are min-max
   scaled to [0, 1] within the user's top N; items are then picked greedily by
   `(1 - weight) * relevance - weight * max cos(item, picked)`, in an item space shared by every model
   compared (the SID index's text embeddings), so `weight` 0 is the base ranking and 1 ignores relevance.
 
-`reorder(ranked)` re-orders one list already ranked by the base: a study that sweeps `weight` ranks the
-base once and re-orders its lists many times. History exclusion and the candidate pool are the base's:
-they hold in its top N, so they hold in any re-ordering of it.
+A `Reranker` is a base ranker and a re-ordering; `reorderer(objective, weight, ...)` is the re-ordering alone,
+for a study that sweeps `weight`: it ranks the base once and re-orders its lists many times. History exclusion
+and the candidate pool are the base's: they hold in its top N, so they hold in any re-ordering of it.
 """
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -32,16 +31,17 @@ OBJECTIVES = ("novelty", "tail", "mmr")
 DEFAULT_TOP_N = 50
 
 
-class Reranker(Ranker):
-    """A ranker that asks `base` for its top `top_n` and re-orders them (`reorder`)."""
+Reorder = Callable[[Ranked], Ranked]  # a list ranked best first -> the same items re-ordered, with new scores
 
-    def __init__(self, base: Ranker, weight: float, top_n: int = DEFAULT_TOP_N) -> None:
+
+class Reranker(Ranker):
+    """A ranker that asks `base` for its top `top_n` and re-orders them with `reorder` (`make_reranker`)."""
+
+    def __init__(self, base: Ranker, reorder: Reorder, top_n: int = DEFAULT_TOP_N) -> None:
         if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
             raise ConfigError(f"top_n={top_n!r}; expected a positive integer")
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight < 0:
-            raise ConfigError(f"weight={weight!r}; expected a finite number >= 0")
         self.base = base
-        self.weight = float(weight)
+        self.reorder = reorder
         self.top_n = top_n
         self.item_ids = base.item_ids
         self.model = base.model
@@ -62,60 +62,59 @@ class Reranker(Ranker):
         ranked = self.base.rank(histories, max(k, self.top_n), exclude_history=exclude_history, pool=pool)
         return [self.reorder(row)[:k] for row in ranked]
 
-    @abstractmethod
-    def reorder(self, ranked: Ranked) -> Ranked:
-        """A list the base ranked (best first, its top N) re-ordered, with the scores the re-ranking gave."""
+
+def _check_weight(weight: float, upper: float | None = None) -> float:
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight < 0 \
+            or (upper is not None and weight > upper):
+        bound = f"in [0, {upper:g}]" if upper is not None else "finite and >= 0"
+        raise ConfigError(f"re-ranking weight={weight!r}; expected a number {bound}")
+    return float(weight)
 
 
-class BonusReranker(Reranker):
-    """`score + weight * bonus(item)` over the base's top N (module docstring)."""
+def bonus_reorder(bonus: Callable[[str], float], weight: float) -> Reorder:
+    """`score + weight * bonus(item)`, best first (ties keep the base's order)."""
+    weight = _check_weight(weight)
 
-    def __init__(self, base: Ranker, bonus: Callable[[str], float], weight: float,
-                 top_n: int = DEFAULT_TOP_N) -> None:
-        super().__init__(base, weight, top_n)
-        self.bonus = bonus
-
-    def reorder(self, ranked: Ranked) -> Ranked:
-        rescored = [(item, score + self.weight * self.bonus(item)) for item, score in ranked]
-        order = sorted(range(len(rescored)), key=lambda i: (-rescored[i][1], i))  # stable among equal scores
+    def reorder(ranked: Ranked) -> Ranked:
+        rescored = [(item, score + weight * bonus(item)) for item, score in ranked]
+        order = sorted(range(len(rescored)), key=lambda i: (-rescored[i][1], i))
         return [rescored[i] for i in order]
 
+    return reorder
 
-class MMRReranker(Reranker):
-    """Maximal marginal relevance over the base's top N (module docstring); `weight` in [0, 1]."""
 
-    def __init__(self, base: Ranker, vectors: np.ndarray, vector_rows: Mapping[str, int], weight: float,
-                 top_n: int = DEFAULT_TOP_N) -> None:
-        super().__init__(base, weight, top_n)
-        if self.weight > 1:
-            raise ConfigError(f"mmr weight={weight}; expected a number in [0, 1]")
-        matrix = np.asarray(vectors, dtype=np.float32)
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        self.vectors = matrix / np.where(norms > 0, norms, 1.0)
-        self.vector_rows = dict(vector_rows)
+def mmr_reorder(vectors: np.ndarray, vector_rows: Mapping[str, int], weight: float) -> Reorder:
+    """Maximal marginal relevance (module docstring), `weight` in [0, 1]; the score is `len - position`."""
+    weight = _check_weight(weight, upper=1.0)
+    matrix = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    unit = matrix / np.where(norms > 0, norms, 1.0)
+    rows_of = dict(vector_rows)
 
-    def reorder(self, ranked: Ranked) -> Ranked:
+    def reorder(ranked: Ranked) -> Ranked:
         ranked = list(ranked)
         if len(ranked) < 2:
             return ranked
         scores = np.array([score for _, score in ranked], dtype=np.float64)
         spread = scores.max() - scores.min()
         relevance = (scores - scores.min()) / spread if spread > 0 else np.ones_like(scores)
-        rows = [self.vector_rows.get(item) for item, _ in ranked]
+        rows = [rows_of.get(item) for item, _ in ranked]
         known = np.array([r is not None for r in rows])
-        vecs = np.zeros((len(ranked), self.vectors.shape[1]), dtype=np.float32)
-        vecs[known] = self.vectors[[r for r in rows if r is not None]]
+        vecs = np.zeros((len(ranked), unit.shape[1]), dtype=np.float32)
+        vecs[known] = unit[[r for r in rows if r is not None]]
         sims = vecs @ vecs.T  # an item without a vector is similar to nothing
         closest = np.full(len(ranked), -np.inf)
         left = list(range(len(ranked)))
         out: Ranked = []
         for position in range(len(ranked)):
             redundancy = np.where(np.isfinite(closest[left]), closest[left], 0.0)
-            value = (1 - self.weight) * relevance[left] - self.weight * redundancy
+            value = (1 - weight) * relevance[left] - weight * redundancy
             pick = left.pop(int(np.argmax(value)))  # first among equals: the base's order
             out.append((ranked[pick][0], float(len(ranked) - position)))  # best first, as the protocol asks
             closest = np.maximum(closest, sims[pick])
         return out
+
+    return reorder
 
 
 def objective_bonus(objective: str, popularity: Mapping[str, int],
@@ -129,15 +128,22 @@ def objective_bonus(objective: str, popularity: Mapping[str, int],
     raise ConfigError(f"re-ranking objective {objective!r}; expected novelty or tail (or mmr, with item vectors)")
 
 
+def reorderer(objective: str, weight: float, *, popularity: Mapping[str, int], head_fraction: float = 0.2,
+              vectors: np.ndarray | None = None, vector_rows: Mapping[str, int] | None = None) -> Reorder:
+    """The re-ordering of `objective` (`novelty`, `tail`, `mmr`) at `weight`."""
+    if objective == "mmr":
+        if vectors is None or vector_rows is None:
+            raise ConfigError("re-ranking objective 'mmr' needs item vectors (the SID index's item_embeddings.npy)")
+        return mmr_reorder(vectors, vector_rows, weight)
+    return bonus_reorder(objective_bonus(objective, popularity, head_fraction), weight)
+
+
 def make_reranker(base: Ranker, objective: str, weight: float, *, popularity: Mapping[str, int],
                   head_fraction: float = 0.2, vectors: np.ndarray | None = None,
                   vector_rows: Mapping[str, int] | None = None, top_n: int = DEFAULT_TOP_N) -> Reranker:
     """The re-ranker of `objective` (`novelty`, `tail`, `mmr`) around `base`."""
-    if objective == "mmr":
-        if vectors is None or vector_rows is None:
-            raise ConfigError("re-ranking objective 'mmr' needs item vectors (the SID index's item_embeddings.npy)")
-        return MMRReranker(base, vectors, vector_rows, weight, top_n)
-    return BonusReranker(base, objective_bonus(objective, popularity, head_fraction), weight, top_n)
+    return Reranker(base, reorderer(objective, weight, popularity=popularity, head_fraction=head_fraction,
+                                    vectors=vectors, vector_rows=vector_rows), top_n)
 
 
 def parse_rerank(entry: str) -> tuple[str, float]:

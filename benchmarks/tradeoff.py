@@ -1,0 +1,336 @@
+"""Steering a recommender: GRPO with a beyond-accuracy reward against re-ranking the SFT model's beams.
+
+    # ML-100k, the compact model of `rlrec demo` (SFT in runs/demo/compact-sft), every test user (~45 CPU minutes):
+    python benchmarks/tradeoff.py --sft_model runs/demo/compact-sft --dataset_dir runs/demo/prepare \
+        --output_dir runs/tradeoff-ml-100k
+    # the same path on tiny generated data and a tiny model, in seconds (what the test suite runs):
+    python benchmarks/tradeoff.py --smoke --output_dir /tmp/tradeoff-smoke
+
+From one SFT model:
+
+- re-ranking: the SFT model's top `top_n` (50) per user, ranked once, then re-ordered at many weights by
+  `score + w * novelty`, `score + w * [tail item]` and MMR in the SID index's text-embedding space
+  (`rlrec.ranking.rerank`), the cheap alternative any recommender engineer tries first;
+- GRPO: `rlrec grpo` with the recipe (`--grpo_config`, default `recipes/ml-100k-compact/grpo-steer.yaml`) and
+  its rewards plus one objective's reward (`novelty`, `long_tail`, `diversity`) at each of `--grpo_weights`,
+  one run per weight and seed, trained for the recipe's steps with no valid selection (each weight is one
+  point of the trade-off, not a choice), then ranked the same way.
+
+Every point is ranked on every user of `--split` (test by default; use valid to choose a recipe), and each
+GRPO point is paired with the re-ranking point of each family nearest to it on the objective's metric
+(tail share@10 for novelty and long_tail, diversity@10 for diversity): when they are within `--match_tolerance`,
+the per-user NDCG@10 difference gets a bootstrap 95% interval. `tradeoff.json` holds every point (its metrics
+and settings), the pairs and the timings; `tradeoff.png` plots NDCG@10 against each objective's metric, both
+frontiers, with each point's 95% interval; `tradeoff.md` is the table. A GRPO run whose folder holds a finished
+run is reused (delete it to redo it). Words after `--` go to every `rlrec grpo` run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_GRPO_CONFIG = ROOT / "recipes" / "ml-100k-compact" / "grpo-steer.yaml"
+K = 10
+# objective reward -> (the metric it moves, the re-ranking families it is compared with)
+OBJECTIVES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "novelty": (f"tail_share@{K}", ("novelty", "tail")),
+    "long_tail": (f"tail_share@{K}", ("novelty", "tail")),
+    "diversity": (f"diversity@{K}", ("mmr",)),
+}
+RERANK_WEIGHTS = {
+    "novelty": [0.0, *[round(0.05 * 1.25 ** i, 4) for i in range(24)]],  # 0.05 .. ~8.5 on summed log-probs
+    "tail": [0.0, *[round(0.02 * 1.25 ** i, 4) for i in range(24)]],
+    "mmr": [round(0.05 * i, 2) for i in range(20)],  # 0 .. 0.95
+}
+SELECTION_KEYS = ("valid_every_steps", "valid_metric", "valid_floor", "valid_patience", "valid_average_top",
+                  "valid_max_examples")
+SMOKE_GRPO = ["--use_cpu", "true", "--max_steps", "2", "--num_generations", "4", "--per_device_train_batch_size",
+              "8", "--rollout_batch_size", "8", "--num_train_prompts", "16", "--learning_rate", "0.01",
+              "--logging_steps", "1", "--dtype", "float32"]
+
+
+def smoke_inputs(folder: Path) -> tuple[Path, Path]:
+    """A tiny SFT model on a synthetic catalog whose SID index keeps (random) item embeddings."""
+    import numpy as np
+
+    from rlrec.cli import run_stage
+    from rlrec.data.synthetic import synthetic_dataset
+    from rlrec.models.tiny import tiny_model_and_tokenizer
+    from rlrec.sid.index import SIDIndex
+
+    data, sid, base, sft = folder / "data", folder / "sid", folder / "base", folder / "sft"
+    if (sft / "manifest.json").is_file():
+        return sft, data
+    dataset = synthetic_dataset(num_users=40, num_items=60, seed=1, max_history=8)
+    data.mkdir(parents=True, exist_ok=True)
+    dataset.save(data)
+    items = sorted(dataset.items)
+    rng = np.random.default_rng(0)
+    codes = [(i // 16, (i // 4) % 4, i % 4) for i in range(len(items))]
+    SIDIndex(items, codes, [4, 4, 4], embeddings=rng.normal(size=(len(items), 8)).astype(np.float32)).save(sid)
+    model, tokenizer = tiny_model_and_tokenizer()
+    model.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    run_stage("sft", ["--dataset_dir", str(data), "--sid_dir", str(sid), "--model_name_or_path", str(base),
+                      "--output_dir", str(sft), "--use_cpu", "true", "--max_steps", "3",
+                      "--per_device_train_batch_size", "8", "--num_train_examples", "24", "--save_strategy", "no",
+                      "--report_to", "none", "--eval_at_end", "false", "--max_history_items", "5",
+                      "--dtype", "float32"])
+    return sft, data
+
+
+def grpo_recipe(config: Path, out: Path) -> tuple[Path, list[Any]]:
+    """The recipe without its valid selection (each run is one point of the trade-off), and its rewards."""
+    import yaml
+
+    recipe = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    for key in SELECTION_KEYS:
+        recipe.pop(key, None)
+    rewards = recipe.pop("rewards", None) or ["exact_match", "ranking"]
+    path = out / "grpo-point.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    return path, rewards
+
+
+class Describer:
+    """Per-user NDCG@K and the beyond-accuracy metrics of top-K lists of one split's users."""
+
+    def __init__(self, dataset: Any, index: Any, examples: list) -> None:
+        from rlrec.evaluation.run import index_vectors, item_space
+        from rlrec.evaluation.settings import EvalSettings
+
+        self.examples = examples
+        self.space = item_space(dataset, EvalSettings(), index_vectors(index))
+
+    def __call__(self, lists: list[list[str]]) -> dict[str, Any]:
+        import numpy as np
+
+        from rlrec.evaluation.beyond import BeyondAccuracyAccumulator
+        from rlrec.evaluation.metrics import ndcg_at_k, target_rank
+
+        beyond = BeyondAccuracyAccumulator(self.space, [K])
+        beyond.add([row[:K] for row in lists])
+        ndcg = np.array([ndcg_at_k(target_rank(row, ex.target, K), K)
+                         for row, ex in zip(lists, self.examples, strict=True)])
+        summary = {f"NDCG@{K}": float(ndcg.mean()), **beyond.compute()}
+        return {"metrics": summary, "per_user": {f"NDCG@{K}": ndcg, **beyond.per_user(K)}}
+
+
+def rank_top(model_path: Path, index: Any, histories: list[list[str]], top_n: int, max_history: int | None,
+             batch_size: int) -> list[list[tuple[str, float]]]:
+    from rlrec.ranking import load_ranker
+
+    ranker = load_ranker(model_path, index=index, device="cpu", num_beams=top_n, batch_size=batch_size,
+                         max_history=max_history)
+    return ranker.rank(histories, top_n)
+
+
+def interval(values: Any, seed: int = 0) -> dict[str, float]:
+    from rlrec.evaluation.paired import bootstrap_mean_interval
+
+    return bootstrap_mean_interval(values, num_samples=2000, seed=seed)
+
+
+def matched_pairs(grpo: list[dict], rerank: list[dict], per_user: dict[str, dict], tolerance: float) -> list[dict]:
+    """Each GRPO point against the nearest re-ranking point of each family on the objective's metric."""
+    pairs = []
+    for point in grpo:
+        metric, families = OBJECTIVES[point["objective"]][0], OBJECTIVES[point["objective"]][1]
+        for family in families:
+            candidates = [r for r in rerank if r["family"] == family]
+            nearest = min(candidates, key=lambda r: abs(r["metrics"][metric] - point["metrics"][metric]))
+            gap = nearest["metrics"][metric] - point["metrics"][metric]
+            entry = {"grpo": point["name"], "rerank": nearest["name"], "metric": metric, "gap": gap,
+                     "within_tolerance": abs(gap) <= tolerance}
+            diff = per_user[point["name"]][f"NDCG@{K}"] - per_user[nearest["name"]][f"NDCG@{K}"]
+            entry[f"NDCG@{K} grpo - rerank"] = interval(diff)
+            pairs.append(entry)
+    return pairs
+
+
+def plot(result: dict, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    objectives = sorted({p["objective"] for p in result["grpo"]})
+    fig = Figure(figsize=(6 * max(1, len(objectives)), 5), layout="constrained")
+    axes = fig.subplots(1, max(1, len(objectives)), squeeze=False)[0]
+    sft = result["sft"]["metrics"]
+    for ax, objective in zip(axes, objectives, strict=False):
+        metric, families = OBJECTIVES[objective]
+        for i, family in enumerate(families):
+            pts = sorted((r for r in result["rerank"] if r["family"] == family), key=lambda r: r["metrics"][metric])
+            ax.plot([r["metrics"][metric] for r in pts], [r["metrics"][f"NDCG@{K}"] for r in pts], marker=".",
+                    color=f"C{i + 1}", label=f"re-rank SFT top {result['top_n']}: {family}")
+            ax.fill_between([r["metrics"][metric] for r in pts], [r["interval"]["low"] for r in pts],
+                            [r["interval"]["high"] for r in pts], color=f"C{i + 1}", alpha=0.12)
+        pts = sorted((p for p in result["grpo"] if p["objective"] == objective), key=lambda p: p["metrics"][metric])
+        ys = [p["metrics"][f"NDCG@{K}"] for p in pts]
+        errs = [[y - p["interval"]["low"] for y, p in zip(ys, pts, strict=True)],
+                [p["interval"]["high"] - y for y, p in zip(ys, pts, strict=True)]]
+        ax.errorbar([p["metrics"][metric] for p in pts], ys, yerr=errs, fmt="o-", color="C0", capsize=3,
+                    label=f"GRPO + {objective} reward")
+        for p in pts:
+            ax.annotate(f"w={p['weight']:g}", (p["metrics"][metric], p["metrics"][f"NDCG@{K}"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+        ax.scatter([sft[metric]], [sft[f"NDCG@{K}"]], marker="*", s=150, color="black", zorder=5, label="SFT")
+        ax.set_xlabel(metric)
+        ax.set_ylabel(f"NDCG@{K}")
+        ax.set_title(f"{objective}: {result['split']}, {result['users']} users")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.savefig(path, format="png", dpi=100)
+
+
+def table(result: dict) -> str:
+    """Markdown: every GRPO point, the nearest re-ranking point of each family and their paired difference."""
+    lines = [f"| GRPO point | NDCG@{K} | tail share@{K} | coverage@{K} | novelty@{K} | diversity@{K} "
+             f"| nearest re-ranking | its NDCG@{K} | its metric | NDCG@{K} GRPO - re-rank [95% CI] |",
+             "|" + " --- |" * 10]
+    points = {p["name"]: p for p in [result["sft"], *result["grpo"], *result["rerank"]]}
+
+    def fmt(value: float | None) -> str:
+        return "-" if value is None or value != value else f"{value:.4f}"
+
+    sft = result["sft"]["metrics"]
+    lines.append(f"| SFT | {fmt(sft[f'NDCG@{K}'])} | {fmt(sft.get(f'tail_share@{K}'))} | "
+                 f"{fmt(sft.get(f'coverage@{K}'))} | {fmt(sft.get(f'novelty@{K}'))} | {fmt(sft.get(f'diversity@{K}'))}"
+                 " | | | | |")
+    for pair in result["pairs"]:
+        g, r = points[pair["grpo"]]["metrics"], points[pair["rerank"]]["metrics"]
+        stats = pair[f"NDCG@{K} grpo - rerank"]
+        mark = "" if pair["within_tolerance"] else " (not matched)"
+        lines.append(f"| {pair['grpo']} | {fmt(g[f'NDCG@{K}'])} | {fmt(g.get(f'tail_share@{K}'))} | "
+                     f"{fmt(g.get(f'coverage@{K}'))} | {fmt(g.get(f'novelty@{K}'))} | "
+                     f"{fmt(g.get(f'diversity@{K}'))} | "
+                     f"{pair['rerank']}{mark} | {fmt(r[f'NDCG@{K}'])} | {pair['metric']} {fmt(r[pair['metric']])} | "
+                     f"{stats['mean']:+.4f} [{stats['low']:+.4f}, {stats['high']:+.4f}] |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sft_model", help="The SFT model folder (rlrec sft, e.g. runs/demo/compact-sft)")
+    parser.add_argument("--dataset_dir", help="Its prepared dataset (rlrec prepare)")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--grpo_config", default=str(DEFAULT_GRPO_CONFIG), help="The GRPO recipe of every run")
+    parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=list(OBJECTIVES))
+    parser.add_argument("--grpo_weights", nargs="+", type=float, default=[0.05, 0.1, 0.2, 0.4])
+    parser.add_argument("--reward_params", default="{}", help="JSON params of the objective reward (within_rank)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42])
+    parser.add_argument("--split", default="test", choices=["valid", "test"])
+    parser.add_argument("--top_n", type=int, default=50, help="Beams each model ranks; re-ranking re-orders them")
+    parser.add_argument("--match_tolerance", type=float, default=0.02)
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--smoke", action="store_true", help="Tiny generated data and model, two GRPO steps")
+    args = parser.parse_args(argv)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    import numpy as np
+
+    from rlrec.cli import run_stage
+    from rlrec.data.popularity import item_popularity
+    from rlrec.data.schema import PreparedDataset
+    from rlrec.ranking import RankingSpec, load_sid_index
+    from rlrec.ranking.rerank import reorderer
+
+    if args.smoke:
+        sft_model, dataset_dir = smoke_inputs(out / "smoke")
+        extra = SMOKE_GRPO + extra
+        args.top_n = min(args.top_n, 20)
+    else:
+        if not args.sft_model or not args.dataset_dir:
+            parser.error("--sft_model and --dataset_dir are required (or run --smoke)")
+        sft_model, dataset_dir = Path(args.sft_model), Path(args.dataset_dir)
+    reward_params = json.loads(args.reward_params)
+    started = time.perf_counter()
+    dataset = PreparedDataset.load(dataset_dir)
+    index = load_sid_index(sft_model / "sid")
+    examples = [ex for ex in dataset.split(args.split) if ex.target in index]
+    histories = [ex.history for ex in examples]
+    describe = Describer(dataset, index, examples)
+    max_history = RankingSpec.load(sft_model).max_history
+    seconds: dict[str, float] = {}
+    per_user: dict[str, dict] = {}
+
+    def point(name: str, lists: list[list[str]], **info: Any) -> dict:
+        described = describe(lists)
+        per_user[name] = described["per_user"]
+        return {"name": name, **info, "metrics": described["metrics"],
+                "interval": interval(described["per_user"][f"NDCG@{K}"])}
+
+    # Re-ranking: the SFT model's top N once, re-ordered at every weight of every family.
+    tick = time.perf_counter()
+    sft_top = rank_top(sft_model, index, histories, args.top_n, max_history, args.batch_size)
+    seconds["sft_rank"] = time.perf_counter() - tick
+    sft = point("SFT", [[item for item, _ in row] for row in sft_top])
+    families = sorted({f for objective in args.objectives for f in OBJECTIVES[objective][1]})
+    popularity = item_popularity(dataset.train)
+    vectors = index.embeddings
+    rows = {item: i for i, item in enumerate(index.item_ids)}
+    rerank = []
+    tick = time.perf_counter()
+    for family in families:
+        for weight in RERANK_WEIGHTS[family]:
+            reorder = reorderer(family, weight, popularity=popularity, vectors=vectors, vector_rows=rows)
+            lists = [[item for item, _ in reorder(row)] for row in sft_top]
+            rerank.append(point(f"rerank {family} w={weight:g}", lists, family=family, weight=weight))
+    seconds["rerank"] = time.perf_counter() - tick
+
+    # GRPO: one run per objective, weight and seed, each ranked on the same users.
+    recipe, base_rewards = grpo_recipe(Path(args.grpo_config), out)
+    grpo = []
+    for objective in args.objectives:
+        for weight in args.grpo_weights:
+            for seed in args.seeds:
+                name = f"grpo {objective} w={weight:g} seed={seed}"
+                folder = out / f"grpo-{objective}-w{weight:g}-s{seed}"
+                rewards = [*base_rewards, {"name": objective, "weight": weight, **reward_params}]
+                tick = time.perf_counter()
+                if not (folder / "manifest.json").is_file():
+                    run_stage("grpo", ["--config", str(recipe), "--model_name_or_path", str(sft_model),
+                                       "--dataset_dir", str(dataset_dir), "--output_dir", str(folder),
+                                       "--overwrite_output_dir", "true", "--rewards", json.dumps(rewards),
+                                       "--seed", str(seed), "--eval_at_end", "false", "--report_to", "none",
+                                       "--save_strategy", "no", *extra])
+                seconds[name] = time.perf_counter() - tick
+                top = rank_top(folder, index, histories, K, max_history, args.batch_size)
+                grpo.append(point(name, [[item for item, _ in row] for row in top], objective=objective,
+                                  weight=weight, seed=seed, rewards=rewards))
+
+    result = {"split": args.split, "users": len(examples), "top_n": args.top_n, "k": K,
+              "sft_model": str(sft_model), "dataset_dir": str(dataset_dir), "grpo_config": str(args.grpo_config),
+              "grpo_extra_flags": extra, "reward_params": reward_params, "sft": sft, "rerank": rerank,
+              "grpo": grpo, "pairs": matched_pairs(grpo, rerank, per_user, args.match_tolerance),
+              "seconds": {key: round(value, 1) for key, value in seconds.items()}}
+    result["seconds"]["total"] = round(time.perf_counter() - started, 1)
+    text = table(result)
+    (out / "tradeoff.json").write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
+    (out / "tradeoff.md").write_text(text + "\n", encoding="utf-8")
+    plot(result, out / "tradeoff.png")
+    np.savez_compressed(out / "per_user.npz", **{f"{name}|{metric}": np.asarray(values, dtype=np.float64)
+                                                 for name, metrics in per_user.items()
+                                                 for metric, values in metrics.items()})
+    print(text)
+    print(f"tradeoff: {len(grpo)} GRPO runs and {len(rerank)} re-rankings on {len(examples)} {args.split} users in "
+          f"{result['seconds']['total'] / 60:.1f} min; {out / 'tradeoff.json'}, {out / 'tradeoff.png'}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""`benchmarks/tradeoff.py --smoke`: GRPO with a steering reward and re-ranking, on every user, in one command."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("tradeoff", ROOT / "benchmarks" / "tradeoff.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_writes_both_frontiers_and_the_matched_pairs(tmp_path):
+    script = _script()
+    out = tmp_path / "tradeoff"
+    result = script.main(["--smoke", "--output_dir", str(out), "--objectives", "novelty", "diversity",
+                          "--grpo_weights", "0.5", "2"])
+    assert json.loads((out / "tradeoff.json").read_text())["users"] == result["users"] > 0
+    assert (out / "tradeoff.png").stat().st_size > 1000 and (out / "tradeoff.md").read_text().startswith("| GRPO")
+    assert [(p["objective"], p["weight"]) for p in result["grpo"]] == [
+        ("novelty", 0.5), ("novelty", 2.0), ("diversity", 0.5), ("diversity", 2.0)]
+    assert all(p["rewards"][-1]["name"] == p["objective"] for p in result["grpo"])
+    # Re-ranking at weight 0 is the SFT model's own list; a larger tail bonus never shows fewer tail items.
+    sft = result["sft"]["metrics"]
+    for family in ("novelty", "tail", "mmr"):
+        points = [r for r in result["rerank"] if r["family"] == family]
+        assert points[0]["weight"] == 0 and points[0]["metrics"] == sft
+    tail = [r["metrics"]["tail_share@10"] for r in result["rerank"] if r["family"] == "tail"]
+    assert tail == sorted(tail) and tail[-1] > tail[0]
+    # Each GRPO point is paired with the nearest point of each family it competes with, on the same users.
+    assert len(result["pairs"]) == 2 * 2 + 2 * 1
+    for pair in result["pairs"]:
+        stats = pair["NDCG@10 grpo - rerank"]
+        assert stats["users"] == result["users"] and stats["low"] <= stats["mean"] <= stats["high"]
+        assert pair["within_tolerance"] == (abs(pair["gap"]) <= 0.02)
+    # A finished run is reused: a second call trains nothing and reads the same points.
+    again = script.main(["--smoke", "--output_dir", str(out), "--objectives", "novelty", "--grpo_weights", "0.5"])
+    assert again["grpo"][0]["metrics"] == result["grpo"][0]["metrics"]
