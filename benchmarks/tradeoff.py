@@ -48,7 +48,7 @@ OBJECTIVES: dict[str, tuple[str, tuple[str, ...]]] = {
     "diversity": (f"diversity@{K}", ("mmr",)),
 }
 RERANK_WEIGHTS = {
-    "novelty": [0.0, *[round(0.05 * 1.25 ** i, 4) for i in range(24)]],  # 0.05 .. ~8.5 on summed log-probs
+    "novelty": [0.0, *[round(0.05 * 1.25 ** i, 4) for i in range(32)]],  # 0.05 .. ~50 on summed log-probs
     "tail": [0.0, *[round(0.02 * 1.25 ** i, 4) for i in range(24)]],
     "mmr": [round(0.05 * i, 2) for i in range(20)],  # 0 .. 0.95
 }

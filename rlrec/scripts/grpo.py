@@ -27,7 +27,7 @@ from rlrec.data.schema import PreparedDataset
 from rlrec.rewards.registry import DEFAULT_REWARDS, parse_rewards_field
 from rlrec.sid.index import SIDIndex
 from rlrec.training.config import EndEvalArguments
-from rlrec.training.grpo_trainer import check_anchor_coef
+from rlrec.training.grpo_trainer import check_anchor_coef, check_level_credit
 from rlrec.training.refine import RefinementDataArguments, train_examples
 from rlrec.training.valid_selection import ValidSelectionArguments
 from rlrec.utils.errors import ConfigError
@@ -73,6 +73,12 @@ class GRPOScriptArguments(RefinementDataArguments):
                   "loss on the same prompts) to GRPO's loss, logged as anchor/ce; 0: plain GRPO. Holds the policy "
                   "on the targets so a higher learning rate does not drift (rlrec/training/grpo_trainer.py)."},
     )
+    level_credit: float = field(
+        default=0.0,
+        metadata={"help": "Add level_credit x a per-SID-level advantage to each token's (sibling credit: a level's "
+                  "token against the candidates with the same parent prefix, 1 if it still matches the target; "
+                  "rlrec/training/grpo_trainer.py); 0: the sequence advantage alone (GRPO)."},
+    )
     rollout_batch_size: int = field(default=16, metadata={"help": "Prompts decoded together in a rollout."})
 
     def __post_init__(self) -> None:
@@ -81,6 +87,7 @@ class GRPOScriptArguments(RefinementDataArguments):
         if self.rollout not in ("beam", "sample"):
             raise ConfigError(f"`rollout` must be 'beam' or 'sample', got {self.rollout!r}")
         check_anchor_coef(self.anchor_coef)
+        check_level_credit(self.level_credit)
 
 
 @dataclass
@@ -181,6 +188,7 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
         peft_config=lora_config(model_args),
         rollout_func=rollout,
         anchor_coef=script_args.anchor_coef,
+        level_credit=script_args.level_credit,
         target_ids=functools.partial(sid_token_ids, tokenizer, index),
     )
     result, selection = train_with_selection(trainer, start, tokenizer, model_args.use_peft, training_args.seed)

@@ -10,6 +10,15 @@ generated and scored.
 token-averaged over the batch's prompts, each prompt once however many candidates it has) to GRPO's loss: the
 SFT objective on the same prompts, which holds the policy near the targets while the policy gradient
 reorders the candidates. It is logged as `anchor/ce`.
+
+`level_credit` > 0 adds `level_credit x` a per-SID-level advantage to each token's sequence advantage (TRL takes
+`(B, T)` advantages). Beam candidates share prefixes, so a sequence-level advantage spreads one number over tokens
+that siblings share: a wrong item that shares the target's first two codes is pushed down on those two codes too.
+`sibling_advantages` instead scores each level's token against its siblings (the candidates with the same parent
+prefix): a level's token earns 1 when the candidate still matches the target there, 0 when not, minus the mean of
+its siblings at that level. The tokens a candidate shares with the target get credit, a wrong candidate is
+pushed down only at the level where it left the target, and a level where every sibling agrees carries none
+(Sibling-GRPO, as in SINGER / SAPO / V-STAR).
 """
 
 from __future__ import annotations
@@ -30,6 +39,40 @@ def check_anchor_coef(coef: float) -> float:
     return float(coef)
 
 
+def check_level_credit(coef: float) -> float:
+    if isinstance(coef, bool) or not isinstance(coef, (int, float)) or not math.isfinite(coef) or coef < 0:
+        raise ConfigError(f"`level_credit` must be a finite number >= 0, got {coef!r}")
+    return float(coef)
+
+
+def sibling_advantages(completions: Sequence[Sequence[int]], targets: Sequence[Sequence[int] | None],
+                       group: int, width: int | None = None) -> torch.Tensor:
+    """`(B, width)` per-level advantages of beam groups of `group` consecutive completions (module docstring).
+
+    `completions[i]` is candidate i's SID token ids (one per level), `targets[i]` its prompt's target SID ids
+    (None: no target, no credit). Columns past a candidate's SID are 0.
+    """
+    if len(completions) % group:
+        raise ValueError(f"{len(completions)} completions do not split into groups of {group}")
+    width = width or max((len(c) for c in completions), default=0)
+    out = torch.zeros((len(completions), width), dtype=torch.float32)
+    for start in range(0, len(completions), group):
+        rows = range(start, start + group)
+        for level in range(width):
+            parents: dict[tuple[int, ...], list[tuple[int, float]]] = {}
+            for r in rows:
+                seq, target = list(completions[r]), targets[r]
+                if target is None or level >= len(seq):
+                    continue
+                right = float(list(seq[: level + 1]) == list(target[: level + 1]))
+                parents.setdefault(tuple(seq[:level]), []).append((r, right))
+            for siblings in parents.values():
+                mean = sum(right for _, right in siblings) / len(siblings)
+                for r, right in siblings:
+                    out[r, level] = right - mean
+    return out
+
+
 class RecGRPOTrainer(GRPOTrainer):
     """A `GRPOTrainer` whose `current_targets` holds the `target` column of the batch being rolled out.
 
@@ -40,11 +83,12 @@ class RecGRPOTrainer(GRPOTrainer):
 
     current_targets: list[Any] | None = None
 
-    def __init__(self, *args: Any, anchor_coef: float = 0.0,
+    def __init__(self, *args: Any, anchor_coef: float = 0.0, level_credit: float = 0.0,
                  target_ids: Callable[[Any], Sequence[int] | None] | None = None, **kwargs: Any) -> None:
         self.anchor_coef = check_anchor_coef(anchor_coef)
-        if self.anchor_coef and target_ids is None:
-            raise ConfigError("anchor_coef > 0 needs `target_ids` (item -> SID token ids)")
+        self.level_credit = check_level_credit(level_credit)
+        if (self.anchor_coef or self.level_credit) and target_ids is None:
+            raise ConfigError("anchor_coef or level_credit > 0 needs `target_ids` (item -> SID token ids)")
         self.target_ids = target_ids
         super().__init__(*args, **kwargs)
 
@@ -54,9 +98,24 @@ class RecGRPOTrainer(GRPOTrainer):
             output = super()._generate_and_score_completions(inputs)
             if self.anchor_coef:
                 output.update(self._anchor_inputs(self.current_targets, output["prompt_ids"].device))
+            if self.level_credit:
+                output["advantages"] = self._level_advantages(output, self.current_targets)
             return output
         finally:
             self.current_targets = None
+
+    def _level_advantages(self, output: dict[str, Any], targets: Sequence[Any]) -> torch.Tensor:
+        """The sequence advantage on every token plus `level_credit` x the sibling advantage of its SID level."""
+        ids, mask = output["completion_ids"], output["completion_mask"]
+        completions = [row[: int(m.sum())].tolist() for row, m in zip(ids, mask, strict=True)]
+        target_ids = [list(self.target_ids(t) or []) or None if t is not None else None for t in targets]
+        levels = sibling_advantages(completions, target_ids, self.num_generations, ids.size(1)).to(ids.device)
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["level_credit/abs_mean"].append(levels[mask.bool()].abs().mean().item())
+        sequence = output["advantages"]
+        if sequence.dim() == 1:
+            sequence = sequence.unsqueeze(1).expand_as(levels)
+        return sequence + self.level_credit * levels
 
     def _anchor_inputs(self, targets: Sequence[Any], device: torch.device) -> dict[str, torch.Tensor]:
         """Per completion row: its prompt's target SID ids (right-padded), their mask, and the row's prompt number
