@@ -90,13 +90,15 @@ def smoke_inputs(folder: Path) -> tuple[Path, Path]:
 
 
 def grpo_recipe(config: Path, out: Path) -> tuple[Path, list[Any]]:
-    """The recipe without its valid selection (each run is one point of the trade-off), and its rewards."""
+    """The recipe without its valid selection (each run is one point of the trade-off), and its accuracy rewards."""
     import yaml
 
     recipe = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
     for key in SELECTION_KEYS:
         recipe.pop(key, None)
     rewards = recipe.pop("rewards", None) or ["exact_match", "ranking"]
+    # the recipe's own steering reward gives way to the objective's, at the study's weights
+    rewards = [r for r in rewards if (r if isinstance(r, str) else r.get("name")) not in OBJECTIVES]
     path = out / "grpo-point.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
     return path, rewards

@@ -59,8 +59,8 @@ class ValidSelectionArguments:
     valid_floor: str | None = field(
         default=None,
         metadata={"help": "Only checks that keep METRIC at or above RATIO x its value at the start may be chosen, "
-                  "written METRIC>=RATIO (e.g. NDCG@10>=0.95: the most tail share for at most 5% of the start's "
-                  "NDCG@10); None: every check may be chosen."},
+                  "written METRIC>=RATIO (e.g. NDCG@10>=0.95: the most tail share for at most a twentieth of the "
+                  "start's NDCG@10); None: every check may be chosen."},
     )
     valid_max_examples: int | None = field(
         default=None, metadata={"help": "Rank a fixed random subset of this many valid users; None: all of them."}
