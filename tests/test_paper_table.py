@@ -3,22 +3,11 @@ stopping, GRPO, full-test evaluation) on tiny data, printing the table beside Mi
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("paper_table", ROOT / "benchmarks" / "paper_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_smoke_runs_the_whole_path_and_prints_the_table(tmp_path, capsys):
-    script = _script()
+def test_smoke_runs_the_whole_path_and_prints_the_table(tmp_path, capsys, benchmark_script):
+    script = benchmark_script("paper_table")
     out = tmp_path / "paper"
     text = script.main(["--smoke", "--output_dir", str(out)])
     rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()[2:]}

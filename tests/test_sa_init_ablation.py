@@ -3,23 +3,12 @@ valid-loss table (step 0 and every eval step), read back from each run's manifes
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("sa_init_ablation", ROOT / "benchmarks" / "sa_init_ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_smoke_runs_five_variants_and_prints_the_loss_table(tmp_path):
-    script = _script()
+def test_smoke_runs_five_variants_and_prints_the_loss_table(tmp_path, benchmark_script):
+    script = benchmark_script("sa_init_ablation")
     out = tmp_path / "ablation"
     text = script.main(["--smoke", "--output_dir", str(out)])
     lines = text.splitlines()

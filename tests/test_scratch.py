@@ -285,6 +285,18 @@ def test_grpo_with_added_targets_raises_the_targets_logprobs(ws, scratch_sft, tm
     assert after > before + 0.1
 
 
+def _zero_reward_grpo(ws: Path, model: Path, out: Path, learning_rate: str, *extra: str) -> dict:
+    """Four GRPO steps whose rewards are weighted 0 (every sequence advantage 0), so only `extra` can move the
+    weights: the anchor or the level credit under test."""
+    return run_stage("grpo", [
+        "--dataset_dir", str(ws / "data"), "--model_name_or_path", str(model), "--output_dir", str(out),
+        "--use_cpu", "true", "--max_steps", "4", "--num_generations", "4", "--per_device_train_batch_size", "16",
+        "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none", "--num_train_prompts", "8",
+        "--learning_rate", learning_rate, "--eval_at_end", "false", "--seed", "5",
+        "--rewards", json.dumps([{"name": "exact_match", "weight": 0.0}]), *extra,
+    ])
+
+
 def test_grpo_anchor_coef_adds_the_target_cross_entropy(ws, scratch_sft, tmp_path):
     """With rewards weighted 0 the policy gradient is 0 (every advantage is 0): the anchor alone must then move the
     weights toward the targets, and the same run without it must leave them as they were."""
@@ -293,13 +305,7 @@ def test_grpo_anchor_coef_adds_the_target_cross_entropy(ws, scratch_sft, tmp_pat
     dataset = PreparedDataset.load(ws / "data")
 
     def run(name: str, coef: str) -> dict:
-        return run_stage("grpo", [
-            "--dataset_dir", str(ws / "data"), "--model_name_or_path", str(scratch_sft), "--output_dir",
-            str(tmp_path / name), "--use_cpu", "true", "--max_steps", "4", "--num_generations", "4",
-            "--per_device_train_batch_size", "16", "--logging_steps", "1", "--save_strategy", "no", "--report_to",
-            "none", "--num_train_prompts", "8", "--learning_rate", "0.003", "--eval_at_end", "false", "--rewards",
-            json.dumps([{"name": "exact_match", "weight": 0.0}]), "--anchor_coef", coef, "--seed", "5",
-        ])
+        return _zero_reward_grpo(ws, scratch_sft, tmp_path / name, "0.003", "--anchor_coef", coef)
 
     anchored, plain = run("anchored", "1.0"), run("plain", "0")
     assert anchored["config"]["script"]["anchor_coef"] == 1.0
@@ -339,14 +345,8 @@ def test_grpo_level_credit_alone_moves_the_policy_toward_the_targets(ws, scratch
     dataset = PreparedDataset.load(ws / "data")
 
     def run(name: str, coef: str) -> dict:
-        return run_stage("grpo", [
-            "--dataset_dir", str(ws / "data"), "--model_name_or_path", str(scratch_sft), "--output_dir",
-            str(tmp_path / name), "--use_cpu", "true", "--max_steps", "4", "--num_generations", "4",
-            "--per_device_train_batch_size", "16", "--logging_steps", "1", "--save_strategy", "no", "--report_to",
-            "none", "--num_train_prompts", "8", "--learning_rate", "0.001", "--eval_at_end", "false", "--rewards",
-            json.dumps([{"name": "exact_match", "weight": 0.0}]), "--level_credit", coef, "--seed", "5",
-            "--rollout_add_target", "true",
-        ])
+        return _zero_reward_grpo(ws, scratch_sft, tmp_path / name, "0.001", "--level_credit", coef,
+                                 "--rollout_add_target", "true")
 
     manifest = run("levels", "1.0")
     logged = [entry["level_credit/abs_mean"] for entry in manifest["reward_log"] if "level_credit/abs_mean" in entry]

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("tradeoff", ROOT / "benchmarks" / "tradeoff.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_smoke_writes_both_frontiers_and_the_matched_pairs(tmp_path):
-    script = _script()
+def test_smoke_writes_both_frontiers_and_the_matched_pairs(tmp_path, benchmark_script):
+    script = benchmark_script("tradeoff")
     out = tmp_path / "tradeoff"
     result = script.main(["--smoke", "--output_dir", str(out), "--objectives", "novelty", "diversity",
                           "--grpo_weights", "0.5", "2"])
