@@ -1,7 +1,7 @@
 """Steering a recommender: GRPO with a beyond-accuracy reward against re-ranking the SFT model's beams.
 
     # ML-100k, the compact model of `rlrec demo` (SFT in runs/demo/compact-sft), every test user (~45 CPU minutes):
-    python benchmarks/tradeoff.py --sft_model runs/demo/compact-sft --dataset_dir runs/demo/prepare \
+    python benchmarks/tradeoff.py --sft_model runs/demo/compact-sft --dataset_dir runs/demo/prepare --seeds 42 7 \
         --output_dir runs/tradeoff-ml-100k
     # the same path on tiny generated data and a tiny model, in seconds (what the test suite runs):
     python benchmarks/tradeoff.py --smoke --output_dir /tmp/tradeoff-smoke
@@ -12,12 +12,16 @@ From one SFT model:
   `score + w * novelty`, `score + w * [tail item]` and MMR in the SID index's text-embedding space
   (`rlrec.ranking.rerank`), the cheap alternative any recommender engineer tries first;
 - GRPO: `rlrec grpo` with the recipe (`--grpo_config`, default `recipes/ml-100k-compact/grpo-steer.yaml`) and
-  its rewards plus one objective's reward (`novelty`, `long_tail`, `diversity`) at each of `--grpo_weights`,
-  one run per weight and seed, trained for the recipe's steps with no valid selection (each weight is one
-  point of the trade-off, not a choice), then ranked the same way.
+  its accuracy rewards plus one objective's reward (`novelty`, `long_tail`, `diversity`) at each of
+  `--grpo_weights`, one run per weight and seed, trained for the recipe's steps with no valid selection (each
+  weight is one point of the trade-off, not a choice), then ranked the same way;
+- the control: weight 0, the recipe's accuracy rewards alone (one run per seed), whose top N is re-ranked as
+  the SFT model's is. GRPO may gain accuracy whatever its reward; the control's re-ranked frontier tells that
+  gain apart from what the steering reward itself buys.
 
 Every point is ranked on every user of `--split` (test by default; use valid to choose a recipe), and each
-GRPO point is paired with the re-ranking point of each family nearest to it on the objective's metric
+GRPO point is paired with the re-ranking point of each family (of the SFT model and of its seed's control)
+nearest to it on the objective's metric
 (tail share@10 for novelty and long_tail, diversity@10 for diversity): when they are within `--match_tolerance`,
 the per-user NDCG@10 difference gets a bootstrap 95% interval. `tradeoff.json` holds every point (its metrics
 and settings), the pairs and the timings; `tradeoff.png` plots NDCG@10 against each objective's metric, both
@@ -47,10 +51,10 @@ OBJECTIVES: dict[str, tuple[str, tuple[str, ...]]] = {
     "long_tail": (f"tail_share@{K}", ("novelty", "tail")),
     "diversity": (f"diversity@{K}", ("mmr",)),
 }
-RERANK_WEIGHTS = {
-    "novelty": [0.0, *[round(0.05 * 1.25 ** i, 4) for i in range(32)]],  # 0.05 .. ~50 on summed log-probs
-    "tail": [0.0, *[round(0.02 * 1.25 ** i, 4) for i in range(24)]],
-    "mmr": [round(0.05 * i, 2) for i in range(20)],  # 0 .. 0.95
+RERANK_WEIGHTS = {  # fine enough that consecutive points move tail share by well under the match tolerance
+    "novelty": [0.0, *[round(0.05 * 1.1 ** i, 4) for i in range(85)]],  # 0.05 .. ~165 on summed log-probs
+    "tail": [0.0, *[round(0.02 * 1.1 ** i, 4) for i in range(70)]],  # 0.02 .. ~15
+    "mmr": [round(0.025 * i, 3) for i in range(40)],  # 0 .. 0.975
 }
 SELECTION_KEYS = ("valid_every_steps", "valid_metric", "valid_floor", "valid_patience", "valid_average_top",
                   "valid_max_examples")
@@ -144,19 +148,23 @@ def interval(values: Any, seed: int = 0) -> dict[str, float]:
 
 
 def matched_pairs(grpo: list[dict], rerank: list[dict], per_user: dict[str, dict], tolerance: float) -> list[dict]:
-    """Each GRPO point against the nearest re-ranking point of each family on the objective's metric."""
+    """Each GRPO point against the nearest re-ranking point of each family on the objective's metric, re-ranking
+    the SFT model's beams and those of the control run of the same seed (when there is one)."""
     pairs = []
     for point in grpo:
         metric, families = OBJECTIVES[point["objective"]][0], OBJECTIVES[point["objective"]][1]
-        for family in families:
-            candidates = [r for r in rerank if r["family"] == family]
-            nearest = min(candidates, key=lambda r: abs(r["metrics"][metric] - point["metrics"][metric]))
-            gap = nearest["metrics"][metric] - point["metrics"][metric]
-            entry = {"grpo": point["name"], "rerank": nearest["name"], "metric": metric, "gap": gap,
-                     "within_tolerance": abs(gap) <= tolerance}
-            diff = per_user[point["name"]][f"NDCG@{K}"] - per_user[nearest["name"]][f"NDCG@{K}"]
-            entry[f"NDCG@{K} grpo - rerank"] = interval(diff)
-            pairs.append(entry)
+        for base in ("SFT", f"control seed={point['seed']}"):
+            for family in families:
+                candidates = [r for r in rerank if r["family"] == family and r["base"] == base]
+                if not candidates:
+                    continue
+                nearest = min(candidates, key=lambda r: abs(r["metrics"][metric] - point["metrics"][metric]))
+                gap = nearest["metrics"][metric] - point["metrics"][metric]
+                entry = {"grpo": point["name"], "rerank": nearest["name"], "base": base, "family": family,
+                         "metric": metric, "gap": gap, "within_tolerance": abs(gap) <= tolerance}
+                diff = per_user[point["name"]][f"NDCG@{K}"] - per_user[nearest["name"]][f"NDCG@{K}"]
+                entry[f"NDCG@{K} grpo - rerank"] = interval(diff)
+                pairs.append(entry)
     return pairs
 
 
@@ -169,12 +177,18 @@ def plot(result: dict, path: Path) -> None:
     sft = result["sft"]["metrics"]
     for ax, objective in zip(axes, objectives, strict=False):
         metric, families = OBJECTIVES[objective]
-        for i, family in enumerate(families):
-            pts = sorted((r for r in result["rerank"] if r["family"] == family), key=lambda r: r["metrics"][metric])
-            ax.plot([r["metrics"][metric] for r in pts], [r["metrics"][f"NDCG@{K}"] for r in pts], marker=".",
-                    color=f"C{i + 1}", label=f"re-rank SFT top {result['top_n']}: {family}")
-            ax.fill_between([r["metrics"][metric] for r in pts], [r["interval"]["low"] for r in pts],
-                            [r["interval"]["high"] for r in pts], color=f"C{i + 1}", alpha=0.12)
+        bases = list(dict.fromkeys(r["base"] for r in result["rerank"]))[:2]  # SFT and the first control
+        for j, base in enumerate(bases):
+            for i, family in enumerate(families):
+                pts = sorted((r for r in result["rerank"] if r["family"] == family and r["base"] == base),
+                             key=lambda r: r["metrics"][metric])
+                color = f"C{1 + i + 2 * j}"
+                ax.plot([r["metrics"][metric] for r in pts], [r["metrics"][f"NDCG@{K}"] for r in pts],
+                        linestyle="-" if j == 0 else "--", color=color,
+                        label=f"re-rank {base} top {result['top_n']}: {family}")
+                if j == 0:
+                    ax.fill_between([r["metrics"][metric] for r in pts], [r["interval"]["low"] for r in pts],
+                                    [r["interval"]["high"] for r in pts], color=color, alpha=0.12)
         pts = sorted((p for p in result["grpo"] if p["objective"] == objective), key=lambda p: p["metrics"][metric])
         ys = [p["metrics"][f"NDCG@{K}"] for p in pts]
         errs = [[y - p["interval"]["low"] for y, p in zip(ys, pts, strict=True)],
@@ -185,6 +199,10 @@ def plot(result: dict, path: Path) -> None:
             ax.annotate(f"w={p['weight']:g}", (p["metrics"][metric], p["metrics"][f"NDCG@{K}"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
         ax.scatter([sft[metric]], [sft[f"NDCG@{K}"]], marker="*", s=150, color="black", zorder=5, label="SFT")
+        for control in result.get("controls", [])[:1]:
+            c = control["metrics"]
+            ax.scatter([c[metric]], [c[f"NDCG@{K}"]], marker="s", s=60, color="grey", zorder=5,
+                       label="GRPO control (accuracy rewards only)")
         ax.set_xlabel(metric)
         ax.set_ylabel(f"NDCG@{K}")
         ax.set_title(f"{objective}: {result['split']}, {result['users']} users")
@@ -207,6 +225,11 @@ def table(result: dict) -> str:
     lines.append(f"| SFT | {fmt(sft[f'NDCG@{K}'])} | {fmt(sft.get(f'tail_share@{K}'))} | "
                  f"{fmt(sft.get(f'coverage@{K}'))} | {fmt(sft.get(f'novelty@{K}'))} | {fmt(sft.get(f'diversity@{K}'))}"
                  " | | | | |")
+    for control in result.get("controls", []):
+        c = control["metrics"]
+        lines.append(f"| {control['name']} | {fmt(c[f'NDCG@{K}'])} | {fmt(c.get(f'tail_share@{K}'))} | "
+                     f"{fmt(c.get(f'coverage@{K}'))} | {fmt(c.get(f'novelty@{K}'))} | {fmt(c.get(f'diversity@{K}'))}"
+                     " | | | | |")
     for pair in result["pairs"]:
         g, r = points[pair["grpo"]]["metrics"], points[pair["rerank"]]["metrics"]
         stats = pair[f"NDCG@{K} grpo - rerank"]
@@ -231,7 +254,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--grpo_config", default=str(DEFAULT_GRPO_CONFIG), help="The GRPO recipe of every run")
     parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=list(OBJECTIVES))
-    parser.add_argument("--grpo_weights", nargs="+", type=float, default=[0.05, 0.1, 0.2, 0.4])
+    parser.add_argument("--grpo_weights", nargs="+", type=float, default=[0.0, 0.2, 0.5, 1.0, 2.0, 4.0],
+                        help="Weights of the objective's reward; 0 is the control run (the recipe's rewards alone)")
     parser.add_argument("--reward_params", default="{}", help="JSON params of the objective reward (within_rank)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[42])
     parser.add_argument("--split", default="test", choices=["valid", "test"])
@@ -276,49 +300,71 @@ def main(argv: list[str] | None = None) -> dict:
         return {"name": name, **info, "metrics": described["metrics"],
                 "interval": interval(described["per_user"][f"NDCG@{K}"])}
 
-    # Re-ranking: the SFT model's top N once, re-ordered at every weight of every family.
+    # Re-ranking: a model's top N once, re-ordered at every weight of every family.
+    families = sorted({f for objective in args.objectives for f in OBJECTIVES[objective][1]})
+    popularity = item_popularity(dataset.train)
+    rows = {item: i for i, item in enumerate(index.item_ids)}
+    rerank: list[dict] = []
+
+    def rerank_frontiers(base: str, top: list[list[tuple[str, float]]]) -> None:
+        tick = time.perf_counter()
+        for family in families:
+            for weight in RERANK_WEIGHTS[family]:
+                reorder = reorderer(family, weight, popularity=popularity, vectors=index.embeddings,
+                                    vector_rows=rows)
+                lists = [[item for item, _ in reorder(row)] for row in top]
+                rerank.append(point(f"rerank {base} {family} w={weight:g}", lists, base=base, family=family,
+                                    weight=weight))
+        seconds[f"rerank {base}"] = time.perf_counter() - tick
+
     tick = time.perf_counter()
     sft_top = rank_top(sft_model, index, histories, args.top_n, max_history, args.batch_size)
     seconds["sft_rank"] = time.perf_counter() - tick
     sft = point("SFT", [[item for item, _ in row] for row in sft_top])
-    families = sorted({f for objective in args.objectives for f in OBJECTIVES[objective][1]})
-    popularity = item_popularity(dataset.train)
-    vectors = index.embeddings
-    rows = {item: i for i, item in enumerate(index.item_ids)}
-    rerank = []
-    tick = time.perf_counter()
-    for family in families:
-        for weight in RERANK_WEIGHTS[family]:
-            reorder = reorderer(family, weight, popularity=popularity, vectors=vectors, vector_rows=rows)
-            lists = [[item for item, _ in reorder(row)] for row in sft_top]
-            rerank.append(point(f"rerank {family} w={weight:g}", lists, family=family, weight=weight))
-    seconds["rerank"] = time.perf_counter() - tick
+    rerank_frontiers("SFT", sft_top)
 
-    # GRPO: one run per objective, weight and seed, each ranked on the same users.
+    # GRPO: one run per objective, weight and seed, each ranked on the same users. Weight 0 is the control: the
+    # recipe's accuracy rewards alone, one run per seed, whose beams are re-ranked too (is it the reward that
+    # steers, or GRPO's accuracy gain under re-ranking?).
     recipe, base_rewards = grpo_recipe(Path(args.grpo_config), out)
-    grpo = []
-    for objective in args.objectives:
-        for weight in args.grpo_weights:
-            for seed in args.seeds:
+    grpo: list[dict] = []
+    controls: dict[int, dict] = {}
+
+    def train(folder: Path, rewards: list, seed: int) -> None:
+        if not (folder / "manifest.json").is_file():
+            run_stage("grpo", ["--config", str(recipe), "--model_name_or_path", str(sft_model),
+                               "--dataset_dir", str(dataset_dir), "--output_dir", str(folder),
+                               "--overwrite_output_dir", "true", "--rewards", json.dumps(rewards),
+                               "--seed", str(seed), "--eval_at_end", "false", "--report_to", "none",
+                               "--save_strategy", "no", *extra])
+
+    for seed in args.seeds:
+        if 0.0 in args.grpo_weights:
+            tick = time.perf_counter()
+            name, folder = f"grpo control seed={seed}", out / f"grpo-control-s{seed}"
+            train(folder, base_rewards, seed)
+            top = rank_top(folder, index, histories, args.top_n, max_history, args.batch_size)
+            seconds[name] = time.perf_counter() - tick
+            controls[seed] = point(name, [[item for item, _ in row] for row in top], objective="control", weight=0.0,
+                                   seed=seed, rewards=base_rewards)
+            rerank_frontiers(f"control seed={seed}", top)
+        for objective in args.objectives:
+            for weight in [w for w in args.grpo_weights if w != 0.0]:
+                tick = time.perf_counter()
                 name = f"grpo {objective} w={weight:g} seed={seed}"
                 folder = out / f"grpo-{objective}-w{weight:g}-s{seed}"
                 rewards = [*base_rewards, {"name": objective, "weight": weight, **reward_params}]
-                tick = time.perf_counter()
-                if not (folder / "manifest.json").is_file():
-                    run_stage("grpo", ["--config", str(recipe), "--model_name_or_path", str(sft_model),
-                                       "--dataset_dir", str(dataset_dir), "--output_dir", str(folder),
-                                       "--overwrite_output_dir", "true", "--rewards", json.dumps(rewards),
-                                       "--seed", str(seed), "--eval_at_end", "false", "--report_to", "none",
-                                       "--save_strategy", "no", *extra])
-                seconds[name] = time.perf_counter() - tick
+                train(folder, rewards, seed)
                 top = rank_top(folder, index, histories, K, max_history, args.batch_size)
+                seconds[name] = time.perf_counter() - tick
                 grpo.append(point(name, [[item for item, _ in row] for row in top], objective=objective,
                                   weight=weight, seed=seed, rewards=rewards))
 
     result = {"split": args.split, "users": len(examples), "top_n": args.top_n, "k": K,
               "sft_model": str(sft_model), "dataset_dir": str(dataset_dir), "grpo_config": str(args.grpo_config),
               "grpo_extra_flags": extra, "reward_params": reward_params, "sft": sft, "rerank": rerank,
-              "grpo": grpo, "pairs": matched_pairs(grpo, rerank, per_user, args.match_tolerance),
+              "grpo": grpo, "controls": list(controls.values()),
+              "pairs": matched_pairs(grpo, rerank, per_user, args.match_tolerance),
               "seconds": {key: round(value, 1) for key, value in seconds.items()}}
     result["seconds"]["total"] = round(time.perf_counter() - started, 1)
     text = table(result)

@@ -4,26 +4,32 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 
 def test_smoke_writes_both_frontiers_and_the_matched_pairs(tmp_path, benchmark_script):
     script = benchmark_script("tradeoff")
     out = tmp_path / "tradeoff"
     result = script.main(["--smoke", "--output_dir", str(out), "--objectives", "novelty", "diversity",
-                          "--grpo_weights", "0.5", "2"])
+                          "--grpo_weights", "0", "0.5", "2"])
     assert json.loads((out / "tradeoff.json").read_text())["users"] == result["users"] > 0
     assert (out / "tradeoff.png").stat().st_size > 1000 and (out / "tradeoff.md").read_text().startswith("| GRPO")
     assert [(p["objective"], p["weight"]) for p in result["grpo"]] == [
         ("novelty", 0.5), ("novelty", 2.0), ("diversity", 0.5), ("diversity", 2.0)]
     assert all(p["rewards"][-1]["name"] == p["objective"] for p in result["grpo"])
-    # Re-ranking at weight 0 is the SFT model's own list; a larger tail bonus never shows fewer tail items.
-    sft = result["sft"]["metrics"]
-    for family in ("novelty", "tail", "mmr"):
-        points = [r for r in result["rerank"] if r["family"] == family]
-        assert points[0]["weight"] == 0 and points[0]["metrics"] == sft
-    tail = [r["metrics"]["tail_share@10"] for r in result["rerank"] if r["family"] == "tail"]
-    assert tail == sorted(tail) and tail[-1] > tail[0]
-    # Each GRPO point is paired with the nearest point of each family it competes with, on the same users.
-    assert len(result["pairs"]) == 2 * 2 + 2 * 1
+    # Re-ranking at weight 0 is the base model's own list; a larger tail bonus never shows fewer tail items.
+    sft, control = result["sft"]["metrics"], result["controls"][0]
+    assert control["weight"] == 0 and control["rewards"] == ["exact_match", {"name": "ranking", "weight": 1.0}]
+    for base, metrics in (("SFT", sft), ("control seed=42", control["metrics"])):
+        for family in ("novelty", "tail", "mmr"):
+            points = [r for r in result["rerank"] if r["family"] == family and r["base"] == base]
+            assert points[0]["weight"] == 0 and points[0]["metrics"]["tail_share@10"] == metrics["tail_share@10"]
+            assert points[0]["metrics"]["NDCG@10"] == pytest.approx(metrics["NDCG@10"])
+        tail = [r["metrics"]["tail_share@10"] for r in result["rerank"] if r["family"] == "tail" and r["base"] == base]
+        assert tail == sorted(tail) and tail[-1] > tail[0]
+    # Each GRPO point is paired with the nearest point of each family it competes with, re-ranking the SFT model
+    # and the control, on the same users.
+    assert len(result["pairs"]) == 2 * (2 * 2 + 2 * 1)
     for pair in result["pairs"]:
         stats = pair["NDCG@10 grpo - rerank"]
         assert stats["users"] == result["users"] and stats["low"] <= stats["mean"] <= stats["high"]
