@@ -169,45 +169,68 @@ def matched_pairs(grpo: list[dict], rerank: list[dict], per_user: dict[str, dict
 
 
 def plot(result: dict, path: Path) -> None:
+    """Top row: NDCG@K against the objective's metric, the re-ranking frontiers (of the SFT model, solid, and of
+    the first control, dashed) and the GRPO points of each seed. Bottom row: each GRPO point's paired NDCG@K
+    difference to its matched re-ranking point (within the tolerance), with its 95% interval."""
     from matplotlib.figure import Figure
 
-    objectives = sorted({p["objective"] for p in result["grpo"]})
-    fig = Figure(figsize=(6 * max(1, len(objectives)), 5), layout="constrained")
-    axes = fig.subplots(1, max(1, len(objectives)), squeeze=False)[0]
+    objectives = list(dict.fromkeys(p["objective"] for p in result["grpo"]))
+    columns = max(1, len(objectives))
+    fig = Figure(figsize=(6 * columns, 9), layout="constrained")
+    axes = fig.subplots(2, columns, squeeze=False)
     sft = result["sft"]["metrics"]
-    for ax, objective in zip(axes, objectives, strict=False):
+    bases = list(dict.fromkeys(r["base"] for r in result["rerank"]))[:2]  # SFT and the first control
+    seeds = list(dict.fromkeys(p["seed"] for p in result["grpo"]))
+    for col, objective in enumerate(objectives):
+        ax, diff_ax = axes[0][col], axes[1][col]
         metric, families = OBJECTIVES[objective]
-        bases = list(dict.fromkeys(r["base"] for r in result["rerank"]))[:2]  # SFT and the first control
         for j, base in enumerate(bases):
             for i, family in enumerate(families):
                 pts = sorted((r for r in result["rerank"] if r["family"] == family and r["base"] == base),
                              key=lambda r: r["metrics"][metric])
-                color = f"C{1 + i + 2 * j}"
                 ax.plot([r["metrics"][metric] for r in pts], [r["metrics"][f"NDCG@{K}"] for r in pts],
-                        linestyle="-" if j == 0 else "--", color=color,
+                        linestyle="-" if j == 0 else "--", color=f"C{1 + i}",
                         label=f"re-rank {base} top {result['top_n']}: {family}")
-                if j == 0:
-                    ax.fill_between([r["metrics"][metric] for r in pts], [r["interval"]["low"] for r in pts],
-                                    [r["interval"]["high"] for r in pts], color=color, alpha=0.12)
-        pts = sorted((p for p in result["grpo"] if p["objective"] == objective), key=lambda p: p["metrics"][metric])
-        ys = [p["metrics"][f"NDCG@{K}"] for p in pts]
-        errs = [[y - p["interval"]["low"] for y, p in zip(ys, pts, strict=True)],
-                [p["interval"]["high"] - y for y, p in zip(ys, pts, strict=True)]]
-        ax.errorbar([p["metrics"][metric] for p in pts], ys, yerr=errs, fmt="o-", color="C0", capsize=3,
-                    label=f"GRPO + {objective} reward")
-        for p in pts:
-            ax.annotate(f"w={p['weight']:g}", (p["metrics"][metric], p["metrics"][f"NDCG@{K}"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
+        for s, seed in enumerate(seeds):
+            pts = sorted((p for p in result["grpo"] if p["objective"] == objective and p["seed"] == seed),
+                         key=lambda p: p["metrics"][metric])
+            ax.plot([p["metrics"][metric] for p in pts], [p["metrics"][f"NDCG@{K}"] for p in pts],
+                    marker="os^"[s % 3], color="C0", alpha=1.0 if s == 0 else 0.6,
+                    label=f"GRPO + {objective} reward, seed {seed}")
+            if s == 0:
+                for p in pts:
+                    ax.annotate(f"w={p['weight']:g}", (p["metrics"][metric], p["metrics"][f"NDCG@{K}"]), fontsize=7,
+                                xytext=(3, 3), textcoords="offset points")
         ax.scatter([sft[metric]], [sft[f"NDCG@{K}"]], marker="*", s=150, color="black", zorder=5, label="SFT")
         for control in result.get("controls", [])[:1]:
             c = control["metrics"]
             ax.scatter([c[metric]], [c[f"NDCG@{K}"]], marker="s", s=60, color="grey", zorder=5,
-                       label="GRPO control (accuracy rewards only)")
+                       label=f"GRPO control (accuracy rewards only), seed {control['seed']}")
         ax.set_xlabel(metric)
         ax.set_ylabel(f"NDCG@{K}")
         ax.set_title(f"{objective}: {result['split']}, {result['users']} users")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="x-small")
+
+        grpo = {p["name"]: p for p in result["grpo"]}
+        series = sorted({(pair["base"].split(" seed=")[0], pair["family"]) for pair in result["pairs"]
+                         if grpo[pair["grpo"]]["objective"] == objective})
+        for n, (base, family) in enumerate(series):
+            chosen = [pair for pair in result["pairs"] if pair["within_tolerance"] and pair["family"] == family
+                      and pair["base"].split(" seed=")[0] == base and grpo[pair["grpo"]]["objective"] == objective]
+            xs = [grpo[pair["grpo"]]["metrics"][metric] + 0.002 * (n - len(series) / 2) for pair in chosen]
+            stats = [pair[f"NDCG@{K} grpo - rerank"] for pair in chosen]
+            errors = [[st["mean"] - st["low"] for st in stats], [st["high"] - st["mean"] for st in stats]]
+            diff_ax.errorbar(xs, [st["mean"] for st in stats], yerr=errors,
+                             fmt="o", capsize=3, color=f"C{1 + families.index(family)}",
+                             markerfacecolor="white" if base != "SFT" else None,
+                             label=f"GRPO - re-rank {base}: {family}")
+        diff_ax.axhline(0.0, color="black", linewidth=0.8)
+        diff_ax.set_xlabel(f"{metric} of the GRPO point")
+        diff_ax.set_ylabel(f"NDCG@{K} GRPO - re-ranking (paired, 95% CI)")
+        diff_ax.set_title(f"at matched {metric} (within {result.get('match_tolerance', 0.02):g})")
+        diff_ax.grid(alpha=0.3)
+        diff_ax.legend(fontsize="x-small")
     fig.savefig(path, format="png", dpi=100)
 
 
@@ -361,6 +384,7 @@ def main(argv: list[str] | None = None) -> dict:
                                   weight=weight, seed=seed, rewards=rewards))
 
     result = {"split": args.split, "users": len(examples), "top_n": args.top_n, "k": K,
+              "match_tolerance": args.match_tolerance,
               "sft_model": str(sft_model), "dataset_dir": str(dataset_dir), "grpo_config": str(args.grpo_config),
               "grpo_extra_flags": extra, "reward_params": reward_params, "sft": sft, "rerank": rerank,
               "grpo": grpo, "controls": list(controls.values()),
