@@ -265,6 +265,32 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def summary(result: dict) -> str:
+    """Per objective and re-ranked base (best family at each point): how many GRPO points were matched, and how
+    many of them are significantly above or below re-ranking on NDCG@K (paired 95% interval)."""
+    grpo = {p["name"]: p for p in result["grpo"]}
+    key = f"NDCG@{K} grpo - rerank"
+    lines = [f"| objective | re-ranked base | matched GRPO points | mean NDCG@{K} GRPO - re-rank "
+             "| GRPO above (CI > 0) | GRPO below (CI < 0) |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for objective in dict.fromkeys(p["objective"] for p in result["grpo"]):
+        for base in ("SFT", "control"):
+            best: dict[str, dict] = {}  # per GRPO point, the matched family with the highest re-ranked NDCG
+            for pair in result["pairs"]:
+                if (grpo[pair["grpo"]]["objective"] != objective or not pair["within_tolerance"]
+                        or pair["base"].split(" seed=")[0] != base):
+                    continue
+                current = best.get(pair["grpo"])
+                if current is None or pair[key]["mean"] < current[key]["mean"]:
+                    best[pair["grpo"]] = pair
+            if not best:
+                continue
+            stats = [pair[key] for pair in best.values()]
+            mean = sum(st["mean"] for st in stats) / len(stats)
+            above, below = sum(st["low"] > 0 for st in stats), sum(st["high"] < 0 for st in stats)
+            lines.append(f"| {objective} | {base} | {len(stats)} | {mean:+.4f} | {above} | {below} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
@@ -391,7 +417,8 @@ def main(argv: list[str] | None = None) -> dict:
               "pairs": matched_pairs(grpo, rerank, per_user, args.match_tolerance),
               "seconds": {key: round(value, 1) for key, value in seconds.items()}}
     result["seconds"]["total"] = round(time.perf_counter() - started, 1)
-    text = table(result)
+    result["summary"] = summary(result)
+    text = table(result) + "\n\n" + result["summary"]
     (out / "tradeoff.json").write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
     (out / "tradeoff.md").write_text(text + "\n", encoding="utf-8")
     plot(result, out / "tradeoff.png")

@@ -34,6 +34,9 @@ def test_smoke_writes_both_frontiers_and_the_matched_pairs(tmp_path, benchmark_s
         stats = pair["NDCG@10 grpo - rerank"]
         assert stats["users"] == result["users"] and stats["low"] <= stats["mean"] <= stats["high"]
         assert pair["within_tolerance"] == (abs(pair["gap"]) <= 0.02)
+    summary = result["summary"].splitlines()
+    assert summary[0].startswith("| objective | re-ranked base") and {row.split(" | ")[1] for row in summary[2:]} <= {
+        "SFT", "control"}
     # A finished run is reused: a second call trains nothing and reads the same points.
     again = script.main(["--smoke", "--output_dir", str(out), "--objectives", "novelty", "--grpo_weights", "0.5"])
     assert again["grpo"][0]["metrics"] == result["grpo"][0]["metrics"]
