@@ -69,15 +69,20 @@ def scored_groups(name: str, group: int | None, completions: list[Any], prompts:
             "each process must score whole groups"
         )
     hits = match_target(completions, kwargs, context)
-    groups = []
-    for start in range(0, n, size):
-        block_ranks = []
-        for pos in range(size):
-            rank = ranks[start + pos] if ranks is not None else None
-            ok = isinstance(rank, Integral) and not isinstance(rank, bool) and rank >= 0
-            block_ranks.append(int(rank) if ok else pos)
-        groups.append((hits[start: start + size], block_ranks))
-    return groups
+    all_ranks = candidate_ranks(kwargs, n, size)
+    return [(hits[start: start + size], all_ranks[start: start + size]) for start in range(0, n, size)]
+
+
+def candidate_ranks(kwargs: dict[str, Any], n: int, size: int) -> list[int]:
+    """Each completion's 0-based rank in its group: the rollout's `beam_rank` where it is a rank, else the
+    completion's position in its group of `size` (MiniOneRec's `i % num_generations`)."""
+    given = column(kwargs, "beam_rank", n)
+    out = []
+    for i in range(n):
+        rank = given[i] if given is not None else None
+        ok = isinstance(rank, Integral) and not isinstance(rank, bool) and rank >= 0
+        out.append(int(rank) if ok else i % size)
+    return out
 
 
 def group_size(name: str, num_generations: int | None, context: RewardContext) -> int | None:

@@ -22,12 +22,11 @@ reorders what the model already finds plausible instead of paying for the bottom
 from __future__ import annotations
 
 from collections.abc import Callable
-from numbers import Integral
 from typing import Any
 
 from rlrec.data.popularity import SelfInformation, head_items
 from rlrec.rewards.context import RewardContext, RewardFunc, candidate_items, column, reward_factory
-from rlrec.rewards.ranking import group_size, infer_group_size
+from rlrec.rewards.ranking import candidate_ranks, group_size, infer_group_size
 from rlrec.utils.errors import ConfigError
 
 
@@ -36,17 +35,6 @@ def _check_within_rank(name: str, within_rank: int | None) -> int | None:
                                     or within_rank < 1):
         raise ConfigError(f"reward '{name}': within_rank must be a positive integer or null, got {within_rank!r}")
     return within_rank
-
-
-def _ranks(kwargs: dict[str, Any], n: int, size: int) -> list[int]:
-    """Each completion's 0-based rank in its group: the rollout's `beam_rank`, else its position in the group."""
-    given = column(kwargs, "beam_rank", n)
-    out = []
-    for i in range(n):
-        rank = given[i] if given is not None else None
-        ok = isinstance(rank, Integral) and not isinstance(rank, bool) and rank >= 0
-        out.append(int(rank) if ok else i % size)
-    return out
 
 
 def _gated(name: str, item_value: Callable[[str], float], within_rank: int | None,
@@ -59,7 +47,7 @@ def _gated(name: str, item_value: Callable[[str], float], within_rank: int | Non
         ranks = None
         if within_rank is not None:
             size = context.num_generations or infer_group_size(n, column(kwargs, "beam_rank", n), prompts)
-            ranks = _ranks(kwargs, n, size)
+            ranks = candidate_ranks(kwargs, n, size)
         return [None if item is None else 0.0 if ranks is not None and ranks[i] >= within_rank
                 else item_value(item) for i, item in enumerate(items)]
 
@@ -100,7 +88,7 @@ def diversity(context: RewardContext, within_rank: int | None = None,
             raise ConfigError(f"reward 'diversity': {n} completions do not split into groups of {size} "
                               "(num_generations); each process must score whole groups")
         items = candidate_items(completions, kwargs, context.index)
-        ranks = _ranks(kwargs, n, size)
+        ranks = candidate_ranks(kwargs, n, size)
         rewards: list[float | None] = [None] * n
         for start in range(0, n, size):
             members = sorted(range(start, start + size), key=lambda i: ranks[i])
