@@ -42,6 +42,16 @@ def test_within_rank_pays_the_bonus_only_near_the_top():
     assert tail(**batch(["b", "c", "a", "d"], ranks=[3, 0, 1, 2])) == [0.0, 1.0, 0.0, 0.0]
 
 
+def test_target_only_pays_the_bonus_to_the_target_alone():
+    (novelty,) = load_rewards(["novelty"], context(), {"novelty": {"target_only": True}})
+    out = novelty(**batch(["a", "d", "b", "c"]), target=["d"] * 4)
+    assert out == [0.0, pytest.approx(1.0), 0.0, 0.0]  # d (seen once) is the target: the most novel hit
+    (tail,) = load_rewards(["long_tail"], context(), {"long_tail": {"head_fraction": 0.25, "target_only": True}})
+    assert tail(**batch(["a", "b"]), target=["a", "a"]) == [0.0, 0.0]  # a head target earns nothing either
+    with pytest.raises(ConfigError, match="target_only must be true or false"):
+        load_rewards(["novelty"], context(), {"novelty": {"target_only": "yes"}})
+
+
 def test_diversity_scores_each_candidate_against_the_better_ranked_ones():
     (div,) = load_rewards(["diversity"], context())
     # in beam order: a (first: 1), c (same direction as a: 0), b (orthogonal to both: 1), d (45° to all: 1 - cos)

@@ -17,6 +17,8 @@ for any obscure item whatever the user wants, and the public reports of populari
 describe lists collapsing to junk. `within_rank: N` gates the bonus on relevance: only candidates the
 policy itself ranks among the group's top N (beam ranks 0..N-1) earn it, the rest get 0, so the reward
 reorders what the model already finds plausible instead of paying for the bottom of the beam.
+`target_only: true` gates on relevance itself: only the target earns the bonus when the group holds it, so a
+hit on a tail item is worth more than a hit on the head (docs/steering.md measures both gates).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 from rlrec.data.popularity import SelfInformation, head_items
 from rlrec.rewards.context import RewardContext, RewardFunc, candidate_items, column, reward_factory
+from rlrec.rewards.exact import match_target
 from rlrec.rewards.ranking import candidate_ranks, group_size, infer_group_size
 from rlrec.utils.errors import ConfigError
 
@@ -37,40 +40,47 @@ def _check_within_rank(name: str, within_rank: int | None) -> int | None:
     return within_rank
 
 
-def _gated(name: str, item_value: Callable[[str], float], within_rank: int | None,
+def _gated(name: str, item_value: Callable[[str], float], within_rank: int | None, target_only: bool,
            context: RewardContext) -> RewardFunc:
-    """A per-item bonus, paid only to candidates ranked within the group's top `within_rank` (when set)."""
+    """A per-item bonus, paid only to candidates ranked within the group's top `within_rank` (when set), or only
+    to the candidate that is the target (`target_only`)."""
+    if not isinstance(target_only, bool):
+        raise ConfigError(f"reward {name!r}: target_only must be true or false, got {target_only!r}")
 
     def reward(completions: list[Any], prompts: list[Any] | None = None, **kwargs: Any) -> list[float | None]:
         n = len(completions)
         items = candidate_items(completions, kwargs, context.index)
-        ranks = None
+        keep = [True] * n
         if within_rank is not None:
             size = context.num_generations or infer_group_size(n, column(kwargs, "beam_rank", n), prompts)
-            ranks = candidate_ranks(kwargs, n, size)
-        return [None if item is None else 0.0 if ranks is not None and ranks[i] >= within_rank
-                else item_value(item) for i, item in enumerate(items)]
+            keep = [rank < within_rank for rank in candidate_ranks(kwargs, n, size)]
+        if target_only:
+            keep = [k and hit is True for k, hit in zip(keep, match_target(completions, kwargs, context), strict=True)]
+        return [None if item is None else item_value(item) if keep[i] else 0.0 for i, item in enumerate(items)]
 
     reward.__name__ = name
     return reward
 
 
 @reward_factory
-def novelty(context: RewardContext, within_rank: int | None = None) -> RewardFunc:
-    """The candidate's scaled self-information in [0, 1] (module docstring); 0 outside `within_rank` when set."""
+def novelty(context: RewardContext, within_rank: int | None = None, target_only: bool = False) -> RewardFunc:
+    """The candidate's scaled self-information in [0, 1] (module docstring); 0 outside `within_rank`, or for any
+    candidate but the target with `target_only`."""
     information = SelfInformation(context.require_popularity("novelty"))
-    return _gated("novelty", information.scaled, _check_within_rank("novelty", within_rank), context)
+    return _gated("novelty", information.scaled, _check_within_rank("novelty", within_rank), target_only, context)
 
 
 @reward_factory
-def long_tail(context: RewardContext, head_fraction: float = 0.2, within_rank: int | None = None) -> RewardFunc:
-    """1 for a candidate outside the train head, 0 for a head item; 0 outside `within_rank` when set."""
+def long_tail(context: RewardContext, head_fraction: float = 0.2, within_rank: int | None = None,
+              target_only: bool = False) -> RewardFunc:
+    """1 for a candidate outside the train head, 0 for a head item; 0 outside `within_rank`, or for any candidate
+    but the target with `target_only`."""
     if isinstance(head_fraction, bool) or not isinstance(head_fraction, (int, float)) \
             or not 0.0 < head_fraction < 1.0:
         raise ConfigError(f"reward 'long_tail': head_fraction must be a number in (0, 1), got {head_fraction!r}")
     head = head_items(context.require_popularity("long_tail"), head_fraction)
     return _gated("long_tail", lambda item: 0.0 if item in head else 1.0,
-                  _check_within_rank("long_tail", within_rank), context)
+                  _check_within_rank("long_tail", within_rank), target_only, context)
 
 
 @reward_factory
