@@ -22,7 +22,7 @@ import typing
 from pathlib import Path
 from typing import Any, NoReturn
 
-from rlrec.utils.errors import RlrecError, shown
+from rlrec.utils.errors import ConfigError, RlrecError, shown
 
 # Offline first: a hub lookup otherwise costs ~26 s to fail on a machine without network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -92,6 +92,13 @@ def run_stage(stage: str, argv: list[str]) -> object:
                              f"expected --field value pairs and --config FILE") from err
         where = f" in {config_path}" if config_path else ""
         raise UsageError(f"{stage}: invalid configuration{where}: {message}") from err
+    from rlrec.utils.ranges import check_ranges
+
+    try:
+        check_ranges(configs)
+    except ConfigError as err:
+        where = f" in {config_path}" if config_path else ""
+        raise UsageError(f"{stage}: invalid configuration{where}: {err}") from err
     return module.main(*configs)
 
 

@@ -1,0 +1,106 @@
+"""Range checks on the numeric fields of every stage's configs, before any work starts.
+
+The configs' own `__post_init__` checks what is specific to a stage; the fields every trainer shares come from
+transformers and TRL, which accept many out-of-range values silently (`num_train_epochs: -1` trains 0 steps
+and saves the untrained model as a finished run). One table names the allowed range of each shared numeric
+field, by name, and `check_ranges` holds every parsed config to it, so a bad value fails in one line that
+names the field and the range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from rlrec.utils.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Range:
+    """`low <= value` (or `<` when not `low_inclusive`), `value <= high`, or exactly one of `also`."""
+
+    low: float | None = None
+    high: float | None = None
+    low_inclusive: bool = True
+    also: tuple[float, ...] = ()
+
+    def holds(self, value: float) -> bool:
+        if value in self.also:
+            return True
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (value == self.low and not self.low_inclusive)):
+            return False
+        return self.high is None or value <= self.high
+
+    def describe(self) -> str:
+        parts = []
+        if self.low is not None and self.high is not None:
+            parts.append(f"a number {'in [' if self.low_inclusive else 'in ('}{self.low:g}, {self.high:g}]")
+        elif self.low is not None:
+            parts.append(f"a number {'>=' if self.low_inclusive else '>'} {self.low:g}")
+        parts += [f"{value:g}" for value in self.also]
+        return " or ".join(parts)
+
+
+POSITIVE = Range(0, low_inclusive=False)
+AT_LEAST_ONE = Range(1)
+NON_NEGATIVE = Range(0)
+SHARE = Range(0, 1)
+
+RANGES: dict[str, Range] = {
+    # transformers' TrainingArguments, shared by every training stage
+    "num_train_epochs": POSITIVE,
+    "max_steps": Range(1, also=(-1,)),
+    "learning_rate": NON_NEGATIVE,  # 0 is a legitimate control (weights that never move)
+    "per_device_train_batch_size": AT_LEAST_ONE,
+    "per_device_eval_batch_size": AT_LEAST_ONE,
+    "gradient_accumulation_steps": AT_LEAST_ONE,
+    "weight_decay": NON_NEGATIVE,
+    "warmup_steps": NON_NEGATIVE,
+    "max_grad_norm": NON_NEGATIVE,
+    "logging_steps": POSITIVE,
+    "seed": NON_NEGATIVE,
+    "adam_epsilon": POSITIVE,
+    "adam_beta1": SHARE,
+    "adam_beta2": SHARE,
+    # TRL's GRPO / DPO
+    "num_generations": Range(2),
+    "beta": NON_NEGATIVE,
+    "temperature": POSITIVE,
+    "epsilon": NON_NEGATIVE,
+    "num_iterations": AT_LEAST_ONE,
+    "steps_per_generation": AT_LEAST_ONE,
+    "max_completion_length": AT_LEAST_ONE,
+    # rlrec's own numeric fields that no __post_init__ bounds
+    "codebook_size": Range(2),
+    "kmeans_iters": AT_LEAST_ONE,
+    "embedding_batch_size": AT_LEAST_ONE,
+    "rollout_batch_size": AT_LEAST_ONE,
+    "num_train_prompts": AT_LEAST_ONE,
+    "num_train_examples": AT_LEAST_ONE,
+    "max_history_items": AT_LEAST_ONE,
+    "sequence_stride": AT_LEAST_ONE,
+    "rerank_top_n": AT_LEAST_ONE,
+    "sasrec_epochs": AT_LEAST_ONE,
+}
+
+
+def check_ranges(configs: Iterable[Any]) -> None:
+    """Raise ConfigError naming the first numeric field of `configs` (dataclass instances) outside its range.
+
+    None (a field left unset) is not checked; booleans are not numbers here.
+    """
+    for config in configs:
+        if not dataclasses.is_dataclass(config):
+            continue
+        for field in dataclasses.fields(config):
+            allowed = RANGES.get(field.name)
+            value = getattr(config, field.name, None)
+            if allowed is None or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if not allowed.holds(float(value)):
+                raise ConfigError(f"{field.name}={value!r}; expected {allowed.describe()}")
