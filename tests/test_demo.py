@@ -58,11 +58,19 @@ def test_summary_table_lists_every_model_with_its_paired_interval():
 
     interval = {"mean": 0.01, "low": -0.002, "high": 0.021, "p_below_zero": 0.06, "users": 943}
     report = {"k_values": [1, 10], "models": {
-        "grpo": {"all": {"HR@10": 0.2, "NDCG@10": 0.1}}, "sft": {"all": {"HR@10": 0.15, "NDCG@10": 0.07}},
+        "grpo": {"all": {"HR@10": 0.2, "NDCG@10": 0.1, "tail_share@10": 0.25}},
+        "sft": {"all": {"HR@10": 0.15, "NDCG@10": 0.07}},
         "popularity": {"all": {"HR@10": 0.05, "NDCG@10": 0.02}}},
         "paired": {"main": "grpo", "k": 10, "against": {"sft": {"NDCG@10": interval}}}}
     lines = summary_table(report).splitlines()
     assert "HR@10" in lines[0] and "NDCG@10" in lines[0] and "grpo - model" in lines[0]
     assert [line.split()[0] for line in lines[1:]] == ["grpo", "sft", "popularity"]
-    assert lines[1].split()[1:] == ["0.2000", "0.1000"]
-    assert lines[2].split()[3:] == ["+0.0100", "[-0.0020,", "+0.0210]"]
+    assert lines[1].split()[1:] == ["0.2000", "0.1000", "0.2500"]
+    assert lines[2].split()[3:] == ["-", "+0.0100", "[-0.0020,", "+0.0210]"]
+
+
+def test_the_llm_rows_are_explained():
+    """The demo's LLM evaluation ends near 0 at CPU scale; its caption says why (a newcomer would read "broken")."""
+    (llm,) = [step for step in PIPELINE if step.name == "llm-evaluate"]
+    assert "mechanics check" in llm.caption and "GPU" in llm.caption
+    assert all(not step.caption for step in PIPELINE if step.name != "llm-evaluate")
