@@ -35,7 +35,9 @@ def test_stage_commands_point_each_step_at_the_folders_of_earlier_ones(tmp_path)
     assert value("compact-evaluate", "--model_path") == str(tmp_path / "compact-grpo")
     assert value("compact-evaluate", "--compare") == f"sft={tmp_path / 'compact-sft'}"
     assert value("llm-grpo", "--model_name_or_path") == str(tmp_path / "llm-sft")
-    assert value("llm-evaluate", "--output_dir") == str(tmp_path / "llm-evaluate")
+    # evaluations land in the evaluated model's eval/test, where `rlrec export` finds them for the card
+    assert value("llm-evaluate", "--output_dir") == str(tmp_path / "llm-grpo" / "eval" / "test")
+    assert value("compact-evaluate", "--output_dir") == str(tmp_path / "compact-grpo" / "eval" / "test")
     # The flags the demo adds come after the recipe's, so they win.
     assert commands["compact-sft"][-2:] == ["--eval_at_end", "false"]
     assert "recipes/ml-100k-compact/sft.yaml" in value("compact-sft", "--config")

@@ -43,6 +43,7 @@ class DemoStep:
     inputs: dict[str, str] = field(default_factory=dict)
     extra: tuple[str, ...] = ()
     caption: str = ""  # printed under an evaluate step's table: how to read it
+    output: str | None = None  # the step's folder, as a template; None: `<output_dir>/<name>`
 
 
 _NO_END_EVAL = ("--eval_at_end", "false")
@@ -55,7 +56,8 @@ PIPELINE: tuple[DemoStep, ...] = (
     DemoStep("compact-grpo", "grpo", "ml-100k-compact/grpo.yaml",
              {"dataset_dir": "{prepare}", "model_name_or_path": "{compact-sft}"}, _NO_END_EVAL),
     DemoStep("compact-evaluate", "evaluate", "ml-100k-compact/evaluate.yaml",
-             {"dataset_dir": "{prepare}", "model_path": "{compact-grpo}", "compare": "sft={compact-sft}"}),
+             {"dataset_dir": "{prepare}", "model_path": "{compact-grpo}", "compare": "sft={compact-sft}"},
+             output="{compact-grpo}/eval/test"),
     DemoStep("llm-sft", "sft", "ml-100k/sft.yaml", {"dataset_dir": "{prepare}", "sid_dir": "{sid}"},
              (*_NO_END_EVAL, "--max_steps", "24", "--num_train_examples", "192")),
     DemoStep("llm-grpo", "grpo", "ml-100k/grpo.yaml", {"dataset_dir": "{prepare}", "model_name_or_path": "{llm-sft}"},
@@ -63,6 +65,7 @@ PIPELINE: tuple[DemoStep, ...] = (
     DemoStep("llm-evaluate", "evaluate", "ml-100k/evaluate.yaml",
              {"dataset_dir": "{prepare}", "model_path": "{llm-grpo}", "compare": "sft={llm-sft}"},
              ("--model_name", "grpo", "--max_examples", "50", "--baselines", "popularity"),
+             output="{llm-grpo}/eval/test",
              caption="The LLM rows are a mechanics check, not a result: SmolLM2-135M after 24 SFT and 4 GRPO steps on "
                      "a CPU has not learned the catalog (near 0 is expected); recipes/ml-100k/sft.yaml trains it on a "
                      "GPU. The compact model above is the one that learns on a CPU."),
@@ -106,6 +109,8 @@ def stage_commands(config: DemoConfig) -> list[tuple[DemoStep, list[str]]]:
     recipes = Path(config.recipes_dir) if config.recipes_dir else default_recipes_dir()
     out = Path(config.output_dir)
     folders = {step.name: str(out / step.name) for step in PIPELINE}
+    # An evaluation lands in the evaluated model's own `eval/<split>`, where `rlrec export` finds it for the card.
+    folders.update({step.name: step.output.format(**folders) for step in PIPELINE if step.output})
     commands = []
     for step in PIPELINE:
         if step.name not in config.stages:
