@@ -36,7 +36,8 @@ def _run(callback: ValidSelectionCallback, weights: list[float]) -> torch.nn.Lin
     control = SimpleNamespace(should_training_stop=False)
     with torch.no_grad():
         model.weight.fill_(0.0)
-    callback.on_train_begin(SimpleNamespace(), SimpleNamespace(global_step=0), control, model=model)
+    callback.on_train_begin(SimpleNamespace(), SimpleNamespace(global_step=0, max_steps=len(weights),
+                                                               num_train_epochs=1), control, model=model)
     for step, value in enumerate(weights, start=1):
         with torch.no_grad():
             model.weight.fill_(value)
@@ -111,3 +112,25 @@ def test_bad_selection_metrics_are_refused(fields, message):
     with pytest.raises(ConfigError, match="needs the items"):
         ValidSelectionCallback(ValidSelectionArguments(valid_every_steps=1, valid_metric="novelty@10"),
                                examples=[object()], index=None, tokenizer=None, max_history=None)
+
+
+def test_checks_counted_in_epochs_follow_the_runs_length():
+    """valid_every_epochs: 1 checks once an epoch whatever the data's size (77 steps on ML-100k's compact recipe,
+    41 on Industrial's), so a recipe carries to another dataset; half an epoch of 8 steps is every 4."""
+    args = ValidSelectionArguments(valid_every_epochs=1.0)
+    assert args.enabled and args.checks_every(770, 10) == 77 and args.checks_every(1640, 40.0) == 41
+    assert ValidSelectionArguments(valid_every_epochs=0.5).checks_every(16, 2) == 4
+    assert ValidSelectionArguments(valid_every_epochs=0.01).checks_every(10, 1) == 1  # at least every step
+    assert ValidSelectionArguments(valid_every_steps=25).checks_every(770, 10) == 25
+    callback = ScriptedCallback(ValidSelectionArguments(valid_every_epochs=0.5), lambda w: -w.abs().item())
+    model = torch.nn.Linear(1, 1, bias=False)
+    control = SimpleNamespace(should_training_stop=False)
+    callback.on_train_begin(SimpleNamespace(), SimpleNamespace(global_step=0, max_steps=8, num_train_epochs=2),
+                            control, model=model)
+    for step in range(1, 9):
+        callback.on_step_end(SimpleNamespace(), SimpleNamespace(global_step=step), control, model=model)
+    assert [p["step"] for p in callback.curve] == [0, 2, 4, 6, 8] and callback.summary()["every_steps"] == 2
+    with pytest.raises(ConfigError, match="not both"):
+        ValidSelectionArguments(valid_every_steps=5, valid_every_epochs=1.0)
+    with pytest.raises(ConfigError, match="valid_every_epochs"):
+        ValidSelectionArguments(valid_every_epochs=0)

@@ -51,6 +51,11 @@ class ValidSelectionArguments:
         metadata={"help": "Rank the valid users every N optimizer steps (and before the first) and keep the weights "
                   "with the best valid_metric; None: off (the last weights are saved)."},
     )
+    valid_every_epochs: float | None = field(
+        default=None,
+        metadata={"help": "The same, every this many epochs of the train data (1: once an epoch, whatever the data's "
+                  "size): a recipe carries to another dataset unchanged. Set this or valid_every_steps."},
+    )
     valid_metric: str = field(
         default="NDCG@10",
         metadata={"help": "Metric that chooses (higher is better): HR@K or NDCG@K, or, for a run steered by a "
@@ -92,6 +97,10 @@ class ValidSelectionArguments:
             raise ConfigError(f"`valid_average_top` must be 1 (off) or more, got {self.valid_average_top}")
         if self.valid_every_steps is not None and self.valid_every_steps < 1:
             raise ConfigError(f"`valid_every_steps` must be positive or None, got {self.valid_every_steps}")
+        if self.valid_every_epochs is not None and not self.valid_every_epochs > 0:
+            raise ConfigError(f"`valid_every_epochs` must be a number > 0 or None, got {self.valid_every_epochs}")
+        if self.valid_every_steps is not None and self.valid_every_epochs is not None:
+            raise ConfigError("set valid_every_steps or valid_every_epochs, not both")
         floor = self.floor
         for what, metric in (("valid_metric", self.valid_metric), ("valid_floor", floor[0] if floor else None)):
             if metric is None:
@@ -132,9 +141,20 @@ class ValidSelectionArguments:
     def needs_item_space(self) -> bool:
         return any(metric.partition("@")[0] not in ("HR", "NDCG") for metric in self.metrics)
 
+    @property
+    def enabled(self) -> bool:
+        return self.valid_every_steps is not None or self.valid_every_epochs is not None
+
+    def checks_every(self, max_steps: int, num_train_epochs: float) -> int:
+        """Optimizer steps between checks: `valid_every_steps`, or `valid_every_epochs` x the run's steps an epoch."""
+        if self.valid_every_steps is not None:
+            return self.valid_every_steps
+        per_epoch = max_steps / num_train_epochs if num_train_epochs else max_steps
+        return max(1, round(self.valid_every_epochs * per_epoch))
+
     def checkpoint_files(self) -> tuple[str, ...]:
         """Files a complete checkpoint holds for this selection (see `ValidSelectionCallback.on_save`)."""
-        return (SELECTION_STATE,) if self.valid_every_steps is not None else ()
+        return (SELECTION_STATE,) if self.enabled else ()
 
     def training_examples(self, train: list) -> list:
         """The train windows a stage may train on: all of them, or `without_last_windows` for test-like
@@ -164,6 +184,7 @@ class ValidSelectionCallback(TrainerCallback):
         # only: a resumed run averages the checks made after resuming, with the restored best among them)
         self._top: list[tuple[float, int, dict[str, torch.Tensor]]] = []
         self.average: dict[str, Any] | None = None
+        self.every: int | None = args.valid_every_steps  # resolved from the run's length when counted in epochs
 
     def _measure(self, model: torch.nn.Module) -> dict[str, float]:
         from rlrec.evaluation.beyond import BeyondAccuracyAccumulator
@@ -203,6 +224,7 @@ class ValidSelectionCallback(TrainerCallback):
                     self.best[self.args.valid_metric], self.best["step"])
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.every = self.args.checks_every(state.max_steps, state.num_train_epochs)
         if getattr(args, "deepspeed_plugin", None) is not None and args.deepspeed_plugin.zero_stage == 3:
             raise ConfigError("valid_every_steps does not work under ZeRO-3 (each process holds a shard of the "
                               "weights); use ZeRO-2 or DDP, or evaluate the saved checkpoints afterwards")
@@ -213,7 +235,7 @@ class ValidSelectionCallback(TrainerCallback):
             self._keep_top(self.best[self.args.valid_metric], self.best["step"], lambda: self._best_state)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step % self.args.valid_every_steps == 0:
+        if state.global_step % self.every == 0:
             self._validate(model, state.global_step)
             patience = self.args.valid_patience
             if patience is not None and len(self.curve) - 1 - self.curve.index(self.best) >= patience:
@@ -288,7 +310,8 @@ class ValidSelectionCallback(TrainerCallback):
 
     def summary(self) -> dict[str, Any]:
         """What the manifest records: the metric, the best point, the whole curve and the average's check."""
-        return {"metric": self.args.valid_metric, "best": copy.deepcopy(self.best), "curve": list(self.curve),
+        return {"metric": self.args.valid_metric, "every_steps": self.every, "best": copy.deepcopy(self.best),
+                "curve": list(self.curve),
                 "users": len(self.examples), "stopped_early_at": self.stopped_at,
                 "average": copy.deepcopy(self.average)}
 
@@ -307,8 +330,8 @@ def _cpu_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def valid_selection_callback(args: ValidSelectionArguments, dataset: Any, index: Any, tokenizer: Any,
                              max_history: int | None, seed: int) -> ValidSelectionCallback | None:
-    """The callback for a stage, or None when `valid_every_steps` is not set."""
-    if args.valid_every_steps is None:
+    """The callback for a stage, or None when neither `valid_every_steps` nor `valid_every_epochs` is set."""
+    if not args.enabled:
         return None
     from rlrec.evaluation.run import select_examples
     from rlrec.evaluation.settings import EvalSettings
