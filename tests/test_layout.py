@@ -53,3 +53,19 @@ def test_one_ranker_abstraction():
         if name == "Recommender":  # the serving API: wraps a Ranker with titles and history resolution
             continue
         assert issubclass(cls, Ranker), f"{module.__name__}.{name} ranks items but is not a Ranker"
+
+
+def test_no_module_of_rlrec_models_imports_one_that_imports_it_back():
+    """Within `rlrec.models` the imports (inside functions too) form no cycle: the loader does not reach into the
+    from-scratch builder, and production code takes nothing from the test-model module `tiny`."""
+    folder = PACKAGE / "models"
+    graph = {}
+    for path in folder.glob("*.py"):
+        module = f"rlrec.models.{path.stem}"
+        graph[module] = {name for name in imported_modules(path)
+                         if name.startswith("rlrec.models.") and name.count(".") == 2 and name != module}
+    cycles = sorted(f"{a} <-> {b}" for a, targets in graph.items() for b in targets
+                    if a < b and a in graph.get(b, set()))
+    assert cycles == []
+    users_of_tiny = sorted(m for m, targets in graph.items() if "rlrec.models.tiny" in targets)
+    assert users_of_tiny == []

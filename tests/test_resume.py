@@ -235,6 +235,11 @@ def test_check_output_dir_and_resolve_resume(tmp_path):
         (run / f"checkpoint-{step}").mkdir(parents=True)
         if complete:
             (run / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    # killed while the trainer wrote its state: the file is there, but empty or cut short
+    (run / "checkpoint-8").mkdir()
+    (run / "checkpoint-8" / "trainer_state.json").write_text("")
+    (run / "checkpoint-10").mkdir()
+    (run / "checkpoint-10" / "trainer_state.json").write_text('{"global_step": 1')
     assert resolve_resume("last", run, "x") == str(run / "checkpoint-4")
     assert resolve_resume("true", run, "x") == str(run / "checkpoint-4")
     assert resolve_resume(None, run, "x") is None and resolve_resume("false", run, "x") is None

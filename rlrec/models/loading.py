@@ -27,11 +27,25 @@ from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 # Plain ChatML, with `{% generation %}` markers around the assistant turn (TRL's assistant_only_loss needs them).
-from rlrec.models.tiny import CHATML_TEMPLATE
+from rlrec.models.sid_vocab import is_sid_tokenizer
 from rlrec.utils.errors import ConfigError
 from rlrec.utils.io import atomic_output_dir, read_json_object, write_json
 
 logger = logging.getLogger(__name__)
+
+# A ChatML template with `{% generation %}` markers (TRL's assistant_only_loss needs them). The
+# end-of-turn token sits inside the markers, so the model learns to stop.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{{ '\n' }}"
+    "{% else %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
 
 # Names that select the embedded default instead of a path.
 SMOLLM2_NAMES = ("smollm2", "smollm2-135m-instruct")
@@ -204,8 +218,6 @@ def ensure_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
     seen these markers and its `<|im_end|>` may not be one token. A from-scratch model's SID-only
     tokenizer (`rlrec.models.scratch`) has no words to chat with and is left without one.
     """
-    from rlrec.models.scratch import is_sid_tokenizer
-
     if tokenizer.chat_template or is_sid_tokenizer(tokenizer):
         return False
     tokenizer.chat_template = CHATML_TEMPLATE

@@ -17,22 +17,17 @@ scratch model folder as `model_name_or_path` continues its training on the same 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from rlrec.models.sid_vocab import BOS, EOS, PAD, SID_TOKEN_RE, SPECIAL_TOKENS, UNK, is_sid_tokenizer
 from rlrec.utils.errors import ConfigError
 
 SCRATCH = "scratch"  # the `model_name_or_path` that selects a from-scratch model
-BOS, EOS, PAD, UNK = "<bos>", "<eos>", "<pad>", "<unk>"
-SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
-# A SID token as `SIDIndex.token` writes it: `<a_12>`. The pre-tokenizer isolates every `<...>` piece, so a
-# prompt and a completion concatenated without a separator split exactly as the two parts do.
-SID_TOKEN_RE = re.compile(r"^<[a-z]+_(0|[1-9][0-9]*)>$")
 _PIECE_RE = r"<[^<>]+>"
 
 
@@ -99,18 +94,6 @@ def sid_tokenizer(sid_tokens: list[str]) -> PreTrainedTokenizerFast:
     tok.decoder = decoders.Fuse()
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
                                    unk_token=UNK)
-
-
-def is_sid_tokenizer(tokenizer: PreTrainedTokenizerBase) -> bool:
-    """True for a tokenizer made by `sid_tokenizer`: no chat template, every ordinary token a SID token.
-
-    This is what decides how a model is asked for the next item (SID tokens after `<bos>`, or a chat
-    prompt), so the folder needs no extra marker and every stage agrees.
-    """
-    if getattr(tokenizer, "chat_template", None) or tokenizer.bos_token != BOS:
-        return False
-    specials = set(tokenizer.all_special_tokens)
-    return all(token in specials or SID_TOKEN_RE.match(token) for token in tokenizer.get_vocab())
 
 
 def sid_prompt(history_sids: list[str]) -> str:

@@ -12,19 +12,7 @@ from collections.abc import Iterable
 import torch
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-# A ChatML template with `{% generation %}` markers (TRL's assistant_only_loss needs them). The
-# end-of-turn token sits inside the markers, so the model learns to stop.
-CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}"
-    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
-    "{{ '\n' }}"
-    "{% else %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+from rlrec.models.loading import CHATML_TEMPLATE
 
 _CORPUS = [
     "The user watched these movies in order. Recommend the next item.",

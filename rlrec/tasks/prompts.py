@@ -52,7 +52,8 @@ def next_item_prompter(tokenizer: Any, index: SIDIndex, phrasing: int = 0,
     GRPO dataset), so callers that ask for many prompts build one prompter and reuse it. SFT's next-item
     task, GRPO's prompts and every ranking (`rlrec.ranking.SIDRanker`) use it.
     """
-    from rlrec.models.scratch import is_sid_tokenizer, sid_prompt
+    from rlrec.models.scratch import sid_prompt
+    from rlrec.models.sid_vocab import is_sid_tokenizer
 
     if max_history is not None and max_history < 1:
         raise ValueError(f"max_history={max_history}; expected a positive integer or None")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from rlrec.data.schema import Example
-from rlrec.models.scratch import BOS
+from rlrec.models.sid_vocab import BOS
 from rlrec.sid.index import SIDIndex
 from rlrec.utils.errors import ConfigError
 

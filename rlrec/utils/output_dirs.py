@@ -8,6 +8,7 @@ turns `--resume_from_checkpoint last` into the newest of them and refuses a path
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -65,8 +66,8 @@ def resolve_resume(value: str | bool | None, output_dir: str | os.PathLike, stag
                    required: tuple[str, ...] = ()) -> str | None:
     """The checkpoint folder to resume from: `last` (or `true`) is the newest complete `checkpoint-N`.
 
-    A checkpoint is complete when it holds `trainer_state.json` (the trainer writes it after the weights,
-    optimizer and RNG states) and the `required` files callbacks write after it; a run killed while saving
+    A checkpoint is complete when it holds a whole `trainer_state.json` (the trainer writes it after the
+    weights, optimizer and RNG states) and the `required` files callbacks write after it; a run killed while saving
     leaves an incomplete newest one, which `last` passes over. A path must be a checkpoint folder; anything
     else is a clear error before the model loads, rather than a traceback from inside the trainer.
     """
@@ -74,7 +75,8 @@ def resolve_resume(value: str | bool | None, output_dir: str | os.PathLike, stag
         return None
     if value is True or str(value).strip().lower() in RESUME_LAST:
         needed = (TRAINER_STATE, *required)
-        found = [c for c in checkpoints(output_dir) if all((c / name).is_file() for name in needed)]
+        found = [c for c in checkpoints(output_dir)
+                 if all((c / name).is_file() for name in needed) and _parses(c / TRAINER_STATE)]
         if not found:
             raise ConfigError(f"{stage}: resume_from_checkpoint={value}: {output_dir} holds no checkpoint-N folder "
                               "to resume from (set save_strategy: steps and save_steps in the first run)")
@@ -87,6 +89,15 @@ def resolve_resume(value: str | bool | None, output_dir: str | os.PathLike, stag
         raise ConfigError(f"{stage}: resume_from_checkpoint={value}: {folder} is not a checkpoint "
                           "(no trainer_state.json); expected a checkpoint-N folder written by this stage")
     return str(folder)
+
+
+def _parses(path: Path) -> bool:
+    """Whether `path` holds whole JSON: a run killed while the trainer wrote it leaves it empty or cut short."""
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def prepare_training_output(training_args, stage: str, required: tuple[str, ...] = ()) -> str | None:
