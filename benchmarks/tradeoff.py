@@ -116,7 +116,7 @@ class Describer:
         from rlrec.evaluation.settings import EvalSettings
 
         self.examples = examples
-        self.space = item_space(dataset, EvalSettings(), index_vectors(index))
+        self.space = item_space(dataset, EvalSettings().head_fraction, index_vectors(index))
 
     def __call__(self, lists: list[list[str]]) -> dict[str, Any]:
         import numpy as np

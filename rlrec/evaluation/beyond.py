@@ -30,6 +30,7 @@ import numpy as np
 
 from rlrec.data.popularity import SelfInformation, head_items
 from rlrec.evaluation.metrics import check_k_values, is_padding
+from rlrec.sid.embeddings import l2_normalize
 
 PER_USER_METRICS = ("tail_share", "novelty", "diversity", "popularity")
 BEYOND_METRICS = ("coverage", *PER_USER_METRICS)
@@ -63,9 +64,7 @@ class ItemSpace:
         if vectors is not None:
             if vector_ids is None or len(vector_ids) != len(vectors):
                 raise ValueError("item vectors need one id per row (vector_ids)")
-            unit = np.asarray(vectors, dtype=np.float32)
-            norms = np.linalg.norm(unit, axis=1, keepdims=True)
-            unit = unit / np.where(norms > 0, norms, 1.0)
+            unit = l2_normalize(vectors)
             rows = {str(item): row for row, item in enumerate(vector_ids)}
         return cls(popularity, catalog_size, head, unit, rows, vector_source)
 
@@ -115,6 +114,13 @@ class BeyondAccuracyAccumulator:
                 for name, value in self.space.list_values(top).items():
                     self._values[k][name].append(value)
 
+    def metrics(self) -> list[str]:
+        """The per-user metrics this space defines: diversity needs item vectors, tail share a head."""
+        undefined = {"diversity"} if self.space.vectors is None else set()
+        if self.space.head is None:
+            undefined.add("tail_share")
+        return [name for name in PER_USER_METRICS if name not in undefined]
+
     def per_user(self, k: int) -> dict[str, list[float]]:
         """Each user's value of every per-user metric at `k` (NaN where undefined), in the order added."""
         return {name: list(values) for name, values in self._values[k].items()}
@@ -123,12 +129,8 @@ class BeyondAccuracyAccumulator:
         out: dict[str, float] = {}
         for k in self.k_values:
             out[f"coverage@{k}"] = len(self._covered[k]) / self.space.catalog_size
-            for name, values in self._values[k].items():
-                array = np.asarray(values, dtype=np.float64)
+            for name in self.metrics():
+                array = np.asarray(self._values[k][name], dtype=np.float64)
                 defined = array[~np.isnan(array)]
-                if name == "diversity" and self.space.vectors is None:
-                    continue
-                if name == "tail_share" and self.space.head is None:
-                    continue
                 out[f"{name}@{k}"] = float(defined.mean()) if len(defined) else float("nan")
         return out

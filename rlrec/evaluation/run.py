@@ -233,12 +233,13 @@ def evaluate_rankers(model_name: str, ranker: Ranker, dataset: PreparedDataset, 
         raise DataError(f"the {settings.split} split has no examples to evaluate")
     if model_name in settings.baselines:
         raise ConfigError(f"model name {model_name!r} is also the name of a baseline")
-    head = head_items(item_popularity(dataset.train), settings.head_fraction) \
-        if settings.head_fraction is not None else None
+    popularity = item_popularity(dataset.train)
+    head = head_items(popularity, settings.head_fraction) if settings.head_fraction is not None else None
     pool = cold_pool_items(dataset, settings)
     seconds: dict[str, float] = {}
     ranks: dict[str, list[int | None]] = {}
-    space = item_space(dataset, settings, item_vectors) if settings.beyond_accuracy else None
+    space = item_space(dataset, settings.head_fraction, item_vectors, popularity) if settings.beyond_accuracy \
+        else None
     beyond: dict[str, BeyondAccuracyAccumulator] = {}
 
     def run(name: str, ranker: Ranker, batch_size: int) -> dict[str, Any]:
@@ -289,9 +290,8 @@ def paired_sections(examples: Sequence[Example], ranks: dict[str, list[int | Non
     if beyond:
         values = {}
         for name, acc in beyond.items():
-            defined = acc.compute()
-            values[name] = {f"{metric}@{k}": column for metric, column in acc.per_user(k).items()
-                            if f"{metric}@{k}" in defined}
+            columns = acc.per_user(k)
+            values[name] = {f"{metric}@{k}": columns[metric] for metric in acc.metrics()}
         for name, intervals in paired_values(values, main, seed=settings.seed).items():
             against[name].update(intervals)
         per_user["beyond"] = values
@@ -301,11 +301,14 @@ def paired_sections(examples: Sequence[Example], ranks: dict[str, list[int | Non
 ItemVectors = tuple[Sequence[str], Any, str]  # (item ids, (n, d) matrix, what the vectors are)
 
 
-def item_space(dataset: PreparedDataset, settings: EvalSettings, vectors: ItemVectors | None) -> ItemSpace:
-    """The beyond-accuracy metrics' view of the items: train popularity, the head, the catalog, the vectors."""
+def item_space(dataset: PreparedDataset, head_fraction: float | None, vectors: ItemVectors | None,
+               popularity: Mapping[str, int] | None = None) -> ItemSpace:
+    """The beyond-accuracy metrics' view of the items: train popularity (counted here unless given), the head,
+    the catalog, the vectors."""
     ids, matrix, source = vectors if vectors is not None else (None, None, None)
-    return ItemSpace.build(item_popularity(dataset.train), len(dataset.items), settings.head_fraction,
-                           vectors=matrix, vector_ids=ids, vector_source=source)
+    popularity = item_popularity(dataset.train) if popularity is None else popularity
+    return ItemSpace.build(popularity, len(dataset.items), head_fraction, vectors=matrix, vector_ids=ids,
+                           vector_source=source)
 
 
 def index_vectors(index: SIDIndex | None) -> ItemVectors | None:
@@ -332,6 +335,8 @@ def reranked_baselines(config: EvaluateConfig, ranker: Ranker, dataset: Prepared
     """The `rerank` baselines around the evaluated model's ranker, by report name."""
     from rlrec.ranking.rerank import make_reranker
 
+    if not config.rerank:
+        return {}
     vectors = index_vectors(index)
     popularity = item_popularity(dataset.train)
     out = {}

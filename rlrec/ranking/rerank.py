@@ -25,6 +25,7 @@ import numpy as np
 
 from rlrec.data.popularity import SelfInformation, head_items
 from rlrec.ranking.base import Ranked, Ranker
+from rlrec.sid.embeddings import l2_normalize
 from rlrec.utils.errors import ConfigError
 
 OBJECTIVES = ("novelty", "tail", "mmr")
@@ -86,9 +87,7 @@ def bonus_reorder(bonus: Callable[[str], float], weight: float) -> Reorder:
 def mmr_reorder(vectors: np.ndarray, vector_rows: Mapping[str, int], weight: float) -> Reorder:
     """Maximal marginal relevance (module docstring), `weight` in [0, 1]; the score is `len - position`."""
     weight = _check_weight(weight, upper=1.0)
-    matrix = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    unit = matrix / np.where(norms > 0, norms, 1.0)
+    unit = l2_normalize(vectors)
     rows_of = dict(vector_rows)
 
     def reorder(ranked: Ranked) -> Ranked:
@@ -154,9 +153,10 @@ def parse_rerank(entry: str) -> tuple[str, float]:
         weight = float(value)
     except ValueError:
         weight = None
-    if not sep or objective not in OBJECTIVES or weight is None or not np.isfinite(weight) or weight < 0:
+    if not sep or objective not in OBJECTIVES or weight is None:
         raise ConfigError(f"rerank: expected OBJECTIVE=WEIGHT with OBJECTIVE one of {', '.join(OBJECTIVES)} and a "
                           f"weight >= 0 (e.g. novelty=0.3), got {entry!r}")
-    if objective == "mmr" and weight > 1:
-        raise ConfigError(f"rerank: {entry!r}: the mmr weight is in [0, 1]")
-    return objective, weight
+    try:
+        return objective, _check_weight(weight, upper=1.0 if objective == "mmr" else None)
+    except ConfigError as err:
+        raise ConfigError(f"rerank: {entry!r}: {err}") from None

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from rlrec.sid.embeddings import l2_normalize
 from rlrec.sid.index import SIDIndex
 from rlrec.utils.errors import ConfigError
 
@@ -104,10 +105,8 @@ class RewardContext:
             )
         if not np.isfinite(matrix).all():
             raise ConfigError(f"reward {reward!r}: item_embeddings hold NaN or infinite values")
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         # A zero vector has no direction: it stays zero and scores cosine 0 against anything.
-        matrix = matrix / np.where(norms > 0, norms, 1.0)
-        return {item: row for row, item in enumerate(ids)}, matrix
+        return {item: row for row, item in enumerate(ids)}, l2_normalize(matrix)
 
 
 # -- reading one batch -------------------------------------------------------------------------------------------

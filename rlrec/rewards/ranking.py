@@ -61,16 +61,22 @@ def scored_groups(name: str, group: int | None, completions: list[Any], prompts:
                   kwargs: dict[str, Any], context: RewardContext) -> list[tuple[list[bool | None], list[int]]]:
     """Each group's target matches (None: not an item) and 0-based ranks, in batch order (module docstring)."""
     n = len(completions)
-    ranks = column(kwargs, "beam_rank", n)
-    size = group or infer_group_size(n, ranks, prompts)
+    size = whole_groups(name, group, n, prompts, kwargs)
+    hits = match_target(completions, kwargs, context)
+    all_ranks = candidate_ranks(kwargs, n, size)
+    return [(hits[start: start + size], all_ranks[start: start + size]) for start in range(0, n, size)]
+
+
+def whole_groups(name: str, group: int | None, n: int, prompts: list[Any] | None, kwargs: dict[str, Any]) -> int:
+    """The group size of a batch of `n` completions (`group`, else read from the batch); a ConfigError unless the
+    batch holds whole groups, which a reward that scores a group together needs."""
+    size = group or infer_group_size(n, column(kwargs, "beam_rank", n), prompts)
     if n % size:
         raise ConfigError(
             f"reward '{name}': {n} completions do not split into groups of {size} (num_generations); "
             "each process must score whole groups"
         )
-    hits = match_target(completions, kwargs, context)
-    all_ranks = candidate_ranks(kwargs, n, size)
-    return [(hits[start: start + size], all_ranks[start: start + size]) for start in range(0, n, size)]
+    return size
 
 
 def candidate_ranks(kwargs: dict[str, Any], n: int, size: int) -> list[int]:

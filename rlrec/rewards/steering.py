@@ -29,7 +29,7 @@ from typing import Any
 from rlrec.data.popularity import SelfInformation, head_items
 from rlrec.rewards.context import RewardContext, RewardFunc, candidate_items, column, reward_factory
 from rlrec.rewards.exact import match_target
-from rlrec.rewards.ranking import candidate_ranks, group_size, infer_group_size
+from rlrec.rewards.ranking import candidate_ranks, group_size, infer_group_size, whole_groups
 from rlrec.utils.errors import ConfigError
 
 
@@ -93,10 +93,7 @@ def diversity(context: RewardContext, within_rank: int | None = None,
 
     def diversity(completions: list[Any], prompts: list[Any] | None = None, **kwargs: Any) -> list[float | None]:
         n = len(completions)
-        size = group or infer_group_size(n, column(kwargs, "beam_rank", n), prompts)
-        if n % size:
-            raise ConfigError(f"reward 'diversity': {n} completions do not split into groups of {size} "
-                              "(num_generations); each process must score whole groups")
+        size = whole_groups("diversity", group, n, prompts, kwargs)
         items = candidate_items(completions, kwargs, context.index)
         ranks = candidate_ranks(kwargs, n, size)
         rewards: list[float | None] = [None] * n

@@ -33,16 +33,18 @@ from trl import GRPOTrainer
 from rlrec.utils.errors import ConfigError
 
 
-def check_anchor_coef(coef: float) -> float:
+def _non_negative(name: str, coef: float) -> float:
     if isinstance(coef, bool) or not isinstance(coef, (int, float)) or not math.isfinite(coef) or coef < 0:
-        raise ConfigError(f"`anchor_coef` must be a finite number >= 0, got {coef!r}")
+        raise ConfigError(f"`{name}` must be a finite number >= 0, got {coef!r}")
     return float(coef)
+
+
+def check_anchor_coef(coef: float) -> float:
+    return _non_negative("anchor_coef", coef)
 
 
 def check_level_credit(coef: float) -> float:
-    if isinstance(coef, bool) or not isinstance(coef, (int, float)) or not math.isfinite(coef) or coef < 0:
-        raise ConfigError(f"`level_credit` must be a finite number >= 0, got {coef!r}")
-    return float(coef)
+    return _non_negative("level_credit", coef)
 
 
 def sibling_advantages(completions: Sequence[Sequence[int]], targets: Sequence[Sequence[int] | None],

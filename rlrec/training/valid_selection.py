@@ -341,7 +341,7 @@ def valid_selection_callback(args: ValidSelectionArguments, dataset: Any, index:
     if args.needs_item_space:
         from rlrec.evaluation.run import index_vectors, item_space
 
-        space = item_space(dataset, EvalSettings(), index_vectors(index))
+        space = item_space(dataset, EvalSettings().head_fraction, index_vectors(index))
     return ValidSelectionCallback(args, examples, index, tokenizer, max_history, space)
 
 

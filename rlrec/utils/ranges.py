@@ -75,17 +75,12 @@ RANGES: dict[str, Range] = {
     "num_iterations": AT_LEAST_ONE,
     "steps_per_generation": AT_LEAST_ONE,
     "max_completion_length": AT_LEAST_ONE,
-    # rlrec's own numeric fields that no __post_init__ bounds
+    # rlrec's own numeric fields that no __post_init__ bounds (those a __post_init__ checks are left to it)
     "codebook_size": Range(2),
     "kmeans_iters": AT_LEAST_ONE,
     "embedding_batch_size": AT_LEAST_ONE,
     "rollout_batch_size": AT_LEAST_ONE,
-    "num_train_prompts": AT_LEAST_ONE,
-    "num_train_examples": AT_LEAST_ONE,
-    "max_history_items": AT_LEAST_ONE,
-    "sequence_stride": AT_LEAST_ONE,
-    "rerank_top_n": AT_LEAST_ONE,
-    "sasrec_epochs": AT_LEAST_ONE,
+    "max_history_items": AT_LEAST_ONE,  # bounded by SFT's __post_init__, by nothing else in grpo, dpo, rewards
 }
 
 
