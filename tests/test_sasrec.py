@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rlrec.baselines import SASRecConfig, SASRecModel, train_sasrec, train_sequences
-from rlrec.baselines.sasrec import training_windows
+from rlrec.baselines.sasrec import training_windows, valid_ndcg
 from rlrec.data.schema import Example, Item, PreparedDataset
 from rlrec.ranking import ScoreRanker
 from rlrec.utils.errors import ConfigError, DataError
@@ -144,3 +144,42 @@ def test_a_dataset_folder_keeps_its_trained_sasrec_for_the_next_stage(tmp_path, 
         train_sasrec(data, tiny_config(epochs=3), show_progress=False)
     with pytest.raises(AssertionError, match="trained again"):
         train_sasrec(data, tiny_config(epochs=2), show_progress=False, cache=False)
+
+
+def test_valid_ndcg_ranks_the_target_among_the_whole_catalog(trained):
+    _, model = trained
+    histories = [["i0", "i1"], ["i3"], ["i5"]]
+    scores = model.score(histories)
+    targets = ["i2", model.item_ids[int(scores[1].argsort(descending=True)[3])], "unknown"]
+    # the first target is the successor (rank 0: gain 1), the second sits 4th (gain 1/log2(5)), the third is unknown
+    expected = (1.0 + 1.0 / np.log2(5)) / 3
+    assert valid_ndcg(model, histories, targets, k=10) == pytest.approx(expected, rel=1e-6)
+    assert valid_ndcg(model, histories, targets, k=3) == pytest.approx(1.0 / 3, rel=1e-6)
+    assert valid_ndcg(model, [], []) == 0.0
+
+
+def test_valid_patience_chooses_the_epoch_on_valid_and_keeps_its_weights():
+    data = successor_dataset()
+    model = train_sasrec(data, tiny_config(epochs=40, lr=3e-2, valid_patience=2), show_progress=False, cache=False)
+    curve = model.valid_ndcg
+    best = int(np.argmax(curve)) + 1
+    assert model.best_epoch == best
+    assert len(model.train_losses) == len(curve)
+    assert len(curve) == 40 or len(curve) == best + 2  # stopped two epochs after the best, or ran out
+    assert all(score <= curve[best - 1] for score in curve[best:])
+    # the model holds the chosen epoch's weights, not the last epoch's
+    histories, targets = [ex.history for ex in data.valid], [ex.target for ex in data.valid]
+    assert valid_ndcg(model, histories, targets) == pytest.approx(curve[best - 1], abs=1e-6)
+    fixed = train_sasrec(data, tiny_config(epochs=3), show_progress=False, cache=False)
+    assert fixed.valid_ndcg == [] and fixed.best_epoch is None and len(fixed.train_losses) == 3
+
+
+def test_valid_patience_is_recorded_in_the_saved_model(tmp_path):
+    data = successor_dataset(num_users=16)
+    model = train_sasrec(data, tiny_config(epochs=4, valid_patience=1), show_progress=False, cache=False)
+    model.save(tmp_path / "m")
+    loaded = SASRecModel.load(tmp_path / "m", device="cpu")
+    assert loaded.valid_ndcg == model.valid_ndcg and loaded.best_epoch == model.best_epoch
+    assert loaded.config.valid_patience == 1
+    with pytest.raises(ConfigError, match="valid_patience"):
+        SASRecConfig(valid_patience=-1)

@@ -43,7 +43,7 @@ from torch import nn
 
 import rlrec
 from rlrec.baselines.sequences import train_sequences
-from rlrec.data.schema import PreparedDataset
+from rlrec.data.schema import Example, PreparedDataset
 from rlrec.utils.devices import resolve_device
 from rlrec.utils.errors import ConfigError, DataError
 from rlrec.utils.io import atomic_output_dir, read_json, write_json
@@ -64,17 +64,26 @@ class SASRecConfig:
     num_heads: int = field(default=2, metadata={"help": "Attention heads per block (divides hidden_size)."})
     max_len: int = field(default=50, metadata={"help": "Most recent items the model reads per history."})
     dropout: float = field(default=0.2, metadata={"help": "Dropout on embeddings and block outputs."})
-    epochs: int = field(default=10, metadata={"help": "Passes over the training sequences."})
+    epochs: int = field(default=10, metadata={"help": "Passes over the training sequences (the most, with "
+                                                      "`valid_patience`)."})
     batch_size: int = field(default=128, metadata={"help": "Windows of `max_len` transitions per step."})
     lr: float = field(default=5e-3, metadata={"help": "AdamW learning rate."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     seed: int = field(default=42, metadata={"help": "Seed of initialisation, shuffling and dropout."})
     device: str = field(default="auto", metadata={"help": "`auto` (CUDA if available, else CPU), `cpu`, ..."})
+    valid_patience: int = field(
+        default=0,
+        metadata={"help": "Choose the epoch on the valid split: after each epoch rank every valid user, keep the "
+                  "weights of the best NDCG@10 and stop after this many epochs without a gain (0: train all "
+                  "`epochs`, no valid split read)."},
+    )
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "num_layers", "num_heads", "max_len", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"sasrec: {name}={getattr(self, name)}; expected a positive integer")
+        if self.valid_patience < 0:
+            raise ConfigError(f"sasrec: valid_patience={self.valid_patience}; expected an integer >= 0")
         if self.hidden_size % self.num_heads:
             raise ConfigError(
                 f"sasrec: hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}"
@@ -124,6 +133,8 @@ class SASRecModel(nn.Module):
         self.index: dict[str, int] = {item: i + 1 for i, item in enumerate(self.item_ids)}
         self.config = config
         self.train_losses: list[float] = []  # mean loss of each training epoch
+        self.valid_ndcg: list[float] = []  # valid NDCG@10 after each epoch (`valid_patience` > 0)
+        self.best_epoch: int | None = None  # the epoch whose weights the model holds, when chosen on valid
         d = config.hidden_size
         self.item_emb = nn.Embedding(len(self.item_ids) + 1, d, padding_idx=PAD)
         self.pos_emb = nn.Embedding(config.max_len, d)
@@ -228,6 +239,8 @@ class SASRecModel(nn.Module):
                 "config": dataclasses.asdict(self.config),
                 "item_ids": self.item_ids,
                 "train_losses": self.train_losses,
+                "valid_ndcg": self.valid_ndcg,
+                "best_epoch": self.best_epoch,
             })
 
     @classmethod
@@ -254,6 +267,8 @@ class SASRecModel(nn.Module):
         except RuntimeError as err:
             raise DataError(f"{folder / WEIGHTS_FILE}: weights do not match {META_FILE} ({err})") from err
         model.train_losses = list(meta.get("train_losses", []))
+        model.valid_ndcg = list(meta.get("valid_ndcg", []))
+        model.best_epoch = meta.get("best_epoch")
         return model.to(resolve_device(device, "sasrec")).eval()
 
 
@@ -285,13 +300,14 @@ CACHE_DIR = "baselines"  # inside a prepared dataset folder: trained SASRec mode
 
 def cache_folder(dataset: PreparedDataset, config: SASRecConfig, device: torch.device) -> Path | None:
     """Where the SASRec of these settings on this dataset is kept: `<dataset>/baselines/sasrec-<key>`, the key a
-    hash of the settings, the device type and the bytes of the train split and the catalog (None in memory)."""
+    hash of the settings, the device type and the bytes of the train split and the catalog (and of the valid split
+    when it chooses the epoch); None in memory."""
     if dataset.folder is None:
         return None
     digest = hashlib.sha256()
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "device"}
     digest.update(json.dumps({"settings": settings, "device": device.type, "version": 1}, sort_keys=True).encode())
-    for name in ("train.jsonl", "items.jsonl"):
+    for name in ("train.jsonl", "items.jsonl") + (("valid.jsonl",) if config.valid_patience else ()):
         path = Path(dataset.folder) / name
         if not path.is_file():
             return None
@@ -350,6 +366,13 @@ def _train(dataset: PreparedDataset, config: SASRecConfig, device: torch.device,
     logger.info("sasrec: %d items, %d train sequences -> %d windows, %d targets, on %s", len(item_ids),
                 len(sequences), len(inputs), n_targets, device)
 
+    chooser = None
+    if config.valid_patience:
+        if dataset.valid:
+            chooser = _ValidChooser(dataset.valid, config.valid_patience)
+        else:
+            logger.warning("sasrec: valid_patience=%d but the valid split is empty; training all %d epochs",
+                           config.valid_patience, config.epochs)
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(config.seed)
@@ -378,5 +401,54 @@ def _train(dataset: PreparedDataset, config: SASRecConfig, device: torch.device,
                     bar.update(1)
                 model.train_losses.append(total / count)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{total / count:.4f}")
+                if chooser is not None and chooser.after_epoch(model, epoch + 1):
+                    break
+    if chooser is not None:
+        chooser.restore(model)
     model.eval()
     return model
+
+
+class _ValidChooser:
+    """Early stopping on valid NDCG@10: SASRec is small (a few MB), so the best weights are kept in memory."""
+
+    def __init__(self, examples: Sequence[Example], patience: int, k: int = 10) -> None:
+        self.histories = [ex.history for ex in examples]
+        self.targets = [ex.target for ex in examples]
+        self.patience, self.k = patience, k
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_score = -1.0
+        self.best_epoch = 0
+
+    def after_epoch(self, model: SASRecModel, epoch: int) -> bool:
+        """Score the epoch's weights on valid; True when training should stop."""
+        score = valid_ndcg(model, self.histories, self.targets, self.k)
+        model.valid_ndcg.append(score)
+        if score > self.best_score:
+            self.best_score, self.best_epoch = score, epoch
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return epoch - self.best_epoch >= self.patience
+
+    def restore(self, model: SASRecModel) -> None:
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+        model.best_epoch = self.best_epoch
+        logger.info("sasrec: epoch %d chosen on valid (NDCG@%d %.4f) of %d trained", self.best_epoch, self.k,
+                    self.best_score, len(model.valid_ndcg))
+
+
+def valid_ndcg(model: SASRecModel, histories: Sequence[Sequence[str]], targets: Sequence[str], k: int = 10) -> float:
+    """Mean NDCG@k of the targets among the whole catalog (the evaluation's protocol: no item excluded; a target
+    outside the vocabulary counts 0; ties rank the target below the items scored equal)."""
+    if not targets:
+        return 0.0
+    scores = model.score(histories)
+    total = 0.0
+    for row, target in enumerate(targets):
+        column = model.index.get(target)
+        if column is None:
+            continue
+        rank = int((scores[row] >= scores[row, column - 1]).sum()) - 1  # items scored at least as high, minus itself
+        if rank < k:
+            total += 1.0 / math.log2(rank + 2)
+    return total / len(targets)

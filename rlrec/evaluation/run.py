@@ -189,10 +189,20 @@ def baseline_rankers(dataset: PreparedDataset, settings: EvalSettings, device: s
             from rlrec.baselines.sasrec import SASRecConfig, train_sasrec
 
             config = SASRecConfig(epochs=settings.sasrec_epochs, max_len=settings.sasrec_max_len,
-                                  hidden_size=settings.sasrec_hidden_size, seed=settings.seed, device=device)
+                                  hidden_size=settings.sasrec_hidden_size, seed=settings.seed, device=device,
+                                  valid_patience=settings.sasrec_valid_patience)
             model = train_sasrec(dataset, config, show_progress=show_progress)
             rankers[name] = ScoreRanker(model.score, model.item_ids, model=model)
     return rankers
+
+
+def baseline_training(baselines: Mapping[str, Ranker]) -> dict[str, Any]:
+    """What the report says of how a trained baseline was fitted: SASRec's epochs and the one chosen on valid."""
+    sasrec = getattr(baselines.get("sasrec"), "model", None)
+    if sasrec is None or not hasattr(sasrec, "train_losses"):
+        return {}
+    return {"sasrec_training": {"epochs_trained": len(sasrec.train_losses), "best_epoch": sasrec.best_epoch,
+                                "valid_ndcg@10": sasrec.valid_ndcg}}
 
 
 def evaluate_model(model: Any, tokenizer: Any, index: SIDIndex, dataset: PreparedDataset,
@@ -268,6 +278,7 @@ def evaluate_rankers(model_name: str, ranker: Ranker, dataset: PreparedDataset, 
         "device": str(ranker.device),
         "seconds": seconds,
         "diversity_space": space.vector_source if space is not None else None,
+        **baseline_training(baselines),
         **(metadata or {}),
     }
     if output_dir is not None:

@@ -64,7 +64,15 @@ class EvalSettings:
         metadata={"help": "Also describe every model's lists: coverage, tail share, novelty, diversity (in the SID "
                   "index's item text-embedding space) and popularity at each K (rlrec/evaluation/beyond.py)."},
     )
-    sasrec_epochs: int = field(default=10, metadata={"help": "Training epochs of the SASRec baseline."})
+    sasrec_epochs: int = field(
+        default=50,
+        metadata={"help": "Most training epochs of the SASRec baseline (all when sasrec_valid_patience is 0)."},
+    )
+    sasrec_valid_patience: int = field(
+        default=5,
+        metadata={"help": "SASRec's epoch is chosen on the valid split, like the models it is compared with: the "
+                  "best valid NDCG@10, stopping after this many epochs without a gain (0: train all sasrec_epochs)."},
+    )
     sasrec_max_len: int = field(default=50, metadata={"help": "Most recent items SASRec reads per history."})
     sasrec_hidden_size: int = field(default=64, metadata={"help": "Embedding / hidden width of SASRec."})
     seed: int = field(default=42, metadata={"help": "Seed of the example subset and of SASRec's training."})
@@ -88,6 +96,8 @@ class EvalSettings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name}={value}; expected a positive integer or None")
+        if self.sasrec_valid_patience < 0:
+            raise ConfigError(f"sasrec_valid_patience={self.sasrec_valid_patience}; expected an integer >= 0")
         unknown = [b for b in self.baselines if b not in BASELINES]
         if unknown:
             raise ConfigError(f"baselines: unknown {unknown}; expected any of {', '.join(BASELINES)}")

@@ -47,11 +47,18 @@ class SETRecStageConfig:
     sasrec_epochs: int = field(default=10, metadata={"help": "Epochs of the SASRec giving the CF embeddings."})
     sasrec_hidden_size: int = field(default=64, metadata={"help": "Width of SASRec's item embeddings."})
     sasrec_max_len: int = field(default=50, metadata={"help": "Most recent items SASRec reads per history."})
+    sasrec_valid_patience: int = field(
+        default=0,
+        metadata={"help": "Choose SASRec's epoch on valid NDCG@10, stopping after this many epochs without a gain "
+                  "(0: train all sasrec_epochs, as the SETRec figures in docs/ were measured)."},
+    )
 
     def __post_init__(self) -> None:
         for name in ("sasrec_epochs", "sasrec_hidden_size", "sasrec_max_len"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}; expected a positive integer")
+        if self.sasrec_valid_patience < 0:
+            raise ConfigError(f"sasrec_valid_patience={self.sasrec_valid_patience}; expected an integer >= 0")
 
 
 SETRecEvalArguments = eval_arguments(
@@ -66,7 +73,8 @@ def setrec_eval_settings(eval_args: Any, stage: SETRecStageConfig) -> EvalSettin
     """The `rlrec evaluate` settings of the evaluation after training: SETRec scores every item, so the "beams"
     are the largest K, and the SASRec baseline is the one that gave the CF embeddings."""
     return eval_args.settings(num_beams=max(eval_args.eval_k_values), sasrec_epochs=stage.sasrec_epochs,
-                              sasrec_max_len=stage.sasrec_max_len, sasrec_hidden_size=stage.sasrec_hidden_size)
+                              sasrec_max_len=stage.sasrec_max_len, sasrec_hidden_size=stage.sasrec_hidden_size,
+                              sasrec_valid_patience=stage.sasrec_valid_patience)
 
 
 def make_parser() -> TrlParser:
@@ -115,7 +123,8 @@ def main(stage: SETRecStageConfig, eval_args: Any, model_config: SETRecModelConf
     warm = warm_mask(item_ids, dataset.train)
     sasrec = train_sasrec(dataset, SASRecConfig(epochs=stage.sasrec_epochs, hidden_size=stage.sasrec_hidden_size,
                                                 max_len=stage.sasrec_max_len, seed=eval_args.eval_seed,
-                                                device=str(train_config.device)),
+                                                device=str(train_config.device),
+                                                valid_patience=stage.sasrec_valid_patience),
                           show_progress=state.is_local_main_process)
     with train_config.main_process_first(desc="text embeddings"):
         texts = text_embeddings(dataset, stage.text_model_path, use_cache=stage.embedding_cache,
