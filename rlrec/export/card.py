@@ -144,7 +144,8 @@ def setrec_model_card(*, metadata: ModelCardData, model_name: str, base_chain: S
 def model_card(*, metadata: ModelCardData, model_name: str, stage: str, saved_as: str,
                base_chain: Sequence[str], dataset_dir: str | None, dataset_summary: str, num_items: int,
                sid_shape: Sequence[int], max_history: int | None, num_beams: int,
-               report: Mapping[str, Any] | None, report_source: str | None) -> ModelCard:
+               report: Mapping[str, Any] | None, report_source: str | None,
+               truncated: Mapping[str, Any] | None = None, sid_only_prompts: bool = False) -> ModelCard:
     """The whole `README.md`: front matter, usage, how the model was made, evaluation, files."""
     levels = " × ".join(str(s) for s in sid_shape)
     lines = [
@@ -159,6 +160,9 @@ def model_card(*, metadata: ModelCardData, model_name: str, stage: str, saved_as
     ]
     if base_chain:
         lines.append("- Base model chain (most recent first): " + " → ".join(f"`{b}`" for b in base_chain) + ".")
+    if truncated:
+        lines.append(f"- The base model was cut to its first {truncated.get('kept_layers')} of "
+                     f"{truncated.get('of_layers')} decoder layers before training (`truncate_layers`).")
     lines += [
         f"- Data: {dataset_summary}" + (f" (prepared folder `{dataset_dir}`)." if dataset_dir else "."),
         f"- Semantic IDs: {len(sid_shape)} levels ({levels} codes) over {num_items} items; `sid/index.json` maps "
@@ -166,6 +170,9 @@ def model_card(*, metadata: ModelCardData, model_name: str, stage: str, saved_as
         (f"- Model: a compact causal LM trained from scratch over the SID tokens only; its prompt is `<bos>` and "
          f"the history's SIDs, history capped at {max_history or 'all'} items"
          if base_chain and base_chain[-1] == "scratch" else
+         f"- Prompt: a start token and the history's SIDs, no words (`sid_only_prompts`), history capped at "
+         f"{max_history or 'all'} items"
+         if sid_only_prompts else
          f"- Prompt: the next-item chat prompt of `rlrec.tasks.prompts`, history capped at {max_history or 'all'} "
          "items") + f"; {num_beams} beams by default (`inference_config.json`).",
         "",

@@ -22,9 +22,10 @@ from typing import Any
 
 import rlrec
 from rlrec.export.card import card_metadata, model_card, report_metrics, setrec_model_card
-from rlrec.export.source import SourceModel, hub_base_model, read_source
+from rlrec.export.source import SourceModel, base_truncation, hub_base_model, read_source
 from rlrec.inference.catalog import CATALOG_FILE, Catalog
 from rlrec.inference.recommender import MANIFEST
+from rlrec.models.sid_vocab import uses_sid_only_prompts
 from rlrec.ranking.spec import RankingSpec
 from rlrec.sid.index import INDEX_FILE, SIDIndex
 from rlrec.utils.errors import ConfigError, DataError
@@ -181,6 +182,7 @@ def export_model(model_path: str | os.PathLike, output_dir: str | os.PathLike, *
             dataset_dir=str(data_dir), dataset_summary=summary, num_items=len(index),
             sid_shape=index.codebook_sizes, max_history=max_history, num_beams=num_beams,
             report=source.eval_report, report_source=source.eval_report_path,
+            truncated=base_truncation(source.manifest), sid_only_prompts=uses_sid_only_prompts(tokenizer),
         ).save(tmp / CARD_FILE)
         manifest = _write_manifest(tmp, source, source_path=str(model_path), saved_as=saved_as, hub_base=hub_base,
                                    data_dir=data_dir, num_items=len(index), prompt_max_history=max_history)

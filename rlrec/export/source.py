@@ -95,19 +95,34 @@ def latest_eval(folder: Path, manifest: dict[str, Any]) -> tuple[dict[str, Any] 
 
 def base_model_chain(folder: Path, manifest: dict[str, Any], max_hops: int = 8) -> list[str]:
     """`base_model` followed through earlier rlrec outputs: GRPO → SFT folder → the pretrained base."""
-    chain: list[str] = []
+    return [base for base, _ in _manifest_chain(manifest, max_hops)]
+
+
+def base_truncation(manifest: dict[str, Any], max_hops: int = 8) -> dict[str, Any] | None:
+    """`{"kept_layers", "of_layers"}` when the SFT stage down the chain cut its base model (`truncate_layers`)."""
+    for _, stage_manifest in _manifest_chain(manifest, max_hops):
+        if isinstance(stage_manifest.get("truncated"), dict):
+            return stage_manifest["truncated"]
+    return None
+
+
+def _manifest_chain(manifest: dict[str, Any], max_hops: int) -> list[tuple[str, dict[str, Any]]]:
+    """(base_model, the manifest that names it) from this stage down to the pretrained base."""
+    chain: list[tuple[str, dict[str, Any]]] = []
     current = manifest
     for _ in range(max_hops):
         base = current.get("base_model")
         if not base:
             break
-        chain.append(str(base))
+        chain.append((str(base), current))
         nxt = Path(str(base)) / MANIFEST
         if not nxt.is_file():
             break
         try:
             current = read_json(nxt)
         except DataError:
+            break
+        if not isinstance(current, dict):
             break
     return chain
 

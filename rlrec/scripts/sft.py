@@ -28,6 +28,7 @@ from trl import ModelConfig, TrlParser
 import rlrec
 from rlrec.data.schema import PreparedDataset
 from rlrec.models.scratch import SCRATCH, ScratchModelArguments, is_scratch
+from rlrec.models.truncate import truncate_layers
 from rlrec.ranking.spec import RankingSpec
 from rlrec.sid.index import SIDIndex, check_index_matches
 from rlrec.training.config import EndEvalArguments, RecSFTConfig, SFTScriptArguments
@@ -99,23 +100,32 @@ def build_model(script_args: SFTScriptArguments, model_args: ModelConfig, index:
 
     model, tokenizer = load_base_model(model_args.model_name_or_path, torch_dtype=model_args.dtype or "auto",
                                        device=None, attn_implementation=model_args.attn_implementation)
+    truncated = None
+    if script_args.truncate_layers is not None:
+        truncated = truncate_layers(model, script_args.truncate_layers)
+        logger.info("base model cut to its first %d of %d decoder layers", truncated["kept_layers"],
+                    truncated["of_layers"])
     start = time.perf_counter()
     sid_ids, report = init_sid_embeddings(
         model, tokenizer, index, mode=script_args.sa_init_mode(), levels=script_args.sa_init_levels,
         layer=script_args.sa_init_layer, match_norm=script_args.sa_init_match_norm,
     )
     report["seconds"] = round(time.perf_counter() - start, 2)
+    report["truncated"] = truncated
     model.train()
     return model, tokenizer, sid_ids, report
 
 
-def rebuild_base(model_args: ModelConfig, index: SIDIndex):
-    """A fresh base model with the SID rows added (their values come from the trained state dict)."""
+def rebuild_base(model_args: ModelConfig, index: SIDIndex, truncate: int | None = None):
+    """A fresh base model (cut as for training) with the SID rows added (their values come from the trained
+    state dict)."""
     from rlrec.init.vocab import add_sid_tokens
     from rlrec.models.loading import load_base_model
 
     model, tokenizer = load_base_model(model_args.model_name_or_path, torch_dtype=model_args.dtype or "auto",
                                        device="cpu")
+    if truncate is not None:
+        truncate_layers(model, truncate)
     add_sid_tokens(tokenizer, model, index.vocabulary())
     return model
 
@@ -160,6 +170,7 @@ class SFTSetup:
     task_summary: dict[str, int]
     dataset: PreparedDataset
     keywords_report: dict[str, Any] | None = None  # source and coverage of the SID tokens' keywords
+    truncated: dict[str, int] | None = None  # `truncate_layers`: the decoder layers kept, of how many
 
 
 def build_scratch_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, model_args: ModelConfig,
@@ -214,6 +225,54 @@ def build_scratch_trainer(script_args: SFTScriptArguments, training_args: RecSFT
                     dataset)
 
 
+def build_sid_only_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, model_args: ModelConfig,
+                           model: Any, tokenizer: Any, dataset: PreparedDataset, index: SIDIndex):
+    """A pretrained LLM taught next-item prediction on SID-only rows (start token, history SIDs, `sequence_stride`
+    targets; `sid_sequence_rows`), the other tasks of the mixture as chat rows beside them (each task's weight
+    is its share of the next-item row count), all as token ids for the plain-loss trainer. The tokenizer is
+    marked so that every later stage asks the model the same way."""
+    import random
+
+    from datasets import Dataset
+
+    from rlrec.models.sid_vocab import mark_sid_only_prompts, sid_prompt_start
+    from rlrec.tasks import TaskContext, build_mixture
+    from rlrec.tasks.sid_sequences import sid_sequence_rows
+    from rlrec.tasks.tokenized import chat_token_rows
+    from rlrec.training.model import lora_config
+    from rlrec.training.plain_loss import PlainLossSFTTrainer
+
+    script_args.check_sid_only()
+    mark_sid_only_prompts(tokenizer)
+    start, vocab = sid_prompt_start(tokenizer), tokenizer.get_vocab()
+    rows = sid_sequence_rows(dataset.train, index, vocab, script_args.max_history_items,
+                             script_args.sequence_stride, start_token=start)
+    rng = random.Random(training_args.seed)
+    if script_args.num_train_examples is not None and script_args.num_train_examples < len(rows):
+        rows = rng.sample(rows, script_args.num_train_examples)
+    summary = {"next_item": len(rows)}
+    weights = script_args.task_weights(scratch=False)
+    others = {task: round(weight / weights.get("next_item", 1.0) * len(rows))
+              for task, weight in weights.items() if task != "next_item"}
+    if any(others.values()):
+        context = TaskContext.build(dataset, index, keyword_top_k=script_args.keyword_top_k,
+                                    max_history=script_args.max_history_items)
+        text_rows = build_mixture(context, {t: n for t, n in others.items() if n}, seed=training_args.seed)
+        rows += chat_token_rows(tokenizer, text_rows)
+        summary.update({t: n for t, n in others.items() if n})
+    rng.shuffle(rows)
+    eval_dataset = None
+    if wants_eval_loss(training_args):  # the valid users' next items, one target each
+        eval_rows = sid_sequence_rows(dataset.valid, index, vocab, script_args.max_history_items, 1, start_token=start)
+        if script_args.num_eval_examples is not None and script_args.num_eval_examples < len(eval_rows):
+            eval_rows = random.Random(training_args.seed + 1).sample(eval_rows, script_args.num_eval_examples)
+        eval_dataset = Dataset.from_list(eval_rows)
+    trainer = PlainLossSFTTrainer(model=model, args=training_args, train_dataset=Dataset.from_list(rows),
+                                  eval_dataset=eval_dataset, processing_class=tokenizer,
+                                  peft_config=lora_config(model_args))
+    return trainer, summary
+
+
 def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, model_args: ModelConfig,
                   scratch_args: ScratchModelArguments | None = None,
                   valid_args: ValidSelectionArguments | None = None) -> SFTSetup:
@@ -226,6 +285,11 @@ def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, 
 
     from rlrec.training.model import lora_config, train_sid_rows
 
+    if script_args.freeze_embeddings and model_args.use_peft:
+        raise ConfigError("freeze_embeddings trains every layer and use_peft trains LoRA adapters; choose one")
+    if training_args.weight_decay and script_args.freeze_embeddings:
+        raise ConfigError(f"weight_decay={training_args.weight_decay} would also shrink the frozen embedding rows "
+                          "(AdamW decays a weight whatever its gradient); set weight_decay: 0 with freeze_embeddings")
     dataset, index = load_inputs(script_args)
     if valid_args is not None:
         dataset.train = valid_args.training_examples(dataset.train)
@@ -235,31 +299,35 @@ def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, 
     with training_args.main_process_first(desc="keywords"):
         keywords_report = ensure_keywords(index, dataset, script_args)
     model, tokenizer, sid_ids, sa_report = build_model(script_args, model_args, index)
-    train_dataset, summary = build_train_dataset(script_args, training_args, dataset, index)
+    if script_args.sid_only_prompts:
+        trainer, summary = build_sid_only_trainer(script_args, training_args, model_args, model, tokenizer,
+                                                  dataset, index)
+    else:
+        train_dataset, summary = build_train_dataset(script_args, training_args, dataset, index)
+        eval_dataset = None
+        if wants_eval_loss(training_args):
+            eval_dataset = build_eval_dataset(script_args, training_args, dataset, index).remove_columns(["task"])
+        trainer = SFTTrainer(
+            model=model,
+            args=training_args,
+            train_dataset=train_dataset.remove_columns(["task"]),
+            eval_dataset=eval_dataset,
+            processing_class=tokenizer,
+            peft_config=lora_config(model_args),
+        )
     logger.info("task mixture: %s", summary)
-
-    eval_dataset = None
-    if wants_eval_loss(training_args):
-        eval_dataset = build_eval_dataset(script_args, training_args, dataset, index).remove_columns(["task"])
-    trainer = SFTTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_dataset.remove_columns(["task"]),
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        peft_config=lora_config(model_args),
-    )
     if script_args.freeze_llm:
         if model_args.use_peft:
             raise ConfigError("freeze_llm trains only the SID rows and use_peft adds LoRA adapters; choose one")
         for parameter in trainer.model.parameters():
             parameter.requires_grad_(False)
-    if model_args.use_peft or script_args.freeze_llm:
-        train_sid_rows(trainer.model, sid_ids)
+    if model_args.use_peft or script_args.freeze_llm or script_args.freeze_embeddings:
         if training_args.weight_decay:
             logger.warning("weight_decay=%s with frozen weights also decays the frozen embedding rows; set it to 0",
                            training_args.weight_decay)
-    return SFTSetup(trainer, tokenizer, index, sid_ids, sa_report, summary, dataset, keywords_report)
+        train_sid_rows(trainer.model, sid_ids)
+    truncated = sa_report.pop("truncated", None)
+    return SFTSetup(trainer, tokenizer, index, sid_ids, sa_report, summary, dataset, keywords_report, truncated)
 
 
 def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_args: RecSFTConfig,
@@ -276,6 +344,8 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
     scratch = is_scratch(model_args.model_name_or_path)
     if scratch:
         script_args.check_scratch()  # before the end-of-training config reads max_history_items
+    elif script_args.sid_only_prompts:
+        script_args.check_sid_only()
     eval_config = end_eval_config(eval_args, training_args, output_dir, script_args.dataset_dir,
                                   script_args.max_history_items)
     setup = build_trainer(script_args, training_args, model_args, scratch_args, valid_args)
@@ -298,7 +368,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
     gather_zero3_weights_on_save(trainer)
     result = trainer.train(resume_from_checkpoint=resume)
     saved_as = save_final_model(trainer, output_dir, script_args.merge_lora,
-                                rebuild=lambda: rebuild_base(model_args, index))
+                                rebuild=lambda: rebuild_base(model_args, index, script_args.truncate_layers))
 
     manifest: dict[str, Any] = {}
     if trainer.accelerator.is_main_process:
@@ -318,6 +388,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
             "resumed_from": resume,
             "num_sid_tokens": len(sid_ids),
             "prompt_max_history": script_args.max_history_items,
+            "truncated": setup.truncated,
             "sa_init": setup.sa_init_report,
             "keywords": setup.keywords_report,
             # the size fields of a new scratch model (a continued one keeps its own config.json)

@@ -47,19 +47,21 @@ def next_item_prompter(tokenizer: Any, index: SIDIndex, phrasing: int = 0,
     `max_history` items of the history (all of them for None).
 
     A from-scratch model's SID-only tokenizer (`rlrec.models.scratch`) gets `<bos>` and the history's SIDs,
-    as a plain string; every other model gets `history_prompt`'s chat messages. Which of the two is decided
-    once here (reading the vocabulary takes a fraction of a millisecond, too much per prompt of a 96k-row
-    GRPO dataset), so callers that ask for many prompts build one prompter and reuse it. SFT's next-item
-    task, GRPO's prompts and every ranking (`rlrec.ranking.SIDRanker`) use it.
+    as a plain string, and so does an LLM trained on SID-only prompts (its start token, then the SIDs:
+    `rlrec.models.sid_vocab.uses_sid_only_prompts`); every other model gets `history_prompt`'s chat
+    messages. Which of the two is decided once here (reading the vocabulary takes a fraction of a
+    millisecond, too much per prompt of a 96k-row GRPO dataset), so callers that ask for many prompts build
+    one prompter and reuse it. SFT's next-item task, GRPO's prompts and every ranking
+    (`rlrec.ranking.SIDRanker`) use it.
     """
-    from rlrec.models.scratch import sid_prompt
-    from rlrec.models.sid_vocab import is_sid_tokenizer
+    from rlrec.models.sid_vocab import sid_prompt_start, uses_sid_only_prompts
 
     if max_history is not None and max_history < 1:
         raise ValueError(f"max_history={max_history}; expected a positive integer or None")
     start = -max_history if max_history else None
-    if is_sid_tokenizer(tokenizer):
-        return lambda history: sid_prompt([index.sid(item) for item in list(history)[start:] if item in index])
+    if uses_sid_only_prompts(tokenizer):
+        first = sid_prompt_start(tokenizer)
+        return lambda history: first + "".join(index.sid(item) for item in list(history)[start:] if item in index)
     return lambda history: history_prompt(list(history)[start:], index, phrasing)
 
 

@@ -42,17 +42,18 @@ def consecutive_runs(train: Sequence[Example]) -> Iterator[list[Example]]:
 
 
 def sid_sequence_rows(train: Sequence[Example], index: SIDIndex, token_ids: dict[str, int],
-                      max_history: int, stride: int = 1) -> list[dict[str, list[int]]]:
+                      max_history: int, stride: int = 1, start_token: str = BOS) -> list[dict[str, list[int]]]:
     """`{"input_ids", "labels"}` rows teaching every train target once (see the module docstring).
 
-    `token_ids` maps each SID token to its id; items without a SID are skipped in histories, and a target
-    without one ends the example there.
+    `token_ids` maps each SID token (and `start_token`, the prompt's first token: `<bos>` for a scratch model,
+    an LLM's own bos for SID-only LLM prompts) to its id; items without a SID are skipped in histories, and a
+    target without one ends the example there.
     """
     if max_history < 1:
         raise ConfigError(f"max_history={max_history}; expected a positive integer")
     if not 1 <= stride <= max_history:
         raise ConfigError(f"sequence_stride={stride}; expected 1..max_history_items ({max_history})")
-    bos = token_ids[BOS]
+    bos = token_ids[start_token]
     sid_ids = {item: [token_ids[t] for t in index.tokens(item)] for item in index.item_ids}
     rows = []
     for run in consecutive_runs(train):

@@ -123,12 +123,33 @@ class SFTScriptArguments:
         metadata={"help": "Train only the SID rows of the embeddings (MiniOneRec's freeze_LLM): every pretrained "
                   "weight stays as it was. Cheap runs that isolate the SID tokens, e.g. the SA-Init ablation."},
     )
+    sid_only_prompts: bool = field(
+        default=False,
+        metadata={"help": "Pretrained models: teach next-item prediction as the compact model learns it, a start "
+                  "token then the history's SIDs (no words, about a quarter of a chat prompt's tokens), "
+                  "`sequence_stride` targets per example, loss on the targets only; the other tasks (TS-Align, "
+                  "alignment) stay chat examples, weighted against the next-item rows. Every later stage asks the "
+                  "model this way (the saved tokenizer says so)."},
+    )
+    truncate_layers: int | None = field(
+        default=None,
+        metadata={"help": "Keep the base model's first N decoder layers (the saved model is an ordinary N-layer "
+                  "model): the pretrained embeddings and lower layers SA-Init and TS-Align rely on, at a cost a CPU "
+                  "can pay (rlrec/models/truncate.py). None: every layer."},
+    )
+    freeze_embeddings: bool = field(
+        default=False,
+        metadata={"help": "Keep the pretrained rows of the embedding tables as they are and train only the SID rows "
+                  "there, while every layer trains (freeze_llm also freezes the layers). With SID-only prompts the "
+                  "word rows serve only the prompt's few template tokens."},
+    )
     merge_lora: bool = field(
         default=True, metadata={"help": "With LoRA, save the merged full model (what evaluate and grpo read)."}
     )
     sequence_stride: int = field(
         default=1,
-        metadata={"help": "From-scratch models: consecutive targets of a user taught by one example (1: one "
+        metadata={"help": "From-scratch models and sid_only_prompts: consecutive targets of a user taught by one "
+                  "example (1: one "
                   "example per train window; s: s targets after a history of max_history_items - s + 1 items, "
                   "about s times fewer tokens per epoch). See rlrec/tasks/sid_sequences.py."},
     )
@@ -153,6 +174,11 @@ class SFTScriptArguments:
             raise ConfigError(f"`keyword_top_k` must be positive, got {self.keyword_top_k}")
         if self.sequence_stride < 1:
             raise ConfigError(f"`sequence_stride` must be positive, got {self.sequence_stride}")
+        if self.truncate_layers is not None and self.truncate_layers < 1:
+            raise ConfigError(f"`truncate_layers` must be a positive number of layers, got {self.truncate_layers}")
+        if self.freeze_embeddings and self.freeze_llm:
+            raise ConfigError("freeze_llm already freezes every pretrained weight (the embeddings too); "
+                              "freeze_embeddings trains the layers: choose one")
 
     def check_scratch(self) -> None:
         """Refuse what a from-scratch SID model cannot do: it knows no words, so it has no text tasks and no
@@ -168,6 +194,10 @@ class SFTScriptArguments:
                 f"`sa_init: {self.sa_init}` needs a pretrained model's embeddings; a from-scratch model "
                 "(model_name_or_path: scratch) starts from random rows: drop sa_init or set it to none"
             )
+        for name in ("truncate_layers", "freeze_embeddings", "freeze_llm", "sid_only_prompts"):
+            if getattr(self, name):
+                raise ConfigError(f"`{name}` acts on a pretrained base model; a from-scratch model "
+                                  "(model_name_or_path: scratch) has none: drop it")
         if self.max_history_items is None:
             self.max_history_items = DEFAULT_SCRATCH_HISTORY
         if self.sequence_stride > self.max_history_items:
@@ -175,6 +205,14 @@ class SFTScriptArguments:
                 f"`sequence_stride`={self.sequence_stride} exceeds max_history_items={self.max_history_items}: each "
                 "target must keep at least one history item"
             )
+
+    def check_sid_only(self) -> None:
+        """SID-only next-item rows need a history cap (the rows are cut to it) that leaves room for the stride."""
+        if self.max_history_items is None:
+            self.max_history_items = DEFAULT_SCRATCH_HISTORY
+        if self.sequence_stride > self.max_history_items:
+            raise ConfigError(f"`sequence_stride`={self.sequence_stride} exceeds max_history_items="
+                              f"{self.max_history_items}: each target must keep at least one history item")
 
     def task_weights(self, scratch: bool) -> dict[str, float]:
         """The task mixture, with the defaults of a pretrained model (DEFAULT_TASKS) or a scratch one."""
