@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from rlrec.data.synthetic import synthetic_sid_index
 from rlrec.generation import SIDConstraint, constrained_beam_search
 from rlrec.generation.rollout import SIDRollout, render_prompts
 from rlrec.init import add_sid_tokens
 from rlrec.models.tiny import tiny_model_and_tokenizer
+from rlrec.sid.synthetic import synthetic_sid_index
 from rlrec.tasks.prompts import history_prompt
 
 

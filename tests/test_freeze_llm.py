@@ -7,8 +7,9 @@ import torch
 from safetensors.torch import load_file
 
 from rlrec.cli import run_stage
-from rlrec.data.synthetic import synthetic_dataset, synthetic_sid_index
+from rlrec.data.synthetic import synthetic_dataset
 from rlrec.models.tiny import tiny_model_and_tokenizer
+from rlrec.sid.synthetic import synthetic_sid_index
 
 
 def test_freeze_llm_trains_only_the_sid_rows(tmp_path):

@@ -291,6 +291,7 @@ def test_rewards_stage_bad_input(tmp_path):
         run_stage("rewards", ["--output_dir", str(tmp_path / "out")])
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("stage", [2, 3])
 def test_two_process_zero_run_on_cpu(sft_model, tmp_path, stage):
     """DeepSpeed ZeRO-2/3, 2 CPU processes: rollouts on each rank's share of the groups (ZeRO-3 gathers the

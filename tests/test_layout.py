@@ -69,3 +69,73 @@ def test_no_module_of_rlrec_models_imports_one_that_imports_it_back():
     assert cycles == []
     users_of_tiny = sorted(m for m, targets in graph.items() if "rlrec.models.tiny" in targets)
     assert users_of_tiny == []
+
+
+# The packages of rlrec from the bottom up: a package imports only packages listed before it (docs/design.md).
+LAYERS = ["utils", "data", "baselines", "sid", "models", "init", "tasks", "generation", "ranking", "rewards",
+          "evaluation", "training", "setrec", "inference", "export", "cli", "scripts", "__main__"]
+
+
+def package_imports() -> dict[str, set[str]]:
+    """Package -> the other rlrec packages its modules import, imports inside functions included (`rlrec` itself,
+    the version, is below everything)."""
+    edges: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).parts
+        if parts == ("__init__.py",):
+            continue
+        package = parts[0].removesuffix(".py")
+        for name in imported_modules(path):
+            pieces = name.split(".")
+            if pieces[0] == "rlrec" and len(pieces) > 1 and pieces[1] != package:
+                edges.setdefault(package, set()).add(pieces[1])
+    return edges
+
+
+def upward_imports(edges: dict[str, set[str]], layers: list[str]) -> list[str]:
+    """Every import of a package at or above the importer's layer (and every package missing from `layers`)."""
+    rank = {name: i for i, name in enumerate(layers)}
+    problems = [f"{name} is in no layer" for name in sorted(set(edges) | set().union(*edges.values()))
+                if name not in rank]
+    problems += [f"{low} imports {high}, which sits above it" for low, targets in sorted(edges.items())
+                 for high in sorted(targets) if low in rank and high in rank and rank[high] >= rank[low]]
+    return problems
+
+
+def test_packages_import_only_the_layers_below_them():
+    edges = package_imports()
+    assert {"ranking", "setrec", "training", "evaluation"} <= set(edges)  # the scan sees the packages
+    assert upward_imports(edges, LAYERS) == []
+    assert set(LAYERS) == {p.name.removesuffix(".py") for p in PACKAGE.iterdir()
+                           if (p.is_dir() and (p / "__init__.py").is_file()) or p.suffix == ".py"} - {"__init__"}
+
+
+def test_an_upward_import_fails_the_layer_check():
+    edges = package_imports()
+    edges.setdefault("ranking", set()).add("setrec")  # what ranking/load.py once did to open SETRec folders
+    assert upward_imports(edges, LAYERS) == ["ranking imports setrec, which sits above it"]
+    assert upward_imports({"utils": {"newpkg"}}, LAYERS) == ["newpkg is in no layer"]
+
+
+def module_constants() -> dict[tuple[str, str], list[str]]:
+    """(NAME, value) -> the modules that define that upper-case constant at top level."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if not isinstance(node, ast.Assign | ast.AnnAssign) or node.value is None:
+                continue
+            value = node.value.operand if isinstance(node.value, ast.UnaryOp) else node.value
+            if not isinstance(value, ast.Constant):
+                continue
+            shown = ast.unparse(node.value)
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                if isinstance(target, ast.Name) and target.id.isupper():
+                    found.setdefault((target.id, shown), []).append(path.relative_to(PACKAGE).as_posix())
+    return found
+
+
+def test_no_constant_is_defined_twice():
+    """A file name or a sentinel written in two modules drifts apart; each is defined once and imported."""
+    constants = module_constants()
+    assert ("MANIFEST", "'manifest.json'") in constants
+    assert {key: where for key, where in constants.items() if len(where) > 1} == {}

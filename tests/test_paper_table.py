@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a benchmark's --smoke path: whole stages end to end
+
 
 def test_smoke_runs_the_whole_path_and_prints_the_table(tmp_path, capsys, benchmark_script):
     script = benchmark_script("paper_table")

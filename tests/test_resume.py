@@ -24,8 +24,9 @@ from safetensors.torch import load_file
 
 from rlrec.cli import main as cli_main
 from rlrec.cli import run_stage
-from rlrec.data.synthetic import synthetic_dataset, synthetic_sid_index
+from rlrec.data.synthetic import synthetic_dataset
 from rlrec.sid.index import SIDIndex
+from rlrec.sid.synthetic import synthetic_sid_index
 from rlrec.utils.errors import ConfigError
 from rlrec.utils.output_dirs import check_output_dir, resolve_resume
 
@@ -105,6 +106,7 @@ def straight_sft(ws) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_killed_sft_resumes_to_the_same_weights_and_selection(ws, straight_sft, tmp_path):
     out = tmp_path / "sft"
     _kill_when("sft", _sft_argv(ws, out), _complete_checkpoint(out, 15, "valid_selection.json"))
@@ -124,6 +126,7 @@ def test_killed_sft_resumes_to_the_same_weights_and_selection(ws, straight_sft, 
     _same_weights(out, straight_sft)
 
 
+@pytest.mark.slow
 def test_killed_grpo_resumes_to_the_same_weights(ws, straight_sft, tmp_path):
     straight = tmp_path / "grpo-straight"
     run_stage("grpo", _grpo_argv(ws, straight_sft, straight))
@@ -137,6 +140,7 @@ def test_killed_grpo_resumes_to_the_same_weights(ws, straight_sft, tmp_path):
     assert [entry["reward"] for entry in resumed["reward_log"]] == rewards
 
 
+@pytest.mark.slow
 def test_killed_cache_build_resumes_to_the_same_file(ws, straight_sft, tmp_path):
     rng = np.random.default_rng(0)
     items = sorted(SIDIndex.load(ws / "sid").item_ids)
@@ -159,6 +163,7 @@ def test_killed_cache_build_resumes_to_the_same_file(ws, straight_sft, tmp_path)
     assert (out / "topk.jsonl").read_bytes() == (tmp_path / "straight" / "topk.jsonl").read_bytes()
 
 
+@pytest.mark.slow
 def test_killed_setrec_resumes_to_the_same_weights(ws, tmp_path):
     from rlrec.models.tiny import tiny_model_and_tokenizer
 

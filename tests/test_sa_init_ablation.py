@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a benchmark's --smoke path: whole stages end to end
+
 
 def test_smoke_runs_five_variants_and_prints_the_loss_table(tmp_path, benchmark_script):
     script = benchmark_script("sa_init_ablation")

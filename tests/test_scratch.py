@@ -11,7 +11,7 @@ import torch
 
 from rlrec.cli import UsageError, run_stage
 from rlrec.data.schema import Example
-from rlrec.data.synthetic import synthetic_dataset, synthetic_sid_index
+from rlrec.data.synthetic import synthetic_dataset
 from rlrec.models.scratch import (
     BOS,
     ScratchModelArguments,
@@ -21,6 +21,7 @@ from rlrec.models.scratch import (
     sid_tokenizer,
 )
 from rlrec.sid.index import SIDIndex
+from rlrec.sid.synthetic import synthetic_sid_index
 from rlrec.tasks.sid_sequences import IGNORE_INDEX, consecutive_runs, sid_sequence_rows
 from rlrec.utils.errors import ConfigError
 
@@ -407,6 +408,7 @@ def test_unseen_last_item_validation_leaves_each_users_last_window_out(ws, tmp_p
     assert manifest["tasks"]["next_item"] == full["tasks"]["next_item"] - len(users)
 
 
+@pytest.mark.distributed
 def test_two_process_ddp_scratch_run_with_valid_selection(ws, tmp_path):
     """`accelerate launch` with 2 CPU processes (gloo): the plain loss's left-aligned forward goes through DDP,
     every rank ranks the valid users itself, and both ranks end with the same (best) weights."""

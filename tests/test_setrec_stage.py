@@ -143,6 +143,7 @@ def test_recipe_parses():
     assert train_config.output_dir == "runs/ml-100k/setrec" and train_config.save_steps == 30
 
 
+@pytest.mark.distributed
 def test_two_process_ddp_run_on_cpu(inputs, tmp_path):
     """`accelerate launch` with 2 CPU processes: every SETRec parameter gets a gradient on both ranks (DDP
     would hang or fail otherwise), both ranks train, rank 0 saves and reports."""

@@ -223,6 +223,7 @@ def test_resume_from_checkpoint_continues_the_step_count(workspace, tmp_path):
     assert [entry["step"] for entry in log if "loss" in entry] == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.distributed
 def test_two_process_ddp_run_on_cpu(workspace, tmp_path):
     """`accelerate launch` with 2 CPU processes (gloo): both ranks train, only rank 0 writes; the end-of-training
     evaluation runs on rank 0 after both left the process group (no rank waits in a barrier meanwhile)."""
@@ -246,6 +247,7 @@ def test_two_process_ddp_run_on_cpu(workspace, tmp_path):
     assert torch.isfinite(rows).all()
 
 
+@pytest.mark.distributed
 def test_two_process_zero2_lora_run_on_cpu(workspace, tmp_path):
     """DeepSpeed ZeRO-2 with 2 CPU processes and LoRA: the SID-row gradient mask survives ZeRO's gradient
     partitioning (SID rows train, every other embedding row stays as it was) and the merged model is saved."""
@@ -282,6 +284,7 @@ def test_two_process_zero2_lora_run_on_cpu(workspace, tmp_path):
     torch.testing.assert_close(model.get_input_embeddings().weight[: min(ids)].detach(), saved)
 
 
+@pytest.mark.distributed
 def test_two_process_zero3_full_finetune_saves_full_weights(workspace, tmp_path):
     """ZeRO-3 started by plain `accelerate launch --zero_stage 3` (no `zero3_save_16bit_model`): the stage turns on
     weight gathering at save, so the folder holds a complete, trained model and not only a DeepSpeed checkpoint."""

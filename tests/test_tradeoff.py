@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a benchmark's --smoke path: whole stages end to end
+
 
 def test_smoke_writes_both_frontiers_and_the_matched_pairs(tmp_path, benchmark_script):
     script = benchmark_script("tradeoff")

@@ -11,10 +11,11 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from rlrec.cli import UsageError, run_stage
-from rlrec.data.synthetic import synthetic_dataset, synthetic_sid_index
+from rlrec.data.synthetic import synthetic_dataset
 from rlrec.models.tiny import tiny_model, tiny_model_and_tokenizer
 from rlrec.models.truncate import decoder_layers, truncate_layers
 from rlrec.ranking.load import load_ranker
+from rlrec.sid.synthetic import synthetic_sid_index
 from rlrec.utils.errors import ConfigError
 
 

@@ -25,9 +25,9 @@ from typing import Any
 
 from rlrec.utils.errors import DataError
 from rlrec.utils.io import read_json, read_jsonl, write_json, write_jsonl
+from rlrec.utils.output_dirs import MANIFEST
 
 SPLITS = ("train", "valid", "test")
-MANIFEST = "manifest.json"
 
 
 @dataclass

@@ -18,10 +18,10 @@ from typing import Any
 from rlrec.evaluation.report import REPORT_FILE
 from rlrec.utils.errors import ConfigError, DataError
 from rlrec.utils.io import read_json
+from rlrec.utils.output_dirs import MANIFEST
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 # `base_model: null` / "smollm2" in a recipe means the embedded SmolLM2 GGUF, converted from this Hub model.
 EMBEDDED_BASE_MODELS = {"smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")

@@ -33,13 +33,13 @@ from typing import Any, NamedTuple
 
 from rlrec.data.schema import SPLITS, PreparedDataset
 from rlrec.utils.errors import ConfigError, DataError
-from rlrec.utils.io import read_json, read_json_object, read_jsonl, write_json
+from rlrec.utils.io import atomic_file, read_json, read_json_object, read_jsonl, write_json
+from rlrec.utils.output_dirs import MANIFEST
 
 logger = logging.getLogger(__name__)
 
 CACHE_FILE = "topk.jsonl"
 PART_FILE = "topk.part.jsonl"
-MANIFEST = "manifest.json"
 BUILDING, COMPLETE = "building", "complete"
 
 
@@ -102,9 +102,8 @@ def _read_done(part: Path) -> dict[str, dict[str, Any]]:
 
 
 def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    tmp = folder / f".{MANIFEST}.tmp-{os.getpid()}"
-    write_json(tmp, manifest)
-    os.replace(tmp, folder / MANIFEST)
+    with atomic_file(folder / MANIFEST) as tmp:
+        write_json(tmp, manifest)
 
 
 def build_cache(recommend_batch: Callable[[Sequence[Sequence[str]], int], Sequence[Any]],
@@ -196,10 +195,8 @@ def refresh_cache(recommend_batch: Callable[[Sequence[Sequence[str]], int], Sequ
     rows = {str(row["user_id"]): row for _, row in read_jsonl(folder / CACHE_FILE)}
     added = [u for u in users if u not in rows]
     rows.update(fresh)
-    tmp = folder / f".{CACHE_FILE}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(folder / CACHE_FILE) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows.values())
-    os.replace(tmp, folder / CACHE_FILE)
     manifest["num_users"] = len(rows)
     manifest.setdefault("refreshes", []).append({"time": time.time(), "users": len(users), "added": len(added)})
     _write_manifest(folder, manifest)

@@ -35,10 +35,10 @@ from rlrec.ranking.spec import DEFAULT_NUM_BEAMS
 from rlrec.sid.index import SIDIndex
 from rlrec.utils.errors import ConfigError, DataError
 from rlrec.utils.io import read_json_object
+from rlrec.utils.output_dirs import MANIFEST
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 ON_UNKNOWN = ("warn", "error")
 
 

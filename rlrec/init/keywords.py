@@ -37,7 +37,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -46,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import numpy as np
 
 from rlrec.utils.errors import ConfigError, DataError, shown
-from rlrec.utils.io import read_json
+from rlrec.utils.io import atomic_file, read_json
 
 if TYPE_CHECKING:
     from rlrec.sid.index import SIDIndex
@@ -378,15 +377,8 @@ def _read_cache(path: Path) -> dict[str, dict[str, str]]:
 
 def _write_cache(path: Path, cache: Mapping[str, object]) -> None:
     """Write the cache to a temporary file and rename it, so a crash never leaves half a JSON file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(cache, f, indent=1, ensure_ascii=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(cache, f, indent=1, ensure_ascii=False)
 
 
 # --------------------------------------------------------------------------------------------------------------

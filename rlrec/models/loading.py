@@ -11,18 +11,17 @@ folder, which is several times faster than de-quantising again.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -245,7 +244,8 @@ def converted_gguf_dir(gguf_path: str | os.PathLike, name: str | None = None) ->
     folder = cache_root() / "models" / name
     if _is_converted(folder, gguf_path):
         return folder
-    with _file_lock(folder.parent / f".{name}.lock"):
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder.parent / f".{name}.lock"):
         if not _is_converted(folder, gguf_path):  # another process may have converted it meanwhile
             convert_gguf(gguf_path, folder)
     return folder
@@ -293,23 +293,6 @@ def _is_converted(folder: Path, gguf_path: Path) -> bool:
     except json.JSONDecodeError:
         return False
     return recorded.get("source_bytes") == gguf_path.stat().st_size
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on `path` (a no-op where `fcntl` does not exist)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # Windows: no lock, the atomic rename still prevents half folders
-        yield
-        return
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _as_dtype(torch_dtype: str | torch.dtype | None) -> str | torch.dtype:

@@ -1,8 +1,16 @@
-"""`load_ranker`: the ranker of a trained or exported model folder, asked as its `RankingSpec` says."""
+"""`load_ranker`: the ranker of a trained or exported model folder, asked as its `RankingSpec` says.
+
+A SID model folder (constrained beam search) is opened here. A folder of another model family says so in its
+spec's `decoding`, and that family registers how to open it (`register_folder_ranker`): SETRec does, from
+`rlrec.setrec`. So the ranking layer knows no model family above it; `FAMILY_MODULES` names the module that
+registers each known decoding, imported the first time such a folder is met.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +18,28 @@ from rlrec.ranking.base import Ranker
 from rlrec.ranking.spec import RankingSpec
 from rlrec.sid.index import INDEX_FILE, SIDIndex
 from rlrec.utils.errors import ConfigError
+
+SID_DECODING = "constrained_beam_search"
+FolderRanker = Callable[..., Ranker]  # (folder, *, device, dtype, batch_size) -> Ranker
+_FOLDER_RANKERS: dict[str, FolderRanker] = {}
+FAMILY_MODULES = {"setrec_grounding": "rlrec.setrec"}  # decoding -> the module that registers its loader
+
+
+def register_folder_ranker(decoding: str, loader: FolderRanker) -> None:
+    """Open model folders whose spec has this `decoding` with `loader(folder, device=, dtype=, batch_size=)`."""
+    _FOLDER_RANKERS[decoding] = loader
+
+
+def folder_ranker(decoding: str) -> FolderRanker:
+    """The registered loader of a decoding, importing the model family that provides it when known."""
+    if decoding not in _FOLDER_RANKERS and decoding in FAMILY_MODULES:
+        importlib.import_module(FAMILY_MODULES[decoding])
+    try:
+        return _FOLDER_RANKERS[decoding]
+    except KeyError:
+        known = [SID_DECODING, *sorted(set(_FOLDER_RANKERS) | set(FAMILY_MODULES))]
+        raise ConfigError(f"no ranker is registered for decoding {decoding!r}; expected one of "
+                          f"{', '.join(known)}") from None
 
 
 def load_sid_index(folder: str | os.PathLike, hint: str = "") -> SIDIndex:
@@ -32,10 +62,8 @@ def load_ranker(path: str | os.PathLike, *, sid_dir: str | os.PathLike | None = 
     if not folder.is_dir():
         raise ConfigError(f"{folder}: model folder not found")
     spec = RankingSpec.load(folder)
-    if spec.decoding == "setrec_grounding":
-        from rlrec.setrec import SETRecRanker, load_setrec
-
-        return SETRecRanker(load_setrec(folder, device=device, dtype=dtype), batch_size=batch_size)
+    if spec.decoding != SID_DECODING:
+        return folder_ranker(spec.decoding)(folder, device=device, dtype=dtype, batch_size=batch_size)
     from rlrec.models.checkpoint import load_checkpoint
     from rlrec.ranking.sid import SIDRanker
 

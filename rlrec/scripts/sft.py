@@ -35,11 +35,10 @@ from rlrec.training.config import EndEvalArguments, RecSFTConfig, SFTScriptArgum
 from rlrec.training.valid_selection import ValidSelectionArguments
 from rlrec.utils.errors import ConfigError
 from rlrec.utils.io import write_json
-from rlrec.utils.output_dirs import prepare_training_output
+from rlrec.utils.output_dirs import MANIFEST, prepare_training_output
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 
 
 def make_parser() -> TrlParser:

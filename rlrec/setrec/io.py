@@ -27,12 +27,11 @@ from rlrec.setrec.model import SETRecModel
 from rlrec.setrec.train import merge_lora
 from rlrec.utils.errors import DataError
 from rlrec.utils.io import atomic_output_dir, read_json, write_json
-from rlrec.utils.output_dirs import checkpoints
+from rlrec.utils.output_dirs import MANIFEST, checkpoints
 
 LLM_DIR = "llm"
 WEIGHTS_FILE = "setrec.pt"
 META_FILE = "setrec.json"
-MANIFEST = "manifest.json"
 
 
 def save_setrec(model: SETRecModel, folder: str | os.PathLike, tokenizer: Any | None = None,

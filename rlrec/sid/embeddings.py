@@ -22,7 +22,6 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from rlrec.utils.errors import ConfigError, DataError
+from rlrec.utils.io import atomic_file
 
 logger = logging.getLogger(__name__)
 
@@ -178,16 +178,10 @@ class EmbeddingCache:
 
     def _write(self, keys: np.ndarray, vectors: np.ndarray) -> Path:
         name = f"shard-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.npz"
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, keys=keys, vectors=vectors)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.folder / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(self.folder / name) as tmp, open(tmp, "wb") as f:
+            np.savez(f, keys=keys, vectors=vectors)
+            f.flush()
+            os.fsync(f.fileno())
         return self.folder / name
 
     def _merge(self, shards: list[Path]) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from rlrec.sid.trie import PrefixTrie
 from rlrec.utils.errors import DataError, shown
-from rlrec.utils.io import read_json
+from rlrec.utils.io import atomic_file, read_json
 
 if TYPE_CHECKING:  # the dataset module imports nothing from here; typing only
     from rlrec.data.schema import PreparedDataset
@@ -259,18 +259,15 @@ class SIDIndex:
             else:
                 lines.append(f"  {_dumps(key)}: {_dumps(value)}")
         text = "{\n" + ",\n".join(lines) + "\n}\n"
-        path = folder / INDEX_FILE
-        tmp = folder / f".{INDEX_FILE}.tmp-{os.getpid()}"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        with atomic_file(folder / INDEX_FILE) as tmp:
+            tmp.write_text(text, encoding="utf-8")
         emb_path = folder / EMBEDDINGS_FILE
         if self.embeddings is not None:  # float16: a million 384-d items in 768 MB, enough for cosine rewards
-            tmp = folder / f".{EMBEDDINGS_FILE}.tmp-{os.getpid()}.npy"
-            np.save(tmp, self.embeddings.astype(np.float16))
-            os.replace(tmp, emb_path)
+            with atomic_file(emb_path, suffix=".npy") as tmp:
+                np.save(tmp, self.embeddings.astype(np.float16))
         else:
             emb_path.unlink(missing_ok=True)  # never leave another index's embeddings beside this one
-        return path
+        return folder / INDEX_FILE
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> SIDIndex:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from trl import SFTTrainer
 
-IGNORE_INDEX = -100
+from rlrec.tasks.sid_sequences import IGNORE_INDEX
 
 
 def left_align(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor):

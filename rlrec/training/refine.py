@@ -24,8 +24,7 @@ from rlrec.sid.index import SIDIndex
 from rlrec.training.valid_selection import ValidSelectionArguments
 from rlrec.utils.errors import ConfigError
 from rlrec.utils.io import write_json
-
-MANIFEST = "manifest.json"
+from rlrec.utils.output_dirs import MANIFEST
 
 
 @dataclass

