@@ -22,6 +22,7 @@ import typing
 from pathlib import Path
 from typing import Any, NoReturn
 
+import rlrec
 from rlrec.utils.errors import ConfigError, RlrecError, shown
 
 # Offline first: a hub lookup otherwise costs ~26 s to fail on a machine without network.
@@ -52,7 +53,7 @@ def _usage() -> str:
     width = max(len(name) for name in STAGES)
     lines = ["usage: rlrec STAGE --config recipes/NAME/STAGE.yaml [--field value ...]", "", "stages:"]
     lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in STAGES.items()]
-    lines += ["", "`rlrec STAGE --help` lists every field of a stage."]
+    lines += ["", "`rlrec STAGE --help` lists every field of a stage; `rlrec --version` prints the version."]
     return "\n".join(lines)
 
 
@@ -333,6 +334,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
+        return
+    if argv[0] in ("-V", "--version"):
+        print(f"rlrec {rlrec.__version__}")
         return
     try:
         run_stage(argv[0], argv[1:])

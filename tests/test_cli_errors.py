@@ -455,3 +455,11 @@ def test_yaml_values_argparse_converts_are_accepted(world: Path, tmp_path: Path)
                                            "lora_target_modules: all-linear\n")
     config = check_config_file(make_parser(), str(recipe))
     assert config["learning_rate"] == "1e-3" and config["eval_k_values"] == [1, 5]
+
+
+def test_version_prints_the_package_version(capsys) -> None:
+    import rlrec
+
+    for flag in ("--version", "-V"):
+        cli_main([flag])
+        assert capsys.readouterr().out.strip() == f"rlrec {rlrec.__version__}"
