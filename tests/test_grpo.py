@@ -317,3 +317,22 @@ def test_two_process_zero_run_on_cpu(sft_model, tmp_path, stage):
 
     weights = load_file(out / "model.safetensors")
     assert weights and all(t.numel() > 0 for t in weights.values())
+
+
+def test_rewards_hands_completions_over_as_grpo_does():
+    """TRL passes a chat prompt's completions as assistant messages and a plain prompt's as text; `rlrec rewards`
+    scores saved groups the same way, so a reward reading completions sees one type in both stages."""
+    from rlrec.scripts.rewards import score_groups
+
+    seen = []
+
+    def record(completions, **kwargs):
+        seen.extend(completions)
+        return [0.0] * len(completions)
+
+    groups = [{"prompt": "<bos><a_1><b_2><c_3>", "target": "i1", "candidates": [{"text": "<a_1>", "item_id": "i1"}]},
+              {"prompt": [{"role": "user", "content": "History: ..."}], "target": "i2",
+               "candidates": [{"text": "<a_2>", "item_id": "i2"}]}]
+    scores, _ = score_groups(groups, [record], ["record"])
+    assert seen == ["<a_1>", [{"role": "assistant", "content": "<a_2>"}]]
+    assert scores.shape == (1, 2, 1)

@@ -176,7 +176,10 @@ def score_groups(groups: list[dict[str, Any]], rewards: list, names: list[str]) 
         "beam_rank": [c.get("beam_rank") for _, c in flat],
         "trainer_state": None,
     }
-    completions = [[{"role": "assistant", "content": c.get("text") or ""}] for _, c in flat]
+    # As TRL hands them over: assistant messages after a chat prompt, plain text after a plain-string prompt
+    # (a compact model's or a SID-only LLM's), so a reward that reads completions sees here what it sees in GRPO.
+    completions = [[{"role": "assistant", "content": c.get("text") or ""}] if isinstance(g["prompt"], list)
+                   else c.get("text") or "" for g, c in flat]
     scores = np.zeros((len(rewards), len(groups), size))
     invalid: dict[str, int] = {}
     for r, (fn, name) in enumerate(zip(rewards, names, strict=True)):
