@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+import rlrec.init.ctfidf as ctfidf
 import rlrec.init.keywords as kw
+import rlrec.init.teacher as teacher
 import rlrec.models.loading as loading
 from rlrec.init import (
     ctfidf_keywords,
@@ -39,7 +41,7 @@ CODES = np.array([[0, 0], [0, 1], [0, 1], [1, 0], [1, 1], [2, 0], [2, 1]])
 
 
 def test_tokenize_drops_stopwords_numbers_and_short_words():
-    assert kw.tokenize("The 12 Monkeys of Sci-Fi, 1995 & an MP3 player") == ["monkeys", "sci", "mp3", "player"]
+    assert ctfidf.tokenize("The 12 Monkeys of Sci-Fi, 1995 & an MP3 player") == ["monkeys", "sci", "mp3", "player"]
 
 
 def test_token_keywords_pick_distinguishing_words():
@@ -84,7 +86,7 @@ def test_teacher_keywords_are_cached(tmp_path, monkeypatch):
     model.save_pretrained(tmp_path / "teacher")
     tokenizer.save_pretrained(tmp_path / "teacher")
     calls = {"generate": 0, "load": 0}
-    real_generate, real_load = kw._generate, loading.load_base_model
+    real_generate, real_load = teacher._generate, loading.load_base_model
 
     def counting_generate(*args, **kwargs):
         calls["generate"] += 1
@@ -94,7 +96,7 @@ def test_teacher_keywords_are_cached(tmp_path, monkeypatch):
         calls["load"] += 1
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(kw, "_generate", counting_generate)
+    monkeypatch.setattr(teacher, "_generate", counting_generate)
     monkeypatch.setattr(loading, "load_base_model", counting_load)
     groups = {(0, 0): TEXTS[:3], (0, 1): TEXTS[3:5], (0, 2): TEXTS[5:]}
     cache = tmp_path / "cache" / "teacher.json"
@@ -135,9 +137,9 @@ def test_describe_keywords_templates_one_sentence():
 
 def test_parse_description_keeps_the_first_sentence():
     answer = 'Description: "Fresh and dried  fruit\nsnacks.  Also more text. 1.5 kg"'
-    assert kw.parse_description(answer) == "Fresh and dried fruit snacks."
-    assert kw.parse_description("3.5") == "" and kw.parse_description("") == ""
-    assert len(kw.parse_description("word " * 200)) == kw.MAX_DESCRIPTION_CHARS
+    assert teacher.parse_description(answer) == "Fresh and dried fruit snacks."
+    assert teacher.parse_description("3.5") == "" and teacher.parse_description("") == ""
+    assert len(teacher.parse_description("word " * 200)) == teacher.MAX_DESCRIPTION_CHARS
 
 
 def test_ctfidf_index_keywords_give_templated_descriptions():
@@ -175,7 +177,7 @@ def test_teacher_gives_keywords_and_descriptions_with_one_model_load(tmp_path, m
         return ["Fresh fruit, dried fruit" if "keywords" in p else
                 ("" if "Yellow" in p else "Description: Fruit of one kind. More.") for p in prompts]
 
-    monkeypatch.setattr(kw, "_generate", answers)
+    monkeypatch.setattr(teacher, "_generate", answers)
     third = _index()
     index_keywords(third, INDEX_TEXTS, source="teacher", teacher_model=tmp_path / "teacher",
                    cache_path=tmp_path / "other.json")

@@ -61,7 +61,8 @@ def ensure_keywords(index: SIDIndex, dataset: PreparedDataset, script_args: SFTS
     `keyword_source: file` reads `keyword_file` and replaces what the index carried (the recipe named that file).
     The other sources keep keywords the index already carries and only add missing descriptions.
     """
-    from rlrec.init.keywords import index_descriptions, index_keyword_file, index_keywords, keyword_coverage
+    from rlrec.init.keyword_file import index_keyword_file, keyword_coverage
+    from rlrec.init.keywords import index_descriptions, index_keywords
     from rlrec.models.loading import cache_root
 
     source = script_args.keyword_source

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 
 from rlrec.data.popularity import item_popularity
 from rlrec.data.schema import Example, PreparedDataset
-from rlrec.init.keywords import describe_keywords, keywords_by_token, prefix_keywords, token_keywords
+from rlrec.init.ctfidf import prefix_keywords, token_keywords
+from rlrec.init.keywords import describe_keywords, keywords_by_token
 from rlrec.sid.index import SIDIndex
 from rlrec.utils.errors import ConfigError, DataError
 
