@@ -16,8 +16,9 @@ Each variant is `rlrec sft --config recipes/ml-100k-llm-cpu/sft.yaml` with the s
 Each run chooses its checkpoint on valid (the recipe's valid selection); then one `rlrec evaluate` per seed ranks
 every test user with every variant and the baselines (popularity, SASRec with its epoch chosen on valid), and with
 `--compact_model` the compact model trained from scratch beside them. The table gives test HR@10 and NDCG@10 per
-seed, and each variant's per-user NDCG@10 (averaged over the seeds) minus the recipe's (`keywords`) with a paired
-bootstrap 95% interval. Words after `--` go to every `rlrec sft` run. A finished run is not run again.
+seed, and the recipe's (`keywords`) per-user NDCG@10 (averaged over the seeds) minus each other model's, with a
+paired bootstrap 95% interval (positive: the recipe ranks better). Words after `--` go to every `rlrec sft` run.
+A finished run is not run again.
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ def gains(ranks: list[int | None]) -> list[float]:
 
 
 def summarise(reports: dict[int, dict], names: list[str]) -> tuple[str, dict]:
-    """Per-seed test HR@K / NDCG@K of every model, and each one's seed-averaged per-user NDCG@K against the
-    reference's with a paired bootstrap interval (the same users throughout)."""
+    """Per-seed test HR@K / NDCG@K of every model, and the reference's seed-averaged per-user NDCG@K minus each
+    other model's, with a paired bootstrap interval (the same users throughout)."""
     from rlrec.evaluation.paired import paired_values
 
     seeds = sorted(reports)
@@ -90,7 +91,7 @@ def summarise(reports: dict[int, dict], names: list[str]) -> tuple[str, dict]:
         per_user[name] = {f"NDCG@{K}": [sum(v) / len(v) for v in zip(*columns, strict=True)]}
     against = paired_values(per_user, REFERENCE, seed=seeds[0])
     head = ["model"] + [f"seed {s}: HR@{K} / NDCG@{K}" for s in seeds] + [f"NDCG@{K}, seed mean",
-                                                                           f"− {REFERENCE}, paired 95% interval"]
+                                                                           f"{REFERENCE} − model, paired 95% interval"]
     lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
     summary: dict = {}
     for name in names:
