@@ -141,7 +141,7 @@ def test_loss_mask_covers_only_the_answer(workspace):
     from rlrec.scripts.sft import ensure_keywords
 
     ensure_keywords(index, dataset, script)
-    model, tokenizer, _, _ = build_model(script, ModelConfig(model_name_or_path=str(workspace / "base")), index)
+    model, tokenizer, _, _, _ = build_model(script, ModelConfig(model_name_or_path=str(workspace / "base")), index)
     train, _ = build_train_dataset(script, training, dataset, index)
     trainer = SFTTrainer(model=model, args=training, train_dataset=train.remove_columns(["task"]),
                          processing_class=tokenizer)

@@ -28,6 +28,7 @@ from trl import ModelConfig, TrlParser
 import rlrec
 from rlrec.data.schema import PreparedDataset
 from rlrec.models.scratch import SCRATCH, ScratchModelArguments, is_scratch
+from rlrec.models.sid_vocab import BOS
 from rlrec.models.truncate import truncate_layers
 from rlrec.ranking.spec import RankingSpec
 from rlrec.sid.index import SIDIndex, check_index_matches
@@ -94,7 +95,8 @@ def ensure_keywords(index: SIDIndex, dataset: PreparedDataset, script_args: SFTS
 
 
 def build_model(script_args: SFTScriptArguments, model_args: ModelConfig, index: SIDIndex):
-    """Base model + tokenizer with the SID tokens added and initialised; returns them, the SID ids, a report."""
+    """Base model (cut to `truncate_layers`) + tokenizer with the SID tokens added and initialised; returns them,
+    the SID ids, the SA-Init report and what the cut kept (None without one)."""
     from rlrec.init.sa_init import init_sid_embeddings
     from rlrec.models.loading import load_base_model
 
@@ -111,9 +113,8 @@ def build_model(script_args: SFTScriptArguments, model_args: ModelConfig, index:
         layer=script_args.sa_init_layer, match_norm=script_args.sa_init_match_norm,
     )
     report["seconds"] = round(time.perf_counter() - start, 2)
-    report["truncated"] = truncated
     model.train()
-    return model, tokenizer, sid_ids, report
+    return model, tokenizer, sid_ids, report, truncated
 
 
 def rebuild_base(model_args: ModelConfig, index: SIDIndex, truncate: int | None = None):
@@ -173,16 +174,36 @@ class SFTSetup:
     truncated: dict[str, int] | None = None  # `truncate_layers`: the decoder layers kept, of how many
 
 
-def build_scratch_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, model_args: ModelConfig,
-                          scratch_args: ScratchModelArguments, dataset: PreparedDataset, index: SIDIndex) -> SFTSetup:
-    """A from-scratch SID model (`rlrec.models.scratch`) and its next-item examples as token ids, trained with
-    the plain-loss `SFTTrainer` (TRL's fused LM head only costs time at this size)."""
+def sid_row_datasets(script_args: SFTScriptArguments, training_args: RecSFTConfig, dataset: PreparedDataset,
+                     index: SIDIndex, token_ids: dict[str, int], start_token: str = BOS):
+    """The SID-only next-item rows of a scratch model or a `sid_only_prompts` LLM (`sid_sequence_rows`, a seeded
+    sample of `num_train_examples` of them when set) and, when the run evaluates a loss, the valid users' next
+    items, one target each, as a Dataset (None otherwise)."""
     import random
 
     from datasets import Dataset
 
-    from rlrec.models.scratch import build_scratch_model, scratch_report, sid_tokenizer
     from rlrec.tasks.sid_sequences import sid_sequence_rows
+
+    rows = sid_sequence_rows(dataset.train, index, token_ids, script_args.max_history_items,
+                             script_args.sequence_stride, start_token)
+    if script_args.num_train_examples is not None and script_args.num_train_examples < len(rows):
+        rows = random.Random(training_args.seed).sample(rows, script_args.num_train_examples)
+    if not wants_eval_loss(training_args):
+        return rows, None
+    eval_rows = sid_sequence_rows(dataset.valid, index, token_ids, script_args.max_history_items, 1, start_token)
+    if script_args.num_eval_examples is not None and script_args.num_eval_examples < len(eval_rows):
+        eval_rows = random.Random(training_args.seed + 1).sample(eval_rows, script_args.num_eval_examples)
+    return rows, Dataset.from_list(eval_rows)
+
+
+def build_scratch_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, model_args: ModelConfig,
+                          scratch_args: ScratchModelArguments, dataset: PreparedDataset, index: SIDIndex) -> SFTSetup:
+    """A from-scratch SID model (`rlrec.models.scratch`) and its next-item examples as token ids, trained with
+    the plain-loss `SFTTrainer` (TRL's fused LM head only costs time at this size)."""
+    from datasets import Dataset
+
+    from rlrec.models.scratch import build_scratch_model, scratch_report, sid_tokenizer
     from rlrec.training.plain_loss import PlainLossSFTTrainer
 
     script_args.check_scratch()
@@ -202,20 +223,11 @@ def build_scratch_trainer(script_args: SFTScriptArguments, training_args: RecSFT
         if model_args.attn_implementation is not None:  # the recipe's, as for a new model
             model.set_attn_implementation(model_args.attn_implementation)
         model.train()
-    rows = sid_sequence_rows(dataset.train, index, tokenizer.get_vocab(), script_args.max_history_items,
-                             script_args.sequence_stride)
-    if script_args.num_train_examples is not None and script_args.num_train_examples < len(rows):
-        rows = random.Random(training_args.seed).sample(rows, script_args.num_train_examples)
+    rows, eval_dataset = sid_row_datasets(script_args, training_args, dataset, index, tokenizer.get_vocab())
     longest = max(len(row["input_ids"]) for row in rows)
     if longest > scratch_args.scratch_max_positions:
         raise ConfigError(f"examples run to {longest} tokens but scratch_max_positions is "
                           f"{scratch_args.scratch_max_positions}; raise it or lower max_history_items")
-    eval_dataset = None
-    if wants_eval_loss(training_args):  # the valid users' next items, one target each (stride 1)
-        eval_rows = sid_sequence_rows(dataset.valid, index, tokenizer.get_vocab(), script_args.max_history_items, 1)
-        if script_args.num_eval_examples is not None and script_args.num_eval_examples < len(eval_rows):
-            eval_rows = random.Random(training_args.seed + 1).sample(eval_rows, script_args.num_eval_examples)
-        eval_dataset = Dataset.from_list(eval_rows)
     trainer = PlainLossSFTTrainer(model=model, args=training_args, train_dataset=Dataset.from_list(rows),
                                   eval_dataset=eval_dataset, processing_class=tokenizer)
     sid_ids = tokenizer.convert_tokens_to_ids(index.vocabulary())
@@ -237,36 +249,25 @@ def build_sid_only_trainer(script_args: SFTScriptArguments, training_args: RecSF
 
     from rlrec.models.sid_vocab import mark_sid_only_prompts, sid_prompt_start
     from rlrec.tasks import TaskContext, build_mixture
-    from rlrec.tasks.sid_sequences import sid_sequence_rows
     from rlrec.tasks.tokenized import chat_token_rows
     from rlrec.training.model import lora_config
     from rlrec.training.plain_loss import PlainLossSFTTrainer
 
-    script_args.check_sid_only()
+    script_args.check_sid_rows()
     mark_sid_only_prompts(tokenizer)
-    start, vocab = sid_prompt_start(tokenizer), tokenizer.get_vocab()
-    rows = sid_sequence_rows(dataset.train, index, vocab, script_args.max_history_items,
-                             script_args.sequence_stride, start_token=start)
-    rng = random.Random(training_args.seed)
-    if script_args.num_train_examples is not None and script_args.num_train_examples < len(rows):
-        rows = rng.sample(rows, script_args.num_train_examples)
+    rows, eval_dataset = sid_row_datasets(script_args, training_args, dataset, index, tokenizer.get_vocab(),
+                                          start_token=sid_prompt_start(tokenizer))
     summary = {"next_item": len(rows)}
     weights = script_args.task_weights(scratch=False)
-    others = {task: round(weight / weights.get("next_item", 1.0) * len(rows))
+    counts = {task: round(weight / weights.get("next_item", 1.0) * len(rows))
               for task, weight in weights.items() if task != "next_item"}
-    if any(others.values()):
+    counts = {task: count for task, count in counts.items() if count}
+    if counts:
         context = TaskContext.build(dataset, index, keyword_top_k=script_args.keyword_top_k,
                                     max_history=script_args.max_history_items)
-        text_rows = build_mixture(context, {t: n for t, n in others.items() if n}, seed=training_args.seed)
-        rows += chat_token_rows(tokenizer, text_rows)
-        summary.update({t: n for t, n in others.items() if n})
-    rng.shuffle(rows)
-    eval_dataset = None
-    if wants_eval_loss(training_args):  # the valid users' next items, one target each
-        eval_rows = sid_sequence_rows(dataset.valid, index, vocab, script_args.max_history_items, 1, start_token=start)
-        if script_args.num_eval_examples is not None and script_args.num_eval_examples < len(eval_rows):
-            eval_rows = random.Random(training_args.seed + 1).sample(eval_rows, script_args.num_eval_examples)
-        eval_dataset = Dataset.from_list(eval_rows)
+        rows += chat_token_rows(tokenizer, build_mixture(context, counts, seed=training_args.seed))
+        summary.update(counts)
+    random.Random(training_args.seed).shuffle(rows)
     trainer = PlainLossSFTTrainer(model=model, args=training_args, train_dataset=Dataset.from_list(rows),
                                   eval_dataset=eval_dataset, processing_class=tokenizer,
                                   peft_config=lora_config(model_args))
@@ -285,6 +286,8 @@ def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, 
 
     from rlrec.training.model import lora_config, train_sid_rows
 
+    if script_args.freeze_llm and model_args.use_peft:
+        raise ConfigError("freeze_llm trains only the SID rows and use_peft adds LoRA adapters; choose one")
     if script_args.freeze_embeddings and model_args.use_peft:
         raise ConfigError("freeze_embeddings trains every layer and use_peft trains LoRA adapters; choose one")
     if training_args.weight_decay and script_args.freeze_embeddings:
@@ -298,7 +301,7 @@ def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, 
                                      dataset, index)
     with training_args.main_process_first(desc="keywords"):
         keywords_report = ensure_keywords(index, dataset, script_args)
-    model, tokenizer, sid_ids, sa_report = build_model(script_args, model_args, index)
+    model, tokenizer, sid_ids, sa_report, truncated = build_model(script_args, model_args, index)
     if script_args.sid_only_prompts:
         trainer, summary = build_sid_only_trainer(script_args, training_args, model_args, model, tokenizer,
                                                   dataset, index)
@@ -317,8 +320,6 @@ def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, 
         )
     logger.info("task mixture: %s", summary)
     if script_args.freeze_llm:
-        if model_args.use_peft:
-            raise ConfigError("freeze_llm trains only the SID rows and use_peft adds LoRA adapters; choose one")
         for parameter in trainer.model.parameters():
             parameter.requires_grad_(False)
     if model_args.use_peft or script_args.freeze_llm or script_args.freeze_embeddings:
@@ -326,7 +327,6 @@ def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, 
             logger.warning("weight_decay=%s with frozen weights also decays the frozen embedding rows; set it to 0",
                            training_args.weight_decay)
         train_sid_rows(trainer.model, sid_ids)
-    truncated = sa_report.pop("truncated", None)
     return SFTSetup(trainer, tokenizer, index, sid_ids, sa_report, summary, dataset, keywords_report, truncated)
 
 
@@ -345,7 +345,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
     if scratch:
         script_args.check_scratch()  # before the end-of-training config reads max_history_items
     elif script_args.sid_only_prompts:
-        script_args.check_sid_only()
+        script_args.check_sid_rows()
     eval_config = end_eval_config(eval_args, training_args, output_dir, script_args.dataset_dir,
                                   script_args.max_history_items)
     setup = build_trainer(script_args, training_args, model_args, scratch_args, valid_args)

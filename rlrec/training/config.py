@@ -149,9 +149,8 @@ class SFTScriptArguments:
     sequence_stride: int = field(
         default=1,
         metadata={"help": "From-scratch models and sid_only_prompts: consecutive targets of a user taught by one "
-                  "example (1: one "
-                  "example per train window; s: s targets after a history of max_history_items - s + 1 items, "
-                  "about s times fewer tokens per epoch). See rlrec/tasks/sid_sequences.py."},
+                  "example (1: one example per train window; s: s targets after a history of max_history_items - "
+                  "s + 1 items, about s times fewer tokens per epoch). See rlrec/tasks/sid_sequences.py."},
     )
 
     def __post_init__(self) -> None:
@@ -198,16 +197,11 @@ class SFTScriptArguments:
             if getattr(self, name):
                 raise ConfigError(f"`{name}` acts on a pretrained base model; a from-scratch model "
                                   "(model_name_or_path: scratch) has none: drop it")
-        if self.max_history_items is None:
-            self.max_history_items = DEFAULT_SCRATCH_HISTORY
-        if self.sequence_stride > self.max_history_items:
-            raise ConfigError(
-                f"`sequence_stride`={self.sequence_stride} exceeds max_history_items={self.max_history_items}: each "
-                "target must keep at least one history item"
-            )
+        self.check_sid_rows()
 
-    def check_sid_only(self) -> None:
-        """SID-only next-item rows need a history cap (the rows are cut to it) that leaves room for the stride."""
+    def check_sid_rows(self) -> None:
+        """SID-only next-item rows (a scratch model's, or an LLM's with `sid_only_prompts`) need a history cap (the
+        rows are cut to it) that leaves room for the stride."""
         if self.max_history_items is None:
             self.max_history_items = DEFAULT_SCRATCH_HISTORY
         if self.sequence_stride > self.max_history_items:
