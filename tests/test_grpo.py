@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -277,6 +278,76 @@ def test_rewards_stage_generates_once_then_rescores_saved_rollouts(sft_model, tm
     head = head_items(item_popularity(PreparedDataset.load(sft_model / "data").train))
     tail = np.mean([c["item_id"] not in head for g in groups for c in g["candidates"]])
     assert again["rewards"]["long_tail"]["mean"] == pytest.approx(tail, abs=1e-6)
+
+
+RECORDED: list[dict] = []
+HOOKS = ("trainer_state", "log_extra", "log_metric")
+
+
+def record_reward(prompts, completions, completion_ids, **kwargs):
+    """A user reward that records every argument of each call and scores each completion by a hash of all of them
+    (hooks aside): a stage that hands it another prompt, column or completion computes other rewards."""
+    columns = {key: values for key, values in kwargs.items() if key not in HOOKS}
+    rows = [{"prompt": prompt, "completion": completion, "completion_ids": list(ids),
+             **{key: values[i] for key, values in columns.items()}}
+            for i, (prompt, completion, ids) in enumerate(zip(prompts, completions, completion_ids, strict=True))]
+    scores = [zlib.crc32(json.dumps(row, sort_keys=True).encode()) % 997 / 997 for row in rows]
+    RECORDED.append({"arguments": sorted(["prompts", "completions", "completion_ids", *kwargs]), "rows": rows,
+                     "scores": scores, "hooks_callable": [callable(kwargs.get(h)) for h in HOOKS[1:]]})
+    return scores
+
+
+def test_rewards_stage_scores_what_a_grpo_step_scores(sft_model, tmp_path):
+    """The rewards `rlrec rewards` computes for a prompt's group are those a real GRPO step computes for it: same
+    prompt (prompter, history cut), same candidates (rollout, add_target), and the same keyword arguments as TRL
+    hands them. Rollouts one prompt at a time in both, so that no padding partner changes a beam's score."""
+    RECORDED.clear()
+    manifest = run_stage("grpo", _grpo_argv(
+        sft_model, tmp_path / "grpo", "--rewards", '["test_grpo:record_reward"]', "--max_steps", "1",
+        "--per_device_train_batch_size", "32", "--rollout_batch_size", "1", "--rollout_add_target", "true",
+        "--num_train_prompts", "8", "--seed", "0", "--eval_at_end", "false"))
+    grpo_call = RECORDED[0]  # the first rollout, by the SFT weights (before any update)
+    assert len(grpo_call["rows"]) == 32
+    # What the recorder returned is what the step used: TRL logs its mean.
+    assert manifest["reward_log"][0]["rewards/record_reward/mean"] == pytest.approx(np.mean(grpo_call["scores"]),
+                                                                                     abs=1e-6)
+
+    RECORDED.clear()
+    out = tmp_path / "rewards"
+    report = run_stage("rewards", [
+        "--model_path", str(sft_model / "sft"), "--dataset_dir", str(sft_model / "data"), "--output_dir", str(out),
+        "--split", "train", "--max_examples", "100000", "--num_generations", "4", "--batch_size", "1",
+        "--add_target", "true", "--device", "cpu", "--rewards", '["test_grpo:record_reward"]'])
+    (stage_call,) = RECORDED
+    assert report["rewards"]["record_reward"]["mean"] == pytest.approx(np.mean(stage_call["scores"]), abs=1e-6)
+    assert stage_call["arguments"] == grpo_call["arguments"]  # TRL's keyword contract, hooks included
+    assert stage_call["hooks_callable"] == grpo_call["hooks_callable"] == [True, True]
+
+    def by_prompt(call: dict) -> dict:
+        """(user, target) -> the rows and scores of that prompt's group (groups are 4 consecutive rows)."""
+        rows, scores = call["rows"], call["scores"]
+        return {(rows[i]["user_id"], rows[i]["target"]): (rows[i: i + 4], scores[i: i + 4])
+                for i in range(0, len(rows), 4)}
+
+    stage_groups = by_prompt(stage_call)
+    grpo_groups = by_prompt(grpo_call)
+    assert len(grpo_groups) == 8 and set(grpo_groups) <= set(stage_groups)
+    # Half of these prompts (seed 0) cut a history longer than the cap: a stage that cut it otherwise would differ.
+    from rlrec.data.schema import PreparedDataset
+
+    history = {(ex.user_id, ex.target): len(ex.history) for ex in PreparedDataset.load(sft_model / "data").train}
+    assert max(history[key] for key in grpo_groups) > manifest["prompt_max_history"] == 5
+    for key, (rows, scores) in grpo_groups.items():
+        assert stage_groups[key][0] == rows  # prompt, completions, ids and every column, per candidate
+        assert stage_groups[key][1] == scores
+    assert any(row["item_id"] == row["target"] for rows, _ in grpo_groups.values() for row in rows)
+
+    # Saved rollouts re-scored: the same arguments again, without the model.
+    RECORDED.clear()
+    run_stage("rewards", ["--rollouts_file", str(out / "rollouts.jsonl"), "--sid_dir", str(sft_model / "sft" / "sid"),
+                          "--output_dir", str(tmp_path / "again"), "--rewards", '["test_grpo:record_reward"]'])
+    assert RECORDED[0]["arguments"] == grpo_call["arguments"]
+    assert RECORDED[0]["rows"] == stage_call["rows"] and RECORDED[0]["scores"] == stage_call["scores"]
 
 
 def test_rewards_stage_bad_input(tmp_path):

@@ -129,7 +129,6 @@ class SIDRollout:
         from trl.models import unwrap_model_for_generation
 
         groups = group_prompts(prompts, self.num_generations)
-        prompt_ids = render_prompts(self.tokenizer, groups)
         targets = None
         if self.add_target or self.credit != "sequence":
             current = getattr(trainer, "current_targets", None)
@@ -144,11 +143,9 @@ class SIDRollout:
             was_training = model.training
             model.eval()
             try:
-                items, sequences, logprobs = self.decode(model, prompt_ids, temperature=trainer.temperature,
-                                                         stream=(trainer.accelerator.process_index, self._calls))
-                if self.add_target:
-                    self.added_targets += add_missing_targets(model, self.index, self.tokenizer, prompt_ids, targets,
-                                                              items, sequences, logprobs)
+                prompt_ids, items, sequences, logprobs = self.generate(
+                    model, groups, targets, temperature=trainer.temperature,
+                    stream=(trainer.accelerator.process_index, self._calls))
             finally:
                 model.train(was_training)
         self._calls += 1
@@ -157,6 +154,24 @@ class SIDRollout:
             out["env_mask"] = divergence_masks(self.tokenizer, self.index, targets, sequences,
                                                wrong_tokens=self.credit == "divergence")
         return out
+
+    def generate(self, model: torch.nn.Module, prompts: Sequence[Any], targets: Sequence[str] | None = None,
+                 temperature: float = 1.0, stream: tuple[int, ...] = ()
+                 ) -> tuple[list[list[int]], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The groups of distinct `prompts` (one each): their rendered ids, then `decode`'s items, SID token ids and
+        log-probs, with each group's target put in where the search missed it when `add_target` is on.
+
+        The one path from prompts to candidates: GRPO's rollout (`__call__`, the model already in eval mode) and
+        `rlrec rewards` both take it, so the rewards stage scores the groups GRPO would train on.
+        """
+        if self.add_target and (targets is None or len(targets) != len(prompts)):
+            raise ConfigError("rollout add_target needs one target per prompt")
+        prompt_ids = render_prompts(self.tokenizer, prompts)
+        items, sequences, logprobs = self.decode(model, prompt_ids, temperature=temperature, stream=stream)
+        if self.add_target:
+            self.added_targets += add_missing_targets(model, self.index, self.tokenizer, prompt_ids, targets, items,
+                                                      sequences, logprobs)
+        return prompt_ids, items, sequences, logprobs
 
     def decode(self, model: torch.nn.Module, prompt_ids: list[list[int]], temperature: float = 1.0,
                stream: tuple[int, ...] = ()):

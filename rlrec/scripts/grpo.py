@@ -126,16 +126,14 @@ def make_parser() -> TrlParser:
 
 def prompt_dataset(dataset: PreparedDataset, index: SIDIndex, tokenizer: Any, max_history: int | None,
                    num_prompts: int | None, seed: int):
-    """One GRPO row per train example: the next-item prompt (as the SFT model learned it), its target item and
-    the target's SID."""
+    """One GRPO row per train example (`prompt_rows`, which `rlrec rewards` builds its groups from too): the
+    next-item prompt (as the SFT model learned it), its target item, the target's SID and the user."""
     from datasets import Dataset
 
-    from rlrec.tasks.prompts import next_item_prompter
+    from rlrec.training.grpo_trainer import prompt_rows
 
-    prompter = next_item_prompter(tokenizer, index, max_history=max_history)
-    rows = [{"prompt": prompter(ex.history), "target": ex.target, "target_sid": index.sid(ex.target),
-             "user_id": ex.user_id} for ex in train_examples("grpo", dataset, index, num_prompts, seed)]
-    return Dataset.from_list(rows)
+    examples = train_examples("grpo", dataset, index, num_prompts, seed)
+    return Dataset.from_list(prompt_rows(examples, index, tokenizer, max_history))
 
 
 def build_rewards(script_args: GRPOScriptArguments, training_args: RecGRPOConfig, index: SIDIndex,

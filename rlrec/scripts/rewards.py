@@ -102,13 +102,19 @@ def make_parser() -> TrlParser:
 
 
 def generate_groups(config: RewardsConfig, dataset: PreparedDataset, index: SIDIndex) -> list[dict[str, Any]]:
-    """Decode the groups of `config.max_examples` prompts of `config.split` with the checkpoint."""
+    """Decode the groups of `config.max_examples` prompts of `config.split` with the checkpoint.
+
+    The prompts are GRPO's rows (`prompt_rows`: `rlrec grpo`'s prompter and history cut) and the candidates come
+    from GRPO's rollout (`SIDRollout.generate`, `pack`), so these are the groups `rlrec grpo` would score. A group
+    is its prompt row plus `candidates`: per candidate the rollout's fields (item id, beam rank), its text as TRL
+    decodes it, its SID token ids and its summed log-probability.
+    """
     from tqdm.auto import tqdm
 
     from rlrec.evaluation.run import select_examples, trained_max_history
-    from rlrec.generation.rollout import SIDRollout, add_missing_targets, render_prompts
+    from rlrec.generation.rollout import SIDRollout
     from rlrec.models.checkpoint import load_checkpoint
-    from rlrec.tasks.prompts import next_item_prompter
+    from rlrec.training.grpo_trainer import completion_texts, prompt_rows, rollout_fields
     from rlrec.utils.devices import resolve_device
 
     examples = [ex for ex in dataset.split(config.split) if ex.target in index]
@@ -118,31 +124,28 @@ def generate_groups(config: RewardsConfig, dataset: PreparedDataset, index: SIDI
     max_history = config.max_history_items or trained_max_history(config.model_path)
     model, tokenizer = load_checkpoint(config.model_path, device=resolve_device(config.device))
     model.eval()
-    rollout = SIDRollout(index, tokenizer, config.num_generations, mode=config.rollout, top_k=config.top_k,
-                         batch_size=config.batch_size, seed=config.seed)
-    prompter = next_item_prompter(tokenizer, index)
-    prompts = [prompter(ex.history[-max_history:] if max_history else ex.history) for ex in examples]
+    size = config.num_generations
+    rollout = SIDRollout(index, tokenizer, size, mode=config.rollout, top_k=config.top_k,
+                         batch_size=config.batch_size, seed=config.seed, add_target=config.add_target)
+    rows = prompt_rows(examples, index, tokenizer, max_history)
     groups = []
-    bar = tqdm(total=len(examples), desc="rollouts", unit="prompt")
-    for start in range(0, len(examples), config.batch_size):
-        chunk = prompts[start: start + config.batch_size]
-        prompt_ids = render_prompts(tokenizer, chunk)
-        items, sequences, logprobs = rollout.decode(model, prompt_ids, temperature=config.temperature,
-                                                    stream=(start,))
-        if config.add_target:
-            add_missing_targets(model, index, tokenizer, prompt_ids,
-                                [ex.target for ex in examples[start: start + len(chunk)]], items, sequences, logprobs)
-        for row, (ex, prompt) in enumerate(zip(examples[start: start + len(chunk)], chunk, strict=True)):
-            groups.append({
-                "user_id": ex.user_id, "target": ex.target, "target_sid": index.sid(ex.target), "prompt": prompt,
-                "candidates": [
-                    {"item_id": index.item_ids[int(items[row, g])], "text": tokenizer.decode(sequences[row, g]),
-                     "completion_ids": sequences[row, g].tolist(),
-                     "beam_rank": g if config.rollout == "beam" else None,
-                     "logprob": round(float(logprobs[row, g].sum()), 5)}
-                    for g in range(config.num_generations)
-                ],
-            })
+    bar = tqdm(total=len(rows), desc="rollouts", unit="prompt")
+    for start in range(0, len(rows), config.batch_size):
+        chunk = rows[start: start + config.batch_size]
+        prompt_ids, items, sequences, logprobs = rollout.generate(
+            model, [row["prompt"] for row in chunk], [row["target"] for row in chunk],
+            temperature=config.temperature, stream=(start,))
+        out = rollout.pack(prompt_ids, items, sequences, logprobs)
+        fields = rollout_fields(out)
+        texts = completion_texts(tokenizer, out["completion_ids"])
+        for p, row in enumerate(chunk):
+            candidates = []
+            for g in range(size):
+                k = p * size + g
+                candidates.append({**{key: values[k] for key, values in fields.items()}, "text": texts[k],
+                                   "completion_ids": out["completion_ids"][k],
+                                   "logprob": round(float(logprobs[p, g].sum()), 5)})
+            groups.append({**row, "candidates": candidates})
         bar.update(len(chunk))
     bar.close()
     return groups
@@ -162,31 +165,36 @@ def load_groups(path: str | Path) -> list[dict[str, Any]]:
     return groups
 
 
+# Candidate keys of a saved group that are not rollout fields: the completion itself and what the report adds.
+CANDIDATE_OWN_KEYS = ("text", "completion_ids", "logprob")
+
+
+def completion_rows(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per candidate, as GRPOTrainer holds it when it scores: the group's prompt row (every key but
+    `candidates`) with the candidate's rollout fields (every key but `CANDIDATE_OWN_KEYS`) merged in."""
+    return [{**{key: value for key, value in group.items() if key != "candidates"},
+             **{key: value for key, value in candidate.items() if key not in CANDIDATE_OWN_KEYS}}
+            for group in groups for candidate in group["candidates"]]
+
+
 def score_groups(groups: list[dict[str, Any]], rewards: list, names: list[str]) -> tuple[np.ndarray, dict[str, int]]:
-    """`(num_rewards, num_groups, group_size)` scores, each reward called as GRPOTrainer calls it."""
+    """`(num_rewards, num_groups, group_size)` scores, each reward called with the arguments GRPOTrainer gives it
+    (`reward_kwargs`): chat prompts' completions as assistant messages, plain prompts' as text, every column of the
+    group and of the candidate by name."""
+    from rlrec.training.grpo_trainer import reward_kwargs
+
     size = len(groups[0]["candidates"])
-    flat = [(g, c) for g in groups for c in g["candidates"]]
-    kwargs = {
-        "prompts": [g["prompt"] for g, _ in flat],
-        "completion_ids": [c.get("completion_ids", []) for _, c in flat],
-        "target": [g["target"] for g, _ in flat],
-        "target_sid": [g.get("target_sid") for g, _ in flat],
-        "user_id": [g.get("user_id") for g, _ in flat],
-        "item_id": [c.get("item_id") for _, c in flat],
-        "beam_rank": [c.get("beam_rank") for _, c in flat],
-        "trainer_state": None,
-    }
-    # As TRL hands them over: assistant messages after a chat prompt, plain text after a plain-string prompt
-    # (a compact model's or a SID-only LLM's), so a reward that reads completions sees here what it sees in GRPO.
-    completions = [[{"role": "assistant", "content": c.get("text") or ""}] if isinstance(g["prompt"], list)
-                   else c.get("text") or "" for g, c in flat]
+    candidates = [c for g in groups for c in g["candidates"]]
+    texts = [c.get("text") or "" for c in candidates]
+    completion_ids = [c.get("completion_ids") or [] for c in candidates]
+    rows = completion_rows(groups)
     scores = np.zeros((len(rewards), len(groups), size))
     invalid: dict[str, int] = {}
     for r, (fn, name) in enumerate(zip(rewards, names, strict=True)):
         counts: list[float] = []
-        values = fn(completions=completions, log_metric=lambda _key, value, counts=counts: counts.append(value),
-                    **kwargs)
-        scores[r] = np.asarray(values, dtype=float).reshape(len(groups), size)
+        kwargs = reward_kwargs(rows, texts, completion_ids,
+                               log_metric=lambda _key, value, counts=counts: counts.append(value))
+        scores[r] = np.asarray(fn(**kwargs), dtype=float).reshape(len(groups), size)
         invalid[name] = int(sum(counts))
     return scores, invalid
 

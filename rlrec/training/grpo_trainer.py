@@ -19,18 +19,32 @@ prefix): a level's token earns 1 when the candidate still matches the target the
 its siblings at that level. The tokens a candidate shares with the target get credit, a wrong candidate is
 pushed down only at the level where it left the target, and a level where every sibling agrees carries none
 (Sibling-GRPO, as in SINGER / SAPO / V-STAR).
+
+The batch the rewards see is built here too, for `rlrec grpo` and `rlrec rewards` alike: `prompt_rows` makes
+GRPO's dataset rows (the prompter, the history cut, the columns), and `reward_kwargs` states the keyword
+arguments TRL's `GRPOTrainer` hands every reward for a batch of those rows' completions. In `rlrec grpo` TRL
+assembles them itself; `rlrec rewards` scores its groups through `reward_kwargs`, so a reward sees the same
+arguments in both, and `tests/test_grpo.py` checks them against a real GRPO step whenever TRL changes.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from trl import GRPOTrainer
 
+from rlrec.data.schema import Example
+from rlrec.sid.index import SIDIndex
 from rlrec.utils.errors import ConfigError
+
+# What TRL takes from a `rollout_func`'s output for itself; every other field is merged into the batch's rows
+# and so reaches the rewards (`env_mask` becomes the tool mask).
+ROLLOUT_OWN_FIELDS = ("prompt_ids", "completion_ids", "logprobs", "env_mask")
+# Row columns TRL hands a reward as its own arguments (`prompts=`, `completions=`, `completion_ids=`), not by name.
+ROW_OWN_COLUMNS = ("prompt", "completion", "completion_ids")
 
 
 def _non_negative(name: str, coef: float) -> float:
@@ -73,6 +87,71 @@ def sibling_advantages(completions: Sequence[Sequence[int]], targets: Sequence[S
                 for r, right in siblings:
                     out[r, level] = right - mean
     return out
+
+
+def prompt_rows(examples: Sequence[Example], index: SIDIndex, tokenizer: Any,
+                max_history: int | None) -> list[dict[str, Any]]:
+    """GRPO's dataset rows, one per example: the next-item prompt, the target item, its SID and the user.
+
+    The prompt is `next_item_prompter`'s (the one the SFT model learned, the last `max_history` history items);
+    `rlrec grpo` trains on these rows and `rlrec rewards` rolls them out, so both ask the model the same question
+    and hand the rewards the same columns.
+    """
+    from rlrec.tasks.prompts import next_item_prompter
+
+    prompter = next_item_prompter(tokenizer, index, max_history=max_history)
+    return [{"prompt": prompter(ex.history), "target": ex.target, "target_sid": index.sid(ex.target),
+             "user_id": ex.user_id} for ex in examples]
+
+
+def rollout_fields(output: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a `rollout_func`'s output that TRL merges into the rows of the batch (so the rewards get them
+    by name): everything but what TRL keeps for itself (`ROLLOUT_OWN_FIELDS`). `SIDRollout`'s: item_id, beam_rank.
+    """
+    return {key: values for key, values in output.items() if key not in ROLLOUT_OWN_FIELDS}
+
+
+def completion_texts(tokenizer: Any, completion_ids: Sequence[Sequence[int]]) -> list[str]:
+    """Each completion's text as GRPOTrainer decodes it for the rewards (special tokens dropped; SID tokens are
+    ordinary added tokens, `rlrec.init.vocab`, so they stay)."""
+    return tokenizer.batch_decode([list(ids) for ids in completion_ids], skip_special_tokens=True)
+
+
+def _discard(*_args: Any, **_kwargs: Any) -> None:
+    """`log_metric` / `log_extra` where nothing collects them (no trainer)."""
+
+
+def reward_kwargs(rows: Sequence[Mapping[str, Any]], texts: Sequence[str],
+                  completion_ids: Sequence[Sequence[int]], trainer_state: Any = None,
+                  log_metric: Callable[[str, float], None] | None = None,
+                  log_extra: Callable[[str, list], None] | None = None) -> dict[str, Any]:
+    """Every keyword argument GRPOTrainer passes a reward function for one batch of completions, as a dict.
+
+    `rows[i]` is completion i's row as the trainer holds it: its prompt's dataset row (`prompt_rows`) with the
+    rollout's fields for that completion merged in (`rollout_fields`), groups consecutive. `texts` are the decoded
+    completions (`completion_texts`). The reward gets `prompts`, `completions` (assistant messages after a chat
+    prompt, the plain text after a plain-string prompt), `completion_ids`, every other column by name (one value
+    per completion; a column some rows lack is None there), and the trainer's hooks: `trainer_state` (None
+    without training), `log_metric(name, value)` and `log_extra(column, values)`.
+
+    TRL builds these itself inside `rlrec grpo`; whatever scores GRPO's groups outside a trainer (`rlrec rewards`)
+    builds them here, and `tests/test_grpo.py` holds the two to the same arguments.
+    """
+    from trl.data_utils import is_conversational
+
+    if not len(rows) == len(texts) == len(completion_ids):
+        raise ValueError(f"{len(rows)} rows, {len(texts)} completions and {len(completion_ids)} completion ids")
+    prompts = [row.get("prompt") for row in rows]
+    columns = list(dict.fromkeys(key for row in rows for key in row if key not in ROW_OWN_COLUMNS))
+    kwargs: dict[str, Any] = {
+        "prompts": prompts,
+        "completions": [[{"role": "assistant", "content": text}] if is_conversational({"prompt": prompt}) else text
+                        for prompt, text in zip(prompts, texts, strict=True)],
+        "completion_ids": [list(ids) for ids in completion_ids],
+    }
+    kwargs.update({key: [row.get(key) for row in rows] for key in columns})
+    kwargs.update(trainer_state=trainer_state, log_extra=log_extra or _discard, log_metric=log_metric or _discard)
+    return kwargs
 
 
 class RecGRPOTrainer(GRPOTrainer):
