@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -69,6 +70,12 @@ def smoke_inputs(out: Path) -> tuple[Path, Path, Path]:
 
 def finished(folder: Path) -> bool:
     return (folder / "manifest.json").is_file()
+
+
+def evaluated(folder: Path, models: list[str]) -> bool:
+    """A finished evaluation that ranked every model asked for (a run with fewer variants is evaluated again)."""
+    report = folder / "report.json"
+    return report.is_file() and set(models) <= set(json.loads(report.read_text())["models"])
 
 
 def gains(ranks: list[int | None]) -> list[float]:
@@ -156,7 +163,8 @@ def main(argv: list[str] | None = None) -> str:
         if args.compact_model:
             compare.append(f"compact={args.compact_model}")
         evaluation = out / f"evaluate-seed{seed}"
-        if not (evaluation / "report.json").is_file():
+        if not evaluated(evaluation, [REFERENCE, *(c.split("=", 1)[0] for c in compare)]):
+            shutil.rmtree(evaluation, ignore_errors=True)
             run_stage("evaluate", [
                 "--model_path", str(runs[REFERENCE]), "--model_name", REFERENCE, "--compare", *compare,
                 "--dataset_dir", args.dataset_dir, "--split", "test", "--k_values", "1", "5", str(K),

@@ -56,8 +56,7 @@ RERANK_WEIGHTS = {  # fine enough that consecutive points move tail share by wel
     "tail": [0.0, *[round(0.02 * 1.1 ** i, 4) for i in range(70)]],  # 0.02 .. ~15
     "mmr": [round(0.025 * i, 3) for i in range(40)],  # 0 .. 0.975
 }
-SELECTION_KEYS = ("valid_every_steps", "valid_metric", "valid_floor", "valid_patience", "valid_average_top",
-                  "valid_max_examples")
+SELECTION_KEYS = ("valid_every_steps", "valid_metric", "valid_floor", "valid_patience", "valid_max_examples")
 SMOKE_GRPO = ["--use_cpu", "true", "--max_steps", "2", "--num_generations", "4", "--per_device_train_batch_size",
               "8", "--rollout_batch_size", "8", "--num_train_prompts", "16", "--learning_rate", "0.01",
               "--logging_steps", "1", "--dtype", "float32"]

@@ -109,7 +109,7 @@ def straight_sft(ws) -> Path:
 @pytest.mark.slow
 def test_killed_sft_resumes_to_the_same_weights_and_selection(ws, straight_sft, tmp_path):
     out = tmp_path / "sft"
-    _kill_when("sft", _sft_argv(ws, out), _complete_checkpoint(out, 15, "valid_selection.json"))
+    _kill_when("sft", _sft_argv(ws, out), _complete_checkpoint(out, 15))
     assert not (out / "manifest.json").exists()
     # Without the resume switch the unfinished folder is refused, and the message says how to continue.
     with pytest.raises(ConfigError, match=r"holds an unfinished run \(checkpoint-\d+\); continue it with "
@@ -210,7 +210,8 @@ def test_a_finished_folder_is_refused_unless_overwrite_is_asked(ws, straight_sft
     run_stage("sft", _sft_argv(ws, out, "--max_steps", "10"))
     manifest = run_stage("sft", _sft_argv(ws, out, "--max_steps", "5", "--overwrite_output_dir", "true"))
     assert manifest["global_step"] == 5
-    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-5"]  # the old run's are gone
+    # the old run's are gone; the new one kept its start (a valid-selection candidate) and its last step
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-0", "checkpoint-5"]
 
     import shutil
 
@@ -240,6 +241,7 @@ def test_check_output_dir_and_resolve_resume(tmp_path):
         (run / f"checkpoint-{step}").mkdir(parents=True)
         if complete:
             (run / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+            (run / f"checkpoint-{step}" / "optimizer.pt").write_bytes(b"")
     # killed while the trainer wrote its state: the file is there, but empty or cut short
     (run / "checkpoint-8").mkdir()
     (run / "checkpoint-8" / "trainer_state.json").write_text("")
@@ -248,8 +250,14 @@ def test_check_output_dir_and_resolve_resume(tmp_path):
     assert resolve_resume("last", run, "x") == str(run / "checkpoint-4")
     assert resolve_resume("true", run, "x") == str(run / "checkpoint-4")
     assert resolve_resume(None, run, "x") is None and resolve_resume("false", run, "x") is None
+    (run / "checkpoint-12").mkdir()  # weights only (valid selection under save_strategy: no): cannot resume
+    (run / "checkpoint-12" / "trainer_state.json").write_text("{}")
+    assert resolve_resume("last", run, "x") == str(run / "checkpoint-4")
+    weights_only = tmp_path / "weights-only" / "checkpoint-3"
+    weights_only.mkdir(parents=True)
+    (weights_only / "trainer_state.json").write_text("{}")
     with pytest.raises(ConfigError, match="holds no checkpoint-N folder"):
-        resolve_resume("last", run, "x", required=("valid_selection.json",))
+        resolve_resume("last", weights_only.parent, "x")
     with pytest.raises(ConfigError, match="no such folder"):
         resolve_resume(str(run / "checkpoint-9"), run, "x")
     with pytest.raises(ConfigError, match=r"is not a checkpoint \(no trainer_state.json\)"):

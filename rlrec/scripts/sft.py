@@ -282,9 +282,8 @@ def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, 
 
     `benchmarks/sft_throughput.py` times this same trainer, so what it measures is what `rlrec sft` runs.
     """
-    from trl import SFTTrainer
-
     from rlrec.training.model import lora_config, train_sid_rows
+    from rlrec.training.sft_trainer import RecSFTTrainer
 
     if script_args.freeze_llm and model_args.use_peft:
         raise ConfigError("freeze_llm trains only the SID rows and use_peft adds LoRA adapters; choose one")
@@ -310,7 +309,7 @@ def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, 
         eval_dataset = None
         if wants_eval_loss(training_args):
             eval_dataset = build_eval_dataset(script_args, training_args, dataset, index).remove_columns(["task"])
-        trainer = SFTTrainer(
+        trainer = RecSFTTrainer(
             model=model,
             args=training_args,
             train_dataset=train_dataset.remove_columns(["task"]),
@@ -335,12 +334,12 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
          valid_args: ValidSelectionArguments | None = None) -> dict[str, Any]:
     from rlrec.training.end_eval import end_eval_config, run_end_eval
     from rlrec.training.model import collect_memory, gather_zero3_weights_on_save, release_training, save_final_model
-    from rlrec.training.valid_selection import valid_selection_callback
+    from rlrec.training.valid_selection import attach_valid_selection, end_valid_selection, valid_ranking
 
     started = time.perf_counter()
     output_dir = Path(training_args.output_dir)
     valid_args = valid_args or ValidSelectionArguments()
-    resume = prepare_training_output(training_args, "sft", valid_args.checkpoint_files())
+    resume = prepare_training_output(training_args, "sft")
     scratch = is_scratch(model_args.model_name_or_path)
     if scratch:
         script_args.check_scratch()  # before the end-of-training config reads max_history_items
@@ -348,17 +347,17 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
         script_args.check_sid_rows()
     eval_config = end_eval_config(eval_args, training_args, output_dir, script_args.dataset_dir,
                                   script_args.max_history_items)
+    eval_loss = wants_eval_loss(training_args)  # before valid selection turns evaluation into ranking
     setup = build_trainer(script_args, training_args, model_args, scratch_args, valid_args)
     trainer, tokenizer, index, sid_ids = setup.trainer, setup.tokenizer, setup.index, setup.sid_ids
-    selection = valid_selection_callback(valid_args, setup.dataset, index, tokenizer,
-                                         script_args.max_history_items, training_args.seed)
-    if selection is not None:
-        if training_args.early_stopping_patience is not None:
-            raise ConfigError("early_stopping_patience (best validation loss) and valid_every_steps (best ranking) "
-                              "would each load their own best weights; choose one")
-        trainer.add_callback(selection)
-        if resume is not None:
-            selection.restore(resume)
+    ranking = valid_ranking(valid_args, setup.dataset, index, tokenizer, script_args.max_history_items,
+                            training_args.seed)
+    if ranking is not None:
+        if eval_loss:
+            raise ConfigError("eval_strategy (the validation loss, with early_stopping_patience) and "
+                              "valid_every_steps (ranking the valid users) would each choose their own best "
+                              "checkpoint; choose one")
+        attach_valid_selection(trainer, valid_args, ranking)
     if training_args.early_stopping_patience is not None:
         from transformers import EarlyStoppingCallback
 
@@ -367,6 +366,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
         (output_dir / MANIFEST).unlink(missing_ok=True)  # the folder is unfinished until the new one lands
     gather_zero3_weights_on_save(trainer)
     result = trainer.train(resume_from_checkpoint=resume)
+    selection = end_valid_selection(trainer) if ranking is not None else None
     saved_as = save_final_model(trainer, output_dir, script_args.merge_lora,
                                 rebuild=lambda: rebuild_base(model_args, index, script_args.truncate_layers))
 
@@ -395,14 +395,14 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
             "scratch": dataclasses.asdict(scratch_args or ScratchModelArguments())
             if model_args.model_name_or_path == SCRATCH else None,
             "tasks": setup.task_summary,
-            "valid_selection": selection.summary() if selection is not None else None,
+            "valid_selection": selection,
             "eval_loss": {
                 "curve": [{"step": e["step"], "eval_loss": e["eval_loss"]}
                           for e in trainer.state.log_history if "eval_loss" in e],
                 "best_checkpoint": trainer.state.best_model_checkpoint, "best": trainer.state.best_metric,
                 "stopped_early": training_args.early_stopping_patience is not None
                 and trainer.state.global_step < trainer.state.max_steps,
-            } if wants_eval_loss(training_args) else None,
+            } if eval_loss else None,
             "train": {key: value for key, value in result.metrics.items() if isinstance(value, int | float)},
             "config": {
                 "script": dataclasses.asdict(script_args),
@@ -413,7 +413,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
             },
         }
     is_main = release_training(trainer)  # the other ranks are done; the evaluation below is the main process's
-    del trainer, setup, selection
+    del trainer, setup, ranking
     collect_memory()
     if is_main:
         if eval_config is not None and saved_as != "adapter":

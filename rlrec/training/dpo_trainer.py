@@ -15,10 +15,12 @@ from typing import Any
 
 from trl import DPOTrainer
 
+from rlrec.training.valid_selection import ValidRankingMixin
+
 TOKENIZED_COLUMNS = frozenset({"prompt_ids", "chosen_ids", "rejected_ids"})
 
 
-class SIDDPOTrainer(DPOTrainer):
+class SIDDPOTrainer(ValidRankingMixin, DPOTrainer):
     """`DPOTrainer` that keeps an already tokenized dataset (`prompt_ids`, `chosen_ids`, `rejected_ids`) as it
     is; a text dataset goes through TRL's own preparation."""
 

@@ -38,6 +38,7 @@ from trl import GRPOTrainer
 
 from rlrec.data.schema import Example
 from rlrec.sid.index import SIDIndex
+from rlrec.training.valid_selection import ValidRankingMixin
 from rlrec.utils.errors import ConfigError
 
 # What TRL takes from a `rollout_func`'s output for itself; every other field is merged into the batch's rows
@@ -154,7 +155,7 @@ def reward_kwargs(rows: Sequence[Mapping[str, Any]], texts: Sequence[str],
     return kwargs
 
 
-class RecGRPOTrainer(GRPOTrainer):
+class RecGRPOTrainer(ValidRankingMixin, GRPOTrainer):
     """A `GRPOTrainer` whose `current_targets` holds the `target` column of the batch being rolled out.
 
     Args (beyond `GRPOTrainer`'s):

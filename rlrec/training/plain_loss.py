@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from trl import SFTTrainer
 
 from rlrec.tasks.sid_sequences import IGNORE_INDEX
+from rlrec.training.sft_trainer import RecSFTTrainer
 
 
 def left_align(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor):
@@ -33,7 +33,7 @@ def left_align(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: to
     return (*aligned, position_ids)
 
 
-class PlainLossSFTTrainer(SFTTrainer):
+class PlainLossSFTTrainer(RecSFTTrainer):
     """An `SFTTrainer` for small-vocabulary models: logits and cross-entropy at the labelled positions only."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -81,7 +81,7 @@ def start_refinement(stage: str, script_args: RefinementDataArguments, eval_args
     model_path = Path(model_args.model_name_or_path)
     output_dir = Path(training_args.output_dir)
     valid_args = valid_args or ValidSelectionArguments()
-    resume = prepare_training_output(training_args, stage, valid_args.checkpoint_files())
+    resume = prepare_training_output(training_args, stage)
     sid_dir = script_args.sid_dir or str(model_path / "sid")
     dataset = PreparedDataset.load(script_args.dataset_dir)
     index = SIDIndex.load(sid_dir)
@@ -109,26 +109,26 @@ def train_examples(stage: str, dataset: PreparedDataset, index: SIDIndex, num_pr
 
 
 def train_with_selection(trainer: Any, start: RefinementStart, tokenizer: Any, use_peft: bool,
-                         seed: int) -> tuple[Any, Any]:
-    """Train (resuming when asked) with valid selection if it is on; returns (train result, selection)."""
+                         seed: int) -> tuple[Any, dict[str, Any] | None]:
+    """Train (resuming when asked) with valid selection if it is on; returns (train result, the selection's
+    manifest record or None)."""
     from rlrec.training.model import gather_zero3_weights_on_save
-    from rlrec.training.valid_selection import valid_selection_callback
+    from rlrec.training.valid_selection import attach_valid_selection, end_valid_selection, valid_ranking
 
-    selection = valid_selection_callback(start.valid_args, start.dataset, start.index, tokenizer, start.max_history,
-                                         seed)
-    if selection is not None:
+    ranking = valid_ranking(start.valid_args, start.dataset, start.index, tokenizer, start.max_history, seed)
+    if ranking is not None:
         if use_peft:
-            raise ConfigError("valid_every_steps keeps the best full weights; it does not work with use_peft")
-        trainer.add_callback(selection)
+            raise ConfigError("valid selection is not supported with use_peft (untested with LoRA checkpoints); "
+                              "train without it or drop valid_every_steps")
+        attach_valid_selection(trainer, start.valid_args, ranking)
     if trainer.accelerator.is_main_process:
         (start.output_dir / MANIFEST).unlink(missing_ok=True)  # unfinished until the new one lands
     gather_zero3_weights_on_save(trainer)
-    if selection is not None and start.resume is not None:
-        selection.restore(start.resume)
-    return trainer.train(resume_from_checkpoint=start.resume), selection
+    result = trainer.train(resume_from_checkpoint=start.resume)
+    return result, end_valid_selection(trainer) if ranking is not None else None
 
 
-def refinement_manifest(start: RefinementStart, trainer: Any, result: Any, selection: Any,
+def refinement_manifest(start: RefinementStart, trainer: Any, result: Any, selection: dict[str, Any] | None,
                         **extra: Any) -> dict[str, Any]:
     """The manifest fields a refinement stage shares; `extra` adds the stage's own (rewards, pairs, logs)."""
     return {
@@ -143,7 +143,7 @@ def refinement_manifest(start: RefinementStart, trainer: Any, result: Any, selec
         "prompt_max_history": start.max_history,
         "train": {key: value for key, value in result.metrics.items() if isinstance(value, int | float)},
         **extra,
-        "valid_selection": selection.summary() if selection is not None else None,
+        "valid_selection": selection,
         "config": {name: args.to_dict() if name == "training" else dataclasses.asdict(args)
                    for name, args in start.arguments.items()},
     }

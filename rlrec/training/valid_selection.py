@@ -2,11 +2,16 @@
 
 Training loss says little about ranking, and a GRPO run can lower NDCG on users it has not seen while
 its reward rises on the prompts it trains on. So a stage can rank the valid users with constrained beam
-search (the evaluation's own `SIDRanker`) at the start and every `valid_every_steps` steps, keep
-the weights of the best `valid_metric` seen (the start included: a run that only got worse ends with its
-start), stop after `valid_patience` checks without a new best, and load the best weights back when
-training ends, before the model is saved. The curve goes into the
-manifest. Test users are never touched: choose on valid, report test.
+search (the evaluation's own `SIDRanker`) at the start and every `valid_every_steps` steps, and keep the
+weights of the best `valid_metric` seen (the start included: a run that only got worse ends with its start).
+
+The Trainer does the bookkeeping, as it does for a validation loss: the trainer's `evaluate` returns the
+ranking metrics (`eval_NDCG@10`, ...; `ValidRankingMixin`), every check is a checkpoint on disk, the best is
+chosen by `metric_for_best_model` and loaded back by `load_best_model_at_end`, `EarlyStoppingCallback` stops
+after `valid_patience` checks without a new best, and a resumed run continues from the checkpoint's
+`trainer_state.json` (its log history holds the curve). No copy of the weights is held in memory, so the same
+selection serves a 0.6M-parameter compact model and a 7B LLM. Test users are never touched: choose on valid,
+report test.
 
 A valid user's history is the user's whole train sequence, which a small model can memorise, while a
 test history ends with the valid item, never trained on: selection on such valid users favours the
@@ -14,37 +19,38 @@ memorising checkpoints that then fall on test. `valid_unseen_last_item` leaves e
 window out of training (`without_last_windows`), so the valid histories end with an unseen item too.
 
 Every process ranks the same users with the same weights, so all of them reach the same decision with no
-collective call and none waits on another (ZeRO-3's partitioned weights are refused: each process would
-hold only a shard).
+collective call (ZeRO-3's partitioned weights are refused: each process would hold only a shard).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
+import math
+import os
+import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainerCallback
+from transformers import EarlyStoppingCallback, TrainerCallback
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from rlrec.utils.errors import ConfigError
-from rlrec.utils.io import read_json_object, write_json
 
 logger = logging.getLogger(__name__)
 
-SELECTION_STATE = "valid_selection.json"
 # Metrics a check can choose by or hold a floor on: higher is better for each.
 SELECTION_METRICS = ("HR", "NDCG", "tail_share", "novelty", "coverage", "diversity")
-SELECTION_WEIGHTS = "valid_best.safetensors"
+# What `metric_for_best_model` reads: the chosen metric, or INELIGIBLE for a check below `valid_floor`.
+VALID_SCORE = "valid_score"
+INELIGIBLE = -1.0  # below every ranking metric (all are >= 0)
 
 
 @dataclass
 class ValidSelectionArguments:
-    """Rank the valid users during training and keep the best weights (off unless `valid_every_steps` is set)."""
+    """Rank the valid users during training and keep the best weights (off unless `valid_every_steps` or
+    `valid_every_epochs` is set)."""
 
     valid_every_steps: int | None = field(
         default=None,
@@ -83,18 +89,9 @@ class ValidSelectionArguments:
         default=None,
         metadata={"help": "Stop training after this many checks in a row without a new best; None: never stop early."},
     )
-    valid_average_top: int = field(
-        default=1,
-        metadata={"help": "At the end, average the weights of the N checks with the best valid_metric (a uniform "
-                  "model soup of one run), rank the valid users with the average and keep it if it beats the best "
-                  "single check; 1: off."},
-    )
-
     def __post_init__(self) -> None:
         if self.valid_patience is not None and self.valid_patience < 1:
             raise ConfigError(f"`valid_patience` must be positive or None, got {self.valid_patience}")
-        if self.valid_average_top < 1:
-            raise ConfigError(f"`valid_average_top` must be 1 (off) or more, got {self.valid_average_top}")
         if self.valid_every_steps is not None and self.valid_every_steps < 1:
             raise ConfigError(f"`valid_every_steps` must be positive or None, got {self.valid_every_steps}")
         if self.valid_every_epochs is not None and not self.valid_every_epochs > 0:
@@ -152,18 +149,14 @@ class ValidSelectionArguments:
         per_epoch = max_steps / num_train_epochs if num_train_epochs else max_steps
         return max(1, round(self.valid_every_epochs * per_epoch))
 
-    def checkpoint_files(self) -> tuple[str, ...]:
-        """Files a complete checkpoint holds for this selection (see `ValidSelectionCallback.on_save`)."""
-        return (SELECTION_STATE,) if self.enabled else ()
-
     def training_examples(self, train: list) -> list:
         """The train windows a stage may train on: all of them, or `without_last_windows` for test-like
         validation (`valid_unseen_last_item`)."""
         return without_last_windows(train) if self.valid_unseen_last_item else train
 
 
-class ValidSelectionCallback(TrainerCallback):
-    """Ranks the valid users at train start and every `every_steps` steps; restores the best weights at the end."""
+class ValidRanking:
+    """What a check measures: the valid users ranked with constrained beam search, as `rlrec evaluate` ranks."""
 
     def __init__(self, args: ValidSelectionArguments, examples: list, index: Any, tokenizer: Any,
                  max_history: int | None, space: Any = None) -> None:
@@ -176,17 +169,8 @@ class ValidSelectionCallback(TrainerCallback):
         self.space = space  # rlrec.evaluation.beyond.ItemSpace, for the beyond-accuracy metrics
         self.examples = examples
         self.index, self.tokenizer, self.max_history = index, tokenizer, max_history
-        self.curve: list[dict[str, float]] = []
-        self.stopped_at: int | None = None  # the step early stopping ended training at
-        self.best: dict[str, float] | None = None
-        self._best_state: dict[str, torch.Tensor] | None = None
-        # (metric, step, weights) of the `valid_average_top` best checks, best first (checks of this process
-        # only: a resumed run averages the checks made after resuming, with the restored best among them)
-        self._top: list[tuple[float, int, dict[str, torch.Tensor]]] = []
-        self.average: dict[str, Any] | None = None
-        self.every: int | None = args.valid_every_steps  # resolved from the run's length when counted in epochs
 
-    def _measure(self, model: torch.nn.Module) -> dict[str, float]:
+    def measure(self, model: torch.nn.Module) -> dict[str, float]:
         from rlrec.evaluation.beyond import BeyondAccuracyAccumulator
         from rlrec.evaluation.evaluate import evaluate_ranker
         from rlrec.ranking import SIDRanker
@@ -202,135 +186,138 @@ class ValidSelectionCallback(TrainerCallback):
                               "measured here (diversity needs the SID index's item embeddings)")
         return {**metrics, "seconds": round(time.perf_counter() - start, 2)}
 
-    def eligible(self, point: dict[str, float]) -> bool:
-        """Whether a check keeps `valid_floor` (relative to the first check, the start); always, without one."""
+    def score(self, point: dict[str, float], start: dict[str, float]) -> float:
+        """What chooses among checks: `valid_metric`, or INELIGIBLE when the check falls below `valid_floor`
+        (relative to `start`, the first check's metrics)."""
         floor = self.args.floor
-        if floor is None or not self.curve:
-            return True
-        metric, ratio = floor
-        return point[metric] >= ratio * self.curve[0][metric]
+        if floor is not None and point[floor[0]] < floor[1] * start[floor[0]]:
+            return INELIGIBLE
+        return point[self.args.valid_metric]
 
-    def _validate(self, model: torch.nn.Module, step: int) -> None:
-        point = {"step": step, **self._measure(model)}
-        point["eligible"] = self.eligible(point)
-        self.curve.append(point)
-        value = point[self.args.valid_metric]
-        if point["eligible"] and (self.best is None or value > self.best[self.args.valid_metric]):
-            self.best = point
-            self._best_state = _cpu_copy(model)
-        if point["eligible"]:
-            self._keep_top(value, step, lambda: self._best_state if self.best is point else _cpu_copy(model))
-        logger.info("valid %s at step %d: %.4f (best %.4f at step %d)", self.args.valid_metric, step, value,
-                    self.best[self.args.valid_metric], self.best["step"])
 
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.every = self.args.checks_every(state.max_steps, state.num_train_epochs)
+class ValidRankingMixin:
+    """A Trainer whose `evaluate` ranks the valid users when a `ValidRanking` is attached (`attach_valid_selection`).
+
+    The metrics are logged as `eval_<metric>` with `eval_valid_score`, what `metric_for_best_model` chooses by.
+    A check at step 0 also saves `checkpoint-0` and counts as a candidate, which the Trainer does not do for
+    `eval_on_start`, so that a run which only got worse ends with the weights it started from. A resumed run's
+    `eval_on_start` measures nothing: the checks before the checkpoint are in its restored log history.
+    """
+
+    valid_ranking: ValidRanking | None = None
+
+    def evaluate(self, eval_dataset: Any = None, ignore_keys: list[str] | None = None,
+                 metric_key_prefix: str = "eval") -> dict[str, float]:
+        if self.valid_ranking is None:
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        step, key = self.state.global_step, f"{metric_key_prefix}_{VALID_SCORE}"
+        checks = [entry for entry in self.state.log_history if key in entry]
+        if any(entry["step"] == step for entry in checks):  # resumed at a check: measured before the checkpoint
+            return {}
+        if step and step % self.state.eval_steps and step < self.state.max_steps:  # a resumed run's eval_on_start
+            return {}
+        point = self.valid_ranking.measure(self.model)
+        start = checks[0] if checks else {f"{metric_key_prefix}_{name}": value for name, value in point.items()}
+        metrics = {f"{metric_key_prefix}_{name}": value for name, value in point.items()}
+        metrics[key] = self.valid_ranking.score(point, {name: start[f"{metric_key_prefix}_{name}"]
+                                                        for name in self.valid_ranking.args.metrics})
+        was_training = self.model.training
+        self.model.eval()  # TRL's trainers log their own train metrics when the model is in training mode
+        self.log(metrics)
+        self.model.train(was_training)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        logger.info("valid %s at step %d: %.4f", self.valid_ranking.args.valid_metric, step,
+                    point[self.valid_ranking.args.valid_metric])
+        if step == 0:
+            self._keep_start(metrics)
+        return metrics
+
+    def _keep_start(self, metrics: dict[str, float]) -> None:
+        """Make the start a candidate: the best so far, saved as `checkpoint-0` (the Trainer records a best
+        checkpoint only for steps > 0, so it is named here before the state is written)."""
+        self._determine_best_metric(metrics=metrics, trial=None)
+        self.state.best_model_checkpoint = os.path.join(self.args.output_dir, "checkpoint-0")
+        self._save_checkpoint(self.model, trial=None)
+        self.control = self.callback_handler.on_save(self.args, self.state, self.control)
+
+
+class ValidCheckSchedule(TrainerCallback):
+    """Puts the checks (and the checkpoints they choose among) on the run's step grid once its length is known:
+    every `valid_every_steps`, or `valid_every_epochs` x the steps of an epoch, and at the last step."""
+
+    def __init__(self, args: ValidSelectionArguments, save_steps: int | None) -> None:
+        self.args = args
+        self.save_steps = save_steps  # the recipe's own checkpoint interval (for resuming), if it had one
+
+    def on_train_begin(self, args, state, control, **kwargs):
         if getattr(args, "deepspeed_plugin", None) is not None and args.deepspeed_plugin.zero_stage == 3:
             raise ConfigError("valid_every_steps does not work under ZeRO-3 (each process holds a shard of the "
                               "weights); use ZeRO-2 or DDP, or evaluate the saved checkpoints afterwards")
-        if not self.curve:
-            self._validate(model, state.global_step)
-        elif self._best_state is None and self.best is not None:  # resumed at the best step: the checkpoint's
-            self._best_state = _cpu_copy(model)
-            self._keep_top(self.best[self.args.valid_metric], self.best["step"], lambda: self._best_state)
+        state.eval_steps = self.args.checks_every(state.max_steps, state.num_train_epochs)
+        state.save_steps = math.gcd(state.eval_steps, self.save_steps) if self.save_steps else state.eval_steps
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step % self.every == 0:
-            self._validate(model, state.global_step)
-            patience = self.args.valid_patience
-            if patience is not None and len(self.curve) - 1 - self.curve.index(self.best) >= patience:
-                logger.info("no new best valid %s in %d checks: stopping at step %d", self.args.valid_metric,
-                            patience, state.global_step)
-                self.stopped_at = state.global_step
-                control.should_training_stop = True
-
-    def _keep_top(self, value: float, step: int, weights: Callable[[], dict[str, torch.Tensor]]) -> None:
-        """Remember a check among the `valid_average_top` best (`weights` called only when averaging is on)."""
-        if self.args.valid_average_top <= 1:
-            return
-        self._top.append((value, step, weights()))
-        self._top.sort(key=lambda entry: -entry[0])
-        del self._top[self.args.valid_average_top:]
-
-    def on_train_end(self, args, state, control, model=None, **kwargs):
-        if not self.curve or self.curve[-1]["step"] != state.global_step:
-            self._validate(model, state.global_step)
-        if self._best_state is not None and self.best["step"] != state.global_step:
-            model.load_state_dict(self._best_state)
-            logger.info("kept the weights of step %d (valid %s %.4f) instead of the last step's", self.best["step"],
-                        self.args.valid_metric, self.best[self.args.valid_metric])
-        if len(self._top) > 1:
-            self._try_average(model)
-
-    def _try_average(self, model: torch.nn.Module) -> None:
-        """Rank the valid users with the mean of the top checks' weights; keep it only if it beats the best."""
-        steps = [step for _, step, _ in self._top]
-        model.load_state_dict(average_weights([weights for _, _, weights in self._top]))
-        point = {"averaged_steps": steps, **self._measure(model)}
-        metric = self.args.valid_metric
-        kept = point[metric] > self.best[metric]
-        self.average = {**point, "kept": kept}
-        if kept:
-            logger.info("kept the average of steps %s (valid %s %.4f > %.4f, step %d alone)", steps, metric,
-                        point[metric], self.best[metric], self.best["step"])
-        else:
-            model.load_state_dict(self._best_state)
-            logger.info("the average of steps %s scored valid %s %.4f, not above step %d's %.4f: kept step %d",
-                        steps, metric, point[metric], self.best["step"], self.best[metric], self.best["step"])
-
-    def on_save(self, args, state, control, **kwargs):
-        """Keep the curve and the best weights with the checkpoint, so a resumed run selects as one run would."""
-        if not state.is_world_process_zero:
-            return
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if not folder.is_dir():
-            return
-        if self._best_state is not None and self.best is not None and self.best["step"] != state.global_step:
-            from safetensors.torch import save_file
-
-            save_file({name: t.contiguous() for name, t in self._best_state.items()}, folder / SELECTION_WEIGHTS)
-        # Written last: a checkpoint holding it is complete (`resume_from_checkpoint: last` looks for it).
-        write_json(folder / SELECTION_STATE, {"curve": self.curve, "best": self.best, "stopped_at": self.stopped_at})
-
-    def restore(self, checkpoint: str | Path) -> None:
-        """Continue from a checkpoint's selection state (`on_save`). When the best step is the checkpoint's
-        own, no weights were saved beside it: they are the checkpoint's, taken when training begins."""
-        folder = Path(checkpoint)
-        saved = read_json_object(folder / SELECTION_STATE, missing_ok=True)
-        if not saved:
-            logger.warning("%s: no %s: valid selection starts afresh from the resumed step", folder, SELECTION_STATE)
-            return
-        self.curve, self.best, self.stopped_at = saved["curve"], saved["best"], saved["stopped_at"]
-        self._best_state = None  # no file: the best step is the checkpoint's own (taken in `on_train_begin`)
-        if (folder / SELECTION_WEIGHTS).is_file():
-            from safetensors.torch import load_file
-
-            self._best_state = load_file(folder / SELECTION_WEIGHTS)
-            self._keep_top(self.best[self.args.valid_metric], self.best["step"], lambda: self._best_state)
-
-    def summary(self) -> dict[str, Any]:
-        """What the manifest records: the metric, the best point, the whole curve and the average's check."""
-        return {"metric": self.args.valid_metric, "every_steps": self.every, "best": copy.deepcopy(self.best),
-                "curve": list(self.curve),
-                "users": len(self.examples), "stopped_early_at": self.stopped_at,
-                "average": copy.deepcopy(self.average)}
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_evaluate = True  # the last weights are a candidate too (saved: DefaultFlowCallback)
 
 
-def average_weights(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """The element-wise mean of several state dicts of one model (floating tensors; others from the first)."""
-    first = states[0]
-    return {name: (torch.stack([state[name].float() for state in states]).mean(0).to(tensor.dtype)
-                   if tensor.is_floating_point() else tensor.clone())
-            for name, tensor in first.items()}
+def attach_valid_selection(trainer: Any, args: ValidSelectionArguments, ranking: ValidRanking) -> None:
+    """Turn a trainer's evaluation into valid ranking with the best check kept (module docstring).
+
+    The recipe's `save_strategy: steps` checkpoints stay (every check is one more); with `save_strategy: no` the
+    checks' checkpoints hold the weights only and the stage removes them once training ends
+    (`end_valid_selection`).
+    """
+    if not isinstance(trainer, ValidRankingMixin):
+        raise TypeError(f"{type(trainer).__name__} cannot rank the valid users; mix in ValidRankingMixin")
+    training = trainer.args
+    recipe_save_steps = training.save_steps if training.save_strategy == SaveStrategy.STEPS else None
+    trainer.valid_ranking = ranking
+    trainer.checkpoints_for_selection_only = training.save_strategy == SaveStrategy.NO
+    if trainer.checkpoints_for_selection_only:
+        training.save_only_model = getattr(training, "deepspeed_plugin", None) is None
+        training.save_total_limit = training.save_total_limit or 1  # the newest and the best stay
+    training.eval_strategy, training.save_strategy = IntervalStrategy.STEPS, SaveStrategy.STEPS
+    training.eval_steps = training.save_steps = args.valid_every_steps or 1  # set per run by ValidCheckSchedule
+    training.eval_on_start = True
+    training.metric_for_best_model, training.greater_is_better = VALID_SCORE, True
+    training.load_best_model_at_end = True
+    training.restore_callback_states_from_checkpoint = True  # the early-stopping counter of a resumed run
+    trainer.add_callback(ValidCheckSchedule(args, recipe_save_steps))
+    if args.valid_patience is not None:
+        trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=args.valid_patience))
 
 
-def _cpu_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
+def end_valid_selection(trainer: Any) -> dict[str, Any]:
+    """After `trainer.train()` (the best weights loaded): the manifest's record of the selection, read from the
+    log history, and the checkpoints made only for it removed."""
+    ranking: ValidRanking = trainer.valid_ranking
+    key = f"eval_{VALID_SCORE}"
+    curve = [{"step": entry["step"], **{name[5:]: value for name, value in entry.items()
+                                        if name.startswith("eval_") and name != key},
+              "eligible": entry[key] != INELIGIBLE}
+             for entry in trainer.state.log_history if key in entry]
+    best_step = trainer.state.best_global_step or 0
+    best = next((point for point in curve if point["step"] == best_step), None)
+    state = trainer.state
+    if getattr(trainer, "checkpoints_for_selection_only", False):
+        trainer.accelerator.wait_for_everyone()  # every rank has loaded the best weights
+        if trainer.accelerator.is_main_process:
+            from rlrec.utils.output_dirs import checkpoints
+
+            for folder in checkpoints(trainer.args.output_dir):
+                shutil.rmtree(folder, ignore_errors=True)
+    if best is not None and best_step != state.global_step:
+        logger.info("kept the weights of step %d (valid %s %.4f) instead of the last step's", best_step,
+                    ranking.args.valid_metric, best[ranking.args.valid_metric])
+    return {"metric": ranking.args.valid_metric, "every_steps": state.eval_steps, "best": best, "curve": curve,
+            "users": len(ranking.examples),
+            "stopped_early_at": state.global_step if state.global_step < state.max_steps else None}
 
 
-def valid_selection_callback(args: ValidSelectionArguments, dataset: Any, index: Any, tokenizer: Any,
-                             max_history: int | None, seed: int) -> ValidSelectionCallback | None:
-    """The callback for a stage, or None when neither `valid_every_steps` nor `valid_every_epochs` is set."""
+def valid_ranking(args: ValidSelectionArguments, dataset: Any, index: Any, tokenizer: Any,
+                  max_history: int | None, seed: int) -> ValidRanking | None:
+    """What a stage's checks rank, or None when neither `valid_every_steps` nor `valid_every_epochs` is set."""
     if not args.enabled:
         return None
     from rlrec.evaluation.run import select_examples
@@ -342,7 +329,7 @@ def valid_selection_callback(args: ValidSelectionArguments, dataset: Any, index:
         from rlrec.evaluation.run import index_vectors, item_space
 
         space = item_space(dataset, EvalSettings().head_fraction, index_vectors(index))
-    return ValidSelectionCallback(args, examples, index, tokenizer, max_history, space)
+    return ValidRanking(args, examples, index, tokenizer, max_history, space)
 
 
 def without_last_windows(train: list) -> list:

@@ -62,21 +62,19 @@ def clear_output_dir(path: str | os.PathLike) -> None:
         shutil.rmtree(folder)
 
 
-def resolve_resume(value: str | bool | None, output_dir: str | os.PathLike, stage: str,
-                   required: tuple[str, ...] = ()) -> str | None:
+def resolve_resume(value: str | bool | None, output_dir: str | os.PathLike, stage: str) -> str | None:
     """The checkpoint folder to resume from: `last` (or `true`) is the newest complete `checkpoint-N`.
 
     A checkpoint is complete when it holds a whole `trainer_state.json` (the trainer writes it after the
-    weights, optimizer and RNG states) and the `required` files callbacks write after it; a run killed while saving
-    leaves an incomplete newest one, which `last` passes over. A path must be a checkpoint folder; anything
-    else is a clear error before the model loads, rather than a traceback from inside the trainer.
+    weights, optimizer and RNG states) and the optimizer's state; a run killed while saving leaves an incomplete
+    newest one, and valid selection under `save_strategy: no` leaves weights-only ones: `last` passes over both.
+    A path must be a checkpoint folder; anything else is a clear error before the model loads, rather than a
+    traceback from inside the trainer.
     """
     if value is None or value is False or str(value).strip().lower() in ("", "false", "none", "no"):
         return None
     if value is True or str(value).strip().lower() in RESUME_LAST:
-        needed = (TRAINER_STATE, *required)
-        found = [c for c in checkpoints(output_dir)
-                 if all((c / name).is_file() for name in needed) and _parses(c / TRAINER_STATE)]
+        found = [c for c in checkpoints(output_dir) if _parses(c / TRAINER_STATE) and _has_optimizer(c)]
         if not found:
             raise ConfigError(f"{stage}: resume_from_checkpoint={value}: {output_dir} holds no checkpoint-N folder "
                               "to resume from (set save_strategy: steps and save_steps in the first run)")
@@ -100,14 +98,19 @@ def _parses(path: Path) -> bool:
     return True
 
 
-def prepare_training_output(training_args, stage: str, required: tuple[str, ...] = ()) -> str | None:
+def _has_optimizer(checkpoint: Path) -> bool:
+    """Whether a checkpoint can continue training: the optimizer's state (`optimizer.pt`, or DeepSpeed's
+    `global_step*` folder) is there, not the weights alone."""
+    return (checkpoint / "optimizer.pt").is_file() or any(checkpoint.glob("global_step*"))
+
+
+def prepare_training_output(training_args, stage: str) -> str | None:
     """Check (and on `overwrite_output_dir`, clear) a trainer's output folder; return the checkpoint to resume.
 
-    `training_args` is a `TrainingArguments` with rlrec's `overwrite_output_dir` field; `required` as in
-    `resolve_resume`. Every process checks;
+    `training_args` is a `TrainingArguments` with rlrec's `overwrite_output_dir` field. Every process checks;
     only the main one deletes, and the others wait for it, so no rank sees a half-deleted folder.
     """
-    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir, stage, required)
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir, stage)
     overwrite = bool(getattr(training_args, "overwrite_output_dir", False))
     if resume is not None and overwrite:
         raise ConfigError(f"{stage}: resume_from_checkpoint and overwrite_output_dir together would delete the "
