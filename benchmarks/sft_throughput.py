@@ -61,6 +61,7 @@ def time_variant(name: str, args: argparse.Namespace, extra: list[str]) -> dict[
     from transformers import TrainerCallback
 
     from rlrec.scripts import sft
+    from rlrec.training.sft_setup import build_trainer
 
     class CountingCollator:
         """The trainer's collator, counting the real tokens of every batch it builds."""
@@ -93,7 +94,7 @@ def time_variant(name: str, args: argparse.Namespace, extra: list[str]) -> dict[
         script_args, _eval_args, training_args, model_args, scratch_args = configs[:5]
         if training_args.padding_free and not training_args.packing:
             training_args.max_length = None  # TRL refuses a max_length it would not enforce; rows are short
-        trainer = sft.build_trainer(script_args, training_args, model_args, scratch_args).trainer
+        trainer = build_trainer(script_args, training_args, model_args, scratch_args).trainer
         counter = CountingCollator(trainer.data_collator)
         trainer.data_collator = counter  # the train dataloader is built in train(), from this attribute
         clock = StepClock(counter)

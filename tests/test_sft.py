@@ -130,15 +130,15 @@ def test_loss_mask_covers_only_the_answer(workspace):
     from trl import ModelConfig, SFTTrainer
 
     from rlrec.data.schema import PreparedDataset
-    from rlrec.scripts.sft import build_model, build_train_dataset
     from rlrec.training.config import RecSFTConfig, SFTScriptArguments
+    from rlrec.training.sft_setup import build_model, build_train_dataset
 
     script = SFTScriptArguments(dataset_dir=str(workspace / "data"), sid_dir=str(workspace / "sid"),
                                 num_train_examples=24)
     training = RecSFTConfig(output_dir="unused", use_cpu=True, report_to="none")
     index = SIDIndex.load(workspace / "sid")
     dataset = PreparedDataset.load(workspace / "data")
-    from rlrec.scripts.sft import ensure_keywords
+    from rlrec.training.sft_setup import ensure_keywords
 
     ensure_keywords(index, dataset, script)
     model, tokenizer, _, _, _ = build_model(script, ModelConfig(model_name_or_path=str(workspace / "base")), index)
@@ -328,8 +328,8 @@ def test_validation_loss_is_evaluated_on_the_valid_split_mix(workspace, tmp_path
     assert not manifest["eval_loss"]["stopped_early"]
     # The next-item rows of that set are the valid split's: each completion is a valid target after its history.
     from rlrec.data.schema import PreparedDataset
-    from rlrec.scripts.sft import build_eval_dataset
     from rlrec.training.config import RecSFTConfig, SFTScriptArguments
+    from rlrec.training.sft_setup import build_eval_dataset
 
     dataset = PreparedDataset.load(workspace / "data")
     index = SIDIndex.load(workspace / "sid")

@@ -14,7 +14,6 @@ targets, in the format of `rlrec evaluate`.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -26,8 +25,8 @@ from trl import ModelConfig, TrlParser
 from rlrec.data.schema import PreparedDataset
 from rlrec.evaluation.settings import EvalSettings, eval_arguments
 from rlrec.setrec.config import SETRecModelConfig, SETRecTrainConfig
+from rlrec.training.stage import StageRun
 from rlrec.utils.errors import ConfigError
-from rlrec.utils.output_dirs import prepare_training_output
 
 logger = logging.getLogger(__name__)
 
@@ -113,9 +112,10 @@ def main(stage: SETRecStageConfig, eval_args: Any, model_config: SETRecModelConf
     from rlrec.setrec import SETRecRanker, apply_lora, build_setrec, save_setrec, train_setrec
     from rlrec.setrec.features import text_embeddings, warm_mask
 
-    started = time.perf_counter()
     model_args = model_args or ModelConfig()
-    resume = prepare_training_output(train_config, "setrec")
+    run = StageRun.open("setrec", train_config, {"stage": stage, "eval": eval_args, "model": model_config,
+                                                 "train": train_config, "model_args": model_args})
+    resume = run.resume
     state = train_config.distributed_state
     dataset = PreparedDataset.load(stage.dataset_dir)
     dataset.require_examples("train", eval_args.eval_split)  # before SASRec, the text embeddings and the LLM load
@@ -145,9 +145,7 @@ def main(stage: SETRecStageConfig, eval_args: Any, model_config: SETRecModelConf
     if history["is_main_process"]:
         losses = history["losses"]
         manifest = {
-            "config": {"stage": dataclasses.asdict(stage), "eval": dataclasses.asdict(eval_args),
-                       "model": dataclasses.asdict(model_config),
-                       "train": train_config.to_dict(), "model_args": dataclasses.asdict(model_args)},
+            "config": run.config(),
             "dataset_dir": str(stage.dataset_dir),
             "base_model": model_args.model_name_or_path or "smollm2",
             "num_items": len(item_ids), "num_warm_items": int(warm.sum()),
@@ -166,7 +164,7 @@ def main(stage: SETRecStageConfig, eval_args: Any, model_config: SETRecModelConf
         print(format_table(report["models"], k=main_k(report["k_values"])))
         print(f"rlrec setrec: trained {history['steps']} steps in {train_seconds:.0f}s; "
               f"{report['counts']['all']} {eval_args.eval_split} users evaluated; model in {output_dir}, report in "
-              f"{eval_dir} ({time.perf_counter() - started:.0f}s in all)", flush=True)
+              f"{eval_dir} ({time.perf_counter() - run.started:.0f}s in all)", flush=True)
     return report
 
 

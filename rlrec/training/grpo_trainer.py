@@ -138,15 +138,14 @@ def reward_kwargs(rows: Sequence[Mapping[str, Any]], texts: Sequence[str],
     TRL builds these itself inside `rlrec grpo`; whatever scores GRPO's groups outside a trainer (`rlrec rewards`)
     builds them here, and `tests/test_grpo.py` holds the two to the same arguments.
     """
-    from trl.data_utils import is_conversational
-
     if not len(rows) == len(texts) == len(completion_ids):
         raise ValueError(f"{len(rows)} rows, {len(texts)} completions and {len(completion_ids)} completion ids")
     prompts = [row.get("prompt") for row in rows]
     columns = list(dict.fromkeys(key for row in rows for key in row if key not in ROW_OWN_COLUMNS))
     kwargs: dict[str, Any] = {
         "prompts": prompts,
-        "completions": [[{"role": "assistant", "content": text}] if is_conversational({"prompt": prompt}) else text
+        # a chat prompt (a list of messages, as TRL's is_conversational reads it) gets message completions
+        "completions": [[{"role": "assistant", "content": text}] if isinstance(prompt, list) else text
                         for prompt, text in zip(prompts, texts, strict=True)],
         "completion_ids": [list(ids) for ids in completion_ids],
     }
