@@ -253,7 +253,11 @@ def test_outputs_can_feed_a_training_forward(case):
         constrained_sample(case.model, ids, None, case.constraint, 2),
     ):
         inputs = torch.cat([ids.expand(2, -1), out.sequences[0]], dim=1)
-        case.model(input_ids=inputs).logits.sum().backward()
+        case.model.zero_grad(set_to_none=True)
+        case.model(input_ids=inputs).logits.sum().backward()  # an inference tensor here would raise
+        grads = [p.grad for p in case.model.parameters() if p.requires_grad]
+        assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+        assert any(g.abs().sum() > 0 for g in grads)
     case.model.zero_grad(set_to_none=True)
 
 

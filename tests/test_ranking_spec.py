@@ -11,7 +11,7 @@ from rlrec.utils.errors import DataError
 def test_round_trip_keeps_fields_and_details(tmp_path):
     RankingSpec(max_history=7, num_beams=30, details={"num_levels": 3}).save(tmp_path)
     written = json.loads((tmp_path / SPEC_FILE).read_text())
-    assert written == {"decoding": "constrained_beam_search", "max_history": 7, "phrasing": 0, "num_beams": 30,
+    assert written == {"decoding": "constrained_beam_search", "max_history": 7, "num_beams": 30,
                        "num_levels": 3}
     spec = RankingSpec.load(tmp_path)
     assert (spec.max_history, spec.num_beams, spec.details) == (7, 30, {"num_levels": 3})

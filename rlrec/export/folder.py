@@ -170,7 +170,7 @@ def export_model(model_path: str | os.PathLike, output_dir: str | os.PathLike, *
         _save_generation_config(tmp, tokenizer, model_config, index.num_levels, num_beams)
         index.save(tmp / "sid")
         catalog.save(tmp / CATALOG_FILE, index)
-        RankingSpec(max_history=max_history, phrasing=trained.phrasing, num_beams=num_beams,
+        RankingSpec(max_history=max_history, num_beams=num_beams,
                     details={"num_levels": index.num_levels, "codebook_sizes": index.codebook_sizes}).save(tmp)
         if source.eval_report is not None:
             write_json(tmp / EVAL_REPORT_FILE, source.eval_report)

@@ -4,7 +4,7 @@
     rec.recommend(["50", "Star Wars (1977)"], k=10).items   # [Recommendation(item_id, title, score, sid), ...]
 
 The ranking is the evaluation's own (`rlrec.ranking`): for a SID model the next-item prompt it was
-trained with (history cap and phrasing from the folder's `RankingSpec`) and `constrained_beam_search`
+trained with (history cap from the folder's `RankingSpec`) and `constrained_beam_search`
 over the SID trie, so every recommendation is a real, distinct item and `score` is the summed
 log-probability of its SID tokens (higher is better; comparable within one history).
 
@@ -114,11 +114,11 @@ class Recommender:
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, index: SIDIndex, catalog: Catalog | None = None, *,
                    num_beams: int = DEFAULT_NUM_BEAMS, batch_size: int = 32, max_history: int | None = None,
-                   on_unknown: str = "warn", phrasing: int = 0) -> Recommender:
+                   on_unknown: str = "warn") -> Recommender:
         """Serve a SID model in memory: `index` is the one it was trained with, `max_history` the history cap of
         its training prompts, `num_beams` the default beam width (raised to k when a call asks for more)."""
         return cls(SIDRanker(model, tokenizer, index, num_beams=num_beams, batch_size=batch_size,
-                             max_history=max_history, phrasing=phrasing), catalog, on_unknown=on_unknown)
+                             max_history=max_history), catalog, on_unknown=on_unknown)
 
     @classmethod
     def from_setrec(cls, model: Any, catalog: Catalog | None = None, *, batch_size: int = 32,

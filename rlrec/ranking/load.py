@@ -71,5 +71,4 @@ def load_ranker(path: str | os.PathLike, *, sid_dir: str | os.PathLike | None = 
                            "; expected an `rlrec sft`, `rlrec grpo` or `rlrec export` folder, or set sid_dir")
     model, tokenizer = load_checkpoint(folder, device=device, dtype=dtype)
     return SIDRanker(model, tokenizer, index, num_beams=num_beams or spec.num_beams, batch_size=batch_size,
-                     max_history=max_history if max_history is not None else spec.max_history,
-                     phrasing=spec.phrasing)
+                     max_history=max_history if max_history is not None else spec.max_history)

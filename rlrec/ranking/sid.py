@@ -77,12 +77,11 @@ class SIDRanker(Ranker):
         num_beams: beams of the search (raised to k when a call asks for more items).
         batch_size: histories decoded together (the KV cache holds `batch_size` prompts).
         max_history: keep only the most recent items of each history (None: all of them).
-        phrasing: which next-item phrasing of `rlrec.tasks.prompts` to ask with (0, as in SFT's main task).
         device: where the inputs go; None: the model's device.
     """
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, index: SIDIndex, *,
-                 num_beams: int = 20, batch_size: int = 32, max_history: int | None = None, phrasing: int = 0,
+                 num_beams: int = 20, batch_size: int = 32, max_history: int | None = None,
                  device: str | torch.device | None = None) -> None:
         for name, value in (("num_beams", num_beams), ("batch_size", batch_size)):
             if value < 1:
@@ -97,8 +96,7 @@ class SIDRanker(Ranker):
         self.num_beams = num_beams
         self.batch_size = batch_size
         self.max_history = max_history
-        self.phrasing = phrasing
-        self.prompter = next_item_prompter(tokenizer, index, phrasing, max_history)
+        self.prompter = next_item_prompter(tokenizer, index, max_history=max_history)
         self._device = torch.device(device) if device is not None else next(model.parameters()).device
         self.constraint = SIDConstraint.from_index(index, tokenizer).to(self._device)
         self._pool: tuple[frozenset[str], SIDConstraint, list[str]] | None = None

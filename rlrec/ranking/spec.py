@@ -2,7 +2,7 @@
 
 Training (`rlrec sft`, `grpo`, `setrec`) and `rlrec export` write it as `inference_config.json`; GRPO
 (prompting the SFT model), evaluation, `Recommender` and export read it, so a model is always asked the
-way it was trained (the same history cap and phrasing) without each reader digging in the manifest.
+way it was trained (the same history cap) without each reader digging in the manifest.
 """
 
 from __future__ import annotations
@@ -26,14 +26,12 @@ class RankingSpec:
     """Attributes:
         decoding: `constrained_beam_search` (a SID model) or `setrec_grounding` (a SETRec model).
         max_history: the most recent history items a prompt holds (None: the whole history).
-        phrasing: the next-item phrasing of `rlrec.tasks.prompts` the model answers (SID models).
         num_beams: default beam width of the search (SID models; at least the k asked for).
         details: descriptive extras written alongside (SID shape, SETRec's β, ...), not read back.
     """
 
     decoding: str = "constrained_beam_search"
     max_history: int | None = None
-    phrasing: int = 0
     num_beams: int = DEFAULT_NUM_BEAMS
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -57,6 +55,7 @@ class RankingSpec:
         path = folder / SPEC_FILE
         if path.is_file():
             values = read_json_object(path)
+            values.pop("phrasing", None)  # written (always 0) by earlier versions: every model is asked one way
             known = {f.name for f in dataclasses.fields(cls)} - {"details"}
             try:
                 return cls(**{k: v for k, v in values.items() if k in known},

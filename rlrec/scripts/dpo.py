@@ -23,12 +23,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from trl import DPOConfig, ModelConfig, TrlParser
 
 from rlrec.data.schema import PreparedDataset
 from rlrec.sid.index import SIDIndex
-from rlrec.training.config import EndEvalArguments
+from rlrec.training.config import EndEvalArguments, RecTrainingDefaults
 from rlrec.training.refine import RefinementDataArguments, train_examples
 from rlrec.training.valid_selection import ValidSelectionArguments
 from rlrec.utils.errors import ConfigError
@@ -65,28 +64,13 @@ class DPOScriptArguments(RefinementDataArguments):
 
 
 @dataclass
-class RecDPOConfig(DPOConfig):
+class RecDPOConfig(RecTrainingDefaults, DPOConfig):
     """TRL's `DPOConfig` with rlrec's defaults: bf16 from the hardware, no gradient checkpointing (TRL turns it on;
     it costs ~20% on the short SID sequences and saves nothing at this size), short sequences."""
 
-    bf16: bool | None = field(
-        default=None, metadata={"help": "bf16 mixed precision; None: on when a GPU supports it, off on CPU."}
-    )
-    gradient_checkpointing: bool | None = field(
-        default=None, metadata={"help": "Deprecated alias of `activation_checkpointing` (off by default)."}
-    )
     max_length: int | None = field(
         default=512, metadata={"help": "Maximum tokenized prompt + completion; recommendation prompts are short."}
     )
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={"help": "Replace an output_dir that holds a finished or unfinished run (refused otherwise)."},
-    )
-
-    def __post_init__(self) -> None:
-        if self.bf16 is None:
-            self.bf16 = bool(not self.use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-        super().__post_init__()
 
 
 def make_parser() -> TrlParser:
@@ -153,8 +137,7 @@ def main(script_args: DPOScriptArguments, eval_args: EndEvalArguments, training_
     index, dataset = start.index, start.dataset
     model, tokenizer = load_checkpoint(start.model_path, device="cpu", dtype=model_args.dtype or "auto")
     ranker = SIDRanker(model, tokenizer, index, num_beams=script_args.negative_beams,
-                       batch_size=script_args.rollout_batch_size, max_history=start.max_history,
-                       phrasing=start.trained.phrasing)
+                       batch_size=script_args.rollout_batch_size, max_history=start.max_history)
     train_dataset, num_prompts = preference_dataset(ranker, dataset, index, script_args, training_args.seed)
     logger.info("dpo: %d prompts x %d %s negatives = %d pairs", num_prompts, script_args.num_negatives,
                 script_args.negatives, len(train_dataset))

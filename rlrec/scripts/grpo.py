@@ -20,13 +20,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from trl import GRPOConfig, ModelConfig, TrlParser
 
 from rlrec.data.schema import PreparedDataset
 from rlrec.rewards.registry import DEFAULT_REWARDS, parse_rewards_field
 from rlrec.sid.index import SIDIndex
-from rlrec.training.config import EndEvalArguments
+from rlrec.training.config import EndEvalArguments, RecTrainingDefaults
 from rlrec.training.grpo_trainer import check_anchor_coef, check_level_credit
 from rlrec.training.refine import RefinementDataArguments, train_examples
 from rlrec.training.valid_selection import ValidSelectionArguments
@@ -91,26 +90,14 @@ class GRPOScriptArguments(RefinementDataArguments):
 
 
 @dataclass
-class RecGRPOConfig(GRPOConfig):
+class RecGRPOConfig(RecTrainingDefaults, GRPOConfig):
     """TRL's `GRPOConfig` with defaults for SID rollouts: bf16 from the hardware, short completions."""
 
-    bf16: bool | None = field(
-        default=None, metadata={"help": "bf16 mixed precision; None: on when a GPU supports it, off on CPU."}
-    )
-    gradient_checkpointing: bool | None = field(
-        default=None, metadata={"help": "Deprecated alias of `activation_checkpointing` (off by default)."}
-    )
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={"help": "Replace an output_dir that holds a finished or unfinished run (refused otherwise)."},
-    )
     max_completion_length: int = field(
         default=8, metadata={"help": "Completions are one SID (a few tokens); rollouts never exceed its depth."}
     )
 
     def __post_init__(self) -> None:
-        if self.bf16 is None:
-            self.bf16 = bool(not self.use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
         super().__post_init__()
         per_process = self.per_device_train_batch_size * self.steps_per_generation
         if per_process % self.num_generations:

@@ -134,7 +134,7 @@ def finish_refinement(trainer: Any, start: RefinementStart, tokenizer: Any,
     def write_beside() -> None:
         tokenizer.save_pretrained(output_dir)
         start.index.save(output_dir / "sid")
-        RankingSpec(max_history=start.max_history, phrasing=start.trained.phrasing,
+        RankingSpec(max_history=start.max_history,
                     num_beams=start.run.arguments["eval"].eval_num_beams).save(output_dir)
 
     evaluate = None if start.eval_config is None else (lambda saved_as: run_end_eval(start.eval_config))
