@@ -1,18 +1,23 @@
-"""Every recipe under recipes/ parses with its stage's parser: a renamed field cannot rot a recipe unseen."""
+"""Every recipe under recipes/ parses with its stage's parser: a renamed field cannot rot a recipe unseen, and
+every value reaches the config as the recipe wrote it (whatever it is tuned to: no test pins a tuned value)."""
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import importlib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rlrec.cli import STAGES
 from rlrec.utils.ranges import RANGES, check_ranges
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*/*.yaml"))
+# How transformers/peft normalise a value on parsing: the recipe's form -> the config's.
+NORMALISED = {("report_to", "none"): [], ("lora_target_modules", ("all-linear",)): "all-linear"}
 
 
 def test_there_are_recipes():
@@ -27,6 +32,14 @@ def test_recipe_parses_with_its_stage(recipe):
     configs = parser.parse_args_and_config(["--config", str(recipe)])
     assert configs, recipe
     check_ranges(configs)  # every shipped value is in range
+    for name, value in (yaml.safe_load(recipe.read_text()) or {}).items():
+        parsed = [getattr(config, name) for config in configs if hasattr(config, name)]
+        assert parsed, f"{recipe}: {name} is a field of no config of {stage}"
+        got = parsed[0].value if isinstance(parsed[0], enum.Enum) else parsed[0]
+        written = tuple(value) if isinstance(value, list) else value
+        expected = next((normal for (field, form), normal in NORMALISED.items()
+                         if field == name and written == form), value)
+        assert got == pytest.approx(expected) if isinstance(expected, float) else got == expected, (recipe, name)
 
 
 def test_every_range_names_a_field_of_some_stage():
