@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from rlrec.inference import Catalog, Recommender, TopKCache
-from rlrec.inference.cache import build_cache
+from rlrec.inference.topk_cache import build_cache
 from rlrec.sid.index import SIDIndex
 
 SMOLLM2_135M_SHAPE = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,

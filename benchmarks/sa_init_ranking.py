@@ -11,7 +11,8 @@ Each variant is `rlrec sft --config recipes/ml-100k-llm-cpu/sft.yaml` with the s
 - `keywords`: SA-Init (c-TF-IDF keywords of each cluster, rows norm-matched) with the TS-Align mixture: the recipe;
 - `mean_vocab`: every SID row starts at the vocabulary mean, same mixture;
 - `random`: the rows transformers gives new tokens (`sa_init: none`), same mixture;
-- `next_item_only`: SA-Init, but next-item rows only (no TS-Align).
+- `next_item_only`: SA-Init, but next-item rows only (no TS-Align), trained for as many optimizer steps as the
+  recipe took (an epoch of its rows is shorter: same budget, a little more next-item data).
 
 Each run chooses its checkpoint on valid (the recipe's valid selection); then one `rlrec evaluate` per seed ranks
 every test user with every variant and the baselines (popularity, SASRec with its epoch chosen on valid), and with
@@ -45,6 +46,8 @@ VARIANTS: dict[str, list[str]] = {
     "random": ["--sa_init", "none"],
     "next_item_only": ["--tasks", '{"next_item": 1.0}'],
 }
+# Variants with fewer rows an epoch than the recipe: trained for the recipe's number of optimizer steps.
+SAME_STEPS_AS_REFERENCE = {"next_item_only"}
 # --smoke: a 2-layer tiny model cut to 1 layer, a few steps, on generated data.
 SMOKE_SFT = ["--bf16", "false", "--truncate_layers", "1", "--max_steps", "4", "--per_device_train_batch_size", "8",
              "--valid_every_epochs", "null", "--valid_every_steps", "2", "--num_train_examples", "32"]
@@ -146,13 +149,16 @@ def main(argv: list[str] | None = None) -> str:
     reports, seconds = {}, {}
     for seed in args.seeds:
         runs = {}
-        for name in args.variants:
+        for name in sorted(args.variants, key=lambda name: name != REFERENCE):  # the recipe first
             run = out / f"{name}-seed{seed}"
             runs[name] = run
             if not finished(run):
                 command = ["--config", args.config, "--dataset_dir", args.dataset_dir, "--sid_dir", args.sid_dir,
                            "--output_dir", str(run), "--seed", str(seed), "--eval_at_end", "false",
-                           *VARIANTS[name], *sft_args]
+                           "--overwrite_output_dir", "true", *VARIANTS[name], *sft_args]
+                if name in SAME_STEPS_AS_REFERENCE:
+                    steps = json.loads((runs[REFERENCE] / "manifest.json").read_text())["global_step"]
+                    command += ["--max_steps", str(steps)]
                 if args.model_name_or_path:
                     command += ["--model_name_or_path", args.model_name_or_path]
                 print(f"=== {name}, seed {seed}: rlrec sft {' '.join(command)}", flush=True)

@@ -337,7 +337,7 @@ def test_export_errors_name_the_problem(ws, full, tmp_path):
 
 def test_cache_stage_build_resume_refresh(ws, exported, monkeypatch):
     from rlrec.data.schema import PreparedDataset
-    from rlrec.inference.cache import latest_histories
+    from rlrec.inference.topk_cache import latest_histories
 
     out = ws / "cache"
     argv = ["--action", "build", "--model_path", str(exported), "--dataset_dir", str(ws / "data"),

@@ -262,7 +262,7 @@ def test_outputs_can_feed_a_training_forward(case):
 
 
 def test_cache_strategy_choice(case):
-    from rlrec.generation.cache import PromptCache
+    from rlrec.generation.kv_cache import PromptCache
 
     assert PromptCache(case.model).strategy == "shared"
     with attention(case.model, "eager"):
@@ -279,7 +279,7 @@ TEMPLATED = [  # one template, so the rows share their first tokens (as chat pro
 
 
 def test_common_prefix_length_of_left_padded_rows(case):
-    from rlrec.generation.cache import common_prefix_length
+    from rlrec.generation.kv_cache import common_prefix_length
 
     enc = case.batch(TEMPLATED)
     n = common_prefix_length(enc.input_ids, enc.attention_mask)
@@ -295,7 +295,7 @@ def test_common_prefix_length_of_left_padded_rows(case):
 @pytest.mark.parametrize("strategy,implementation", [("shared", "sdpa"), ("copied", "sdpa"), ("shared", "eager")])
 def test_shared_prefix_prefill_changes_no_beam(case, strategy, implementation, monkeypatch):
     """A batch whose prompts share a template runs that prefix once and ranks exactly as unshared rows do."""
-    from rlrec.generation import cache as cache_module
+    from rlrec.generation import kv_cache as cache_module
 
     enc = case.batch(TEMPLATED)
     prefills = []

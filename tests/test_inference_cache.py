@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from rlrec.data.schema import Example, Item, PreparedDataset
-from rlrec.inference.cache import (
+from rlrec.inference.catalog import Catalog
+from rlrec.inference.topk_cache import (
     CACHE_FILE,
     PART_FILE,
     TopKCache,
@@ -17,7 +18,6 @@ from rlrec.inference.cache import (
     read_histories_file,
     refresh_cache,
 )
-from rlrec.inference.catalog import Catalog
 from rlrec.utils.errors import ConfigError, DataError
 
 

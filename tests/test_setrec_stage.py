@@ -92,7 +92,7 @@ def test_a_setrec_folder_serves_through_recommender_and_the_cli(inputs, trained,
     # The top-K cache builds from a SETRec folder as from a SID model.
     from rlrec.data.schema import PreparedDataset
     from rlrec.inference import TopKCache
-    from rlrec.inference.cache import latest_histories
+    from rlrec.inference.topk_cache import latest_histories
 
     root, _ = inputs
     run_stage("cache", ["--action", "build", "--model_path", str(out), "--dataset_dir", str(root / "data"),

@@ -3,13 +3,13 @@
 - `constraint`: `SIDConstraint`, the trie as per-level tensors (`from_index(index, tokenizer)`).
 - `beam_search`: `constrained_beam_search(...) -> BeamSearchOutput` (top items per prompt, best first).
 - `sampling`: `constrained_sample(...) -> SampleOutput` (independent draws, for RL rollouts).
-- `cache`: `PromptCache`, one prefill per prompt (the batch's common prefix once) then batched steps over a
+- `kv_cache`: `PromptCache`, one prefill per prompt (the batch's common prefix once) then batched steps over a
   shared KV cache.
 """
 
 from rlrec.generation.beam_search import BeamSearchOutput, constrained_beam_search
-from rlrec.generation.cache import PromptCache
 from rlrec.generation.constraint import SIDConstraint
+from rlrec.generation.kv_cache import PromptCache
 from rlrec.generation.sampling import SampleOutput, constrained_sample
 
 __all__ = [

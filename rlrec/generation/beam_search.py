@@ -22,8 +22,8 @@ from typing import TypeVar
 
 import torch
 
-from rlrec.generation.cache import CacheStrategy, PromptCache
 from rlrec.generation.constraint import SIDConstraint
+from rlrec.generation.kv_cache import CacheStrategy, PromptCache
 
 
 @dataclass
@@ -80,7 +80,7 @@ def constrained_beam_search(
     used as it is (call `model.eval()` first if it has dropout). A valid item whose model
     log-prob is -inf may lose its slot to padding.
 
-    `cache_strategy` picks how beams share the prompt's KV cache (see `rlrec.generation.cache`):
+    `cache_strategy` picks how beams share the prompt's KV cache (see `rlrec.generation.kv_cache`):
     "shared" (one cache row per prompt, tree attention mask), "copied" (one row per beam), or
     "auto" (shared when the model's attention allows it).
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from rlrec.generation.beam_search import outside_inference_mode, start_search
-from rlrec.generation.cache import CacheStrategy
 from rlrec.generation.constraint import SIDConstraint
+from rlrec.generation.kv_cache import CacheStrategy
 
 
 @dataclass

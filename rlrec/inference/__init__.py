@@ -3,7 +3,7 @@
 - `recommender`: `Recommender.from_pretrained(path).recommend(history, k)` / `recommend_batch`.
 - the ranking itself is `rlrec.ranking` (SID constrained beam search, SETRec one-pass grounding, baselines).
 - `catalog`: `Catalog`, item id ↔ title, and the lookup of history entries given by title.
-- `cache`: `build_cache` / `refresh_cache` (resumable, per batch) and `TopKCache.load(path).get(user)`.
+- `topk_cache`: `build_cache` / `refresh_cache` (resumable, per batch) and `TopKCache.load(path).get(user)`.
 
 The recommender classes are imported on first use: a process that only serves the cache
 (`TopKCache`) does not load torch and transformers.
@@ -11,8 +11,8 @@ The recommender classes are imported on first use: a process that only serves th
 
 from typing import Any
 
-from rlrec.inference.cache import CachedItem, TopKCache, build_cache, latest_histories, refresh_cache
 from rlrec.inference.catalog import Catalog
+from rlrec.inference.topk_cache import CachedItem, TopKCache, build_cache, latest_histories, refresh_cache
 
 _LAZY = ("Recommendation", "Recommendations", "Recommender")
 

@@ -5,7 +5,7 @@
     rlrec cache --action refresh --output_dir runs/ml-100k/cache --users 17,42
 
 Each user's history is their latest one in the prepared dataset (history + target of their most recent
-example, see `rlrec.inference.cache.latest_histories`), or the line for them in `histories_file`
+example, see `rlrec.inference.topk_cache.latest_histories`), or the line for them in `histories_file`
 (`{"user_id", "history"}` JSONL: newer interactions to refresh with). A build appends every finished
 batch to `topk.part.jsonl`; rerunning the same command after a crash resumes where it stopped.
 Refresh reads the model, dataset and K from the cache's manifest unless given. Serve the result with
@@ -73,7 +73,7 @@ def make_parser() -> TrlParser:
 
 
 def _histories(config: CacheConfig, dataset_dir: str | None) -> dict[str, list[str]]:
-    from rlrec.inference.cache import latest_histories, read_histories_file
+    from rlrec.inference.topk_cache import latest_histories, read_histories_file
 
     if config.histories_file:
         return read_histories_file(config.histories_file)
@@ -85,8 +85,8 @@ def _histories(config: CacheConfig, dataset_dir: str | None) -> dict[str, list[s
 
 
 def main(config: CacheConfig) -> dict[str, Any]:
-    from rlrec.inference.cache import MANIFEST, build_cache, refresh_cache
     from rlrec.inference.recommender import Recommender
+    from rlrec.inference.topk_cache import MANIFEST, build_cache, refresh_cache
 
     start = time.perf_counter()
     folder = Path(config.output_dir)

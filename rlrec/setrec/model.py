@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlrec.generation.cache import KeyValues, broadcast_cache, layer_key_values
+from rlrec.generation.kv_cache import KeyValues, broadcast_cache, layer_key_values
 from rlrec.setrec.config import SETRecModelConfig
 from rlrec.setrec.grounding import dimension_scores, ground
 from rlrec.setrec.item_tokens import CFTokenizer, SemanticTokenizer
