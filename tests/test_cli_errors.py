@@ -446,8 +446,8 @@ def test_help_still_prints_and_exits_zero(capsys) -> None:
 
 def test_yaml_values_argparse_converts_are_accepted(world: Path, tmp_path: Path) -> None:
     """The type check must not refuse what TrlParser accepts: `1e-3` (a string to YAML), quoted numbers, null."""
-    from rlrec.cli import check_config_file
     from rlrec.scripts.sft import make_parser
+    from rlrec.utils.recipe_file import check_config_file
 
     recipe = _write(tmp_path / "sft.yaml", "learning_rate: 1e-3\nmax_steps: '5'\nuse_cpu: true\nreport_to: none\n"
                                            "num_train_examples: null\neval_k_values: [1, 5]\nsave_strategy: steps\n"

@@ -17,3 +17,7 @@ def shown(value: object, limit: int = 80) -> str:
     """`repr(value)` cut to `limit` characters: what an error message quotes of a bad value."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for: printed as one clear line, without a traceback."""
