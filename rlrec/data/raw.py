@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from rlrec.data.schema import Example, Item
 from rlrec.utils.errors import DataError
-from rlrec.utils.io import open_text
+from rlrec.utils.io import json_object_line, open_text
 
 # An item text stays short: it is embedded for Semantic IDs and shown in prompts.
 MAX_TEXT_CATEGORIES = 5
@@ -134,16 +134,7 @@ def iter_records(path: Path, *, loose: bool, desc: str) -> Iterator[tuple[int, d
                                       start=1):
             if not line.strip():
                 continue
-            if loose:
-                yield lineno, parse_loose_line(line, path, lineno)
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}: line {lineno}: invalid JSON ({err.msg})") from err
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+            yield lineno, parse_loose_line(line, path, lineno) if loose else json_object_line(line, path, lineno)
 
 
 def require(record: dict[str, Any], key: str, path: Path, lineno: int) -> Any:

@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from trl import TrlParser
@@ -125,27 +126,9 @@ def import_sid_file(config: SIDConfig) -> SIDIndex:
     quality = sid_quality(sids.codes, sizes, resolution)
     seconds["resolve"] = time.perf_counter() - start
 
-    manifest = {
-        "stage": "sid",
-        "rlrec_version": rlrec.__version__,
-        "config": dataclasses.asdict(config),
-        "dataset_dir": str(config.dataset_dir),
-        "num_items": len(item_ids),
-        "embedding_dim": None,
-        "device": None,
-        "source": "sid_file",
-        "sid_file": str(config.sid_file),
-        "sid_file_items": sids.file_items,
-        "sid_file_unused_items": sids.unused_items,
-        "quality": quality,
-        "seconds": {k: round(v, 2) for k, v in seconds.items()},
-    }
-    with atomic_output_dir(config.output_dir) as tmp:
-        index.save(tmp)
-        write_json(tmp / "manifest.json", manifest)
-    print(format_quality(quality))
-    print(f"SID index of {len(index)} items (imported from {config.sid_file}) written to {config.output_dir}")
-    return index
+    return save_index(index, config, quality, seconds, f"imported from {config.sid_file}", embedding_dim=None,
+                      device=None, source="sid_file", sid_file=str(config.sid_file),
+                      sid_file_items=sids.file_items, sid_file_unused_items=sids.unused_items)
 
 
 def main(config: SIDConfig) -> SIDIndex:
@@ -175,15 +158,25 @@ def main(config: SIDConfig) -> SIDIndex:
     quality = sid_quality(codes, sizes, resolution)
     seconds["resolve"] = time.perf_counter() - start
 
+    return save_index(index, config, quality, seconds, None, embedding_dim=int(embeddings.shape[1]),
+                      device=str(device), source="embeddings")
+
+
+if __name__ == "__main__":
+    main(*make_parser().parse_args_and_config())
+
+
+def save_index(index: SIDIndex, config: SIDConfig, quality: dict[str, Any], seconds: dict[str, float],
+               origin: str | None, **fields: Any) -> SIDIndex:
+    """Write the index and its manifest (stage, config, counts, `fields`, quality, timings) into `output_dir`
+    atomically, and print the quality table."""
     manifest = {
         "stage": "sid",
         "rlrec_version": rlrec.__version__,
         "config": dataclasses.asdict(config),
         "dataset_dir": str(config.dataset_dir),
-        "num_items": len(item_ids),
-        "embedding_dim": int(embeddings.shape[1]),
-        "device": str(device),
-        "source": "embeddings",
+        "num_items": len(index),
+        **fields,
         "quality": quality,
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
     }
@@ -191,9 +184,5 @@ def main(config: SIDConfig) -> SIDIndex:
         index.save(tmp)
         write_json(tmp / "manifest.json", manifest)
     print(format_quality(quality))
-    print(f"SID index of {len(index)} items written to {config.output_dir}")
+    print(f"SID index of {len(index)} items{f' ({origin})' if origin else ''} written to {config.output_dir}")
     return index
-
-
-if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())

@@ -210,12 +210,16 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     path = Path(path)
     with open_text(path) as f:
         for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}: line {lineno}: invalid JSON ({err.msg})") from err
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+            if line.strip():
+                yield lineno, json_object_line(line, path, lineno)
+
+
+def json_object_line(line: str, path: str | os.PathLike, lineno: int) -> dict:
+    """One line of a JSON-lines file as an object, or a DataError naming the file, the line and what is wrong."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: line {lineno}: invalid JSON ({err.msg})") from err
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
+    return obj

@@ -9,45 +9,28 @@ so every line is parsed as JSON first and as a Python literal second.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rlrec.data.raw import (
     Catalog,
-    InteractionCollector,
     RawData,
     clean_text,
     clean_title,
     item_text,
     iter_records,
     require,
-    to_int,
-    to_rating,
     unique_strings,
 )
-from rlrec.data.readers.files import locate_reviews_and_meta
+from rlrec.data.readers.amazon_reviews import ReviewRelease, read_reviews
 
 REVIEW_NAMES = ["reviews_{category}_5.json", "reviews_{category}.json", "{category}_5.json", "{category}.json"]
 META_NAME = "meta_{category}.json"
 
 
-def read_amazon2018(data_path: str | Path, *, category: str | None = None, reviews_file: str | None = None,
-                    meta_file: str | None = None, drop_unknown_items: bool = True,
-                    drop_items_without_text: bool = True) -> RawData:
-    """Read one category's reviews and metadata (plain or `.gz`) into the common raw form."""
-    reviews_path, meta_path = locate_reviews_and_meta(
-        data_path, category=category, reviews_file=reviews_file, meta_file=meta_file,
-        review_names=REVIEW_NAMES, meta_name=META_NAME, extension=".json",
-    )
-    catalog = read_meta_2018(meta_path)
-    collector = InteractionCollector(catalog, catalog_name=str(meta_path), drop_unknown_items=drop_unknown_items,
-                                     drop_items_without_text=drop_items_without_text)
-    for lineno, rec in iter_records(reviews_path, loose=True, desc=f"reading {reviews_path.name}"):
-        user = str(require(rec, "reviewerID", reviews_path, lineno))
-        item = str(require(rec, "asin", reviews_path, lineno))
-        timestamp = to_int(require(rec, "unixReviewTime", reviews_path, lineno), "unixReviewTime",
-                           reviews_path, lineno)
-        collector.add(user, item, timestamp, to_rating(rec.get("overall"), reviews_path, lineno),
-                      reviews_path, lineno)
-    return collector.result([reviews_path, meta_path])
+def read_amazon2018(data_path: str | Path, **options: Any) -> RawData:
+    """Read one category's reviews and metadata (plain or `.gz`) into the common raw form
+    (options: `read_reviews`)."""
+    return read_reviews(RELEASE, data_path, **options)
 
 
 def read_meta_2018(path: Path) -> Catalog:
@@ -67,3 +50,8 @@ def read_meta_2018(path: Path) -> Catalog:
         text = item_text(title, categories=categories, brand=brand)
         catalog.add(asin, title, text, attributes, f"{path}: line {lineno}")
     return catalog
+
+
+RELEASE = ReviewRelease(REVIEW_NAMES, META_NAME, ".json",
+                        user="reviewerID", item="asin", timestamp="unixReviewTime", rating="overall",
+                        loose=True, read_meta=read_meta_2018)

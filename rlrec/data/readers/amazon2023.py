@@ -13,45 +13,24 @@ from typing import Any
 
 from rlrec.data.raw import (
     Catalog,
-    InteractionCollector,
     RawData,
     clean_text,
     clean_title,
     item_text,
     iter_records,
     require,
-    to_int,
-    to_rating,
     unique_strings,
 )
-from rlrec.data.readers.files import locate_reviews_and_meta
+from rlrec.data.readers.amazon_reviews import ReviewRelease, read_reviews
 
 REVIEW_NAMES = ["{category}.jsonl"]
 META_NAME = "meta_{category}.jsonl"
-# Above this a timestamp is in milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
-MILLISECONDS_FROM = 10**11
 
 
-def read_amazon2023(data_path: str | Path, *, category: str | None = None, reviews_file: str | None = None,
-                    meta_file: str | None = None, drop_unknown_items: bool = True,
-                    drop_items_without_text: bool = True) -> RawData:
-    """Read one category's reviews and metadata (plain or `.gz`); timestamps become Unix seconds."""
-    reviews_path, meta_path = locate_reviews_and_meta(
-        data_path, category=category, reviews_file=reviews_file, meta_file=meta_file,
-        review_names=REVIEW_NAMES, meta_name=META_NAME, extension=".jsonl",
-    )
-    catalog = read_meta_2023(meta_path)
-    collector = InteractionCollector(catalog, catalog_name=str(meta_path), drop_unknown_items=drop_unknown_items,
-                                     drop_items_without_text=drop_items_without_text)
-    for lineno, rec in iter_records(reviews_path, loose=False, desc=f"reading {reviews_path.name}"):
-        user = str(require(rec, "user_id", reviews_path, lineno))
-        item = str(require(rec, "parent_asin", reviews_path, lineno))
-        timestamp = to_int(require(rec, "timestamp", reviews_path, lineno), "timestamp", reviews_path, lineno)
-        if timestamp >= MILLISECONDS_FROM:
-            timestamp //= 1000
-        collector.add(user, item, timestamp, to_rating(rec.get("rating"), reviews_path, lineno),
-                      reviews_path, lineno)
-    return collector.result([reviews_path, meta_path])
+def read_amazon2023(data_path: str | Path, **options: Any) -> RawData:
+    """Read one category's reviews and metadata (plain or `.gz`); timestamps become Unix
+    seconds (options: `read_reviews`)."""
+    return read_reviews(RELEASE, data_path, **options)
 
 
 def read_meta_2023(path: Path) -> Catalog:
@@ -88,3 +67,8 @@ def _details(value: Any) -> dict[str, Any]:
             return {}
         return parsed if isinstance(parsed, dict) else {}
     return {}
+
+
+RELEASE = ReviewRelease(REVIEW_NAMES, META_NAME, ".jsonl",
+                        user="user_id", item="parent_asin", timestamp="timestamp", rating="rating",
+                        loose=False, read_meta=read_meta_2023)
