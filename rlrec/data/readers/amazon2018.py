@@ -16,12 +16,11 @@ from rlrec.data.raw import (
     RawData,
     clean_text,
     clean_title,
-    item_text,
     iter_records,
     require,
     unique_strings,
 )
-from rlrec.data.readers.amazon_reviews import ReviewRelease, read_reviews
+from rlrec.data.readers.amazon_reviews import ReviewRelease, add_product, read_reviews
 
 REVIEW_NAMES = ["reviews_{category}_5.json", "reviews_{category}.json", "{category}_5.json", "{category}.json"]
 META_NAME = "meta_{category}.json"
@@ -42,13 +41,7 @@ def read_meta_2018(path: Path) -> Catalog:
         raw_categories = rec.get("category") or rec.get("categories") or []
         categories = unique_strings(raw_categories if isinstance(raw_categories, list) else [raw_categories])
         brand = clean_text(rec.get("brand")) or None
-        attributes: dict = {}
-        if categories:
-            attributes["categories"] = categories
-        if brand:
-            attributes["brand"] = brand
-        text = item_text(title, categories=categories, brand=brand)
-        catalog.add(asin, title, text, attributes, f"{path}: line {lineno}")
+        add_product(catalog, asin, title, categories, brand, f"{path}: line {lineno}")
     return catalog
 
 

@@ -16,12 +16,11 @@ from rlrec.data.raw import (
     RawData,
     clean_text,
     clean_title,
-    item_text,
     iter_records,
     require,
     unique_strings,
 )
-from rlrec.data.readers.amazon_reviews import ReviewRelease, read_reviews
+from rlrec.data.readers.amazon_reviews import ReviewRelease, add_product, read_reviews
 
 REVIEW_NAMES = ["{category}.jsonl"]
 META_NAME = "meta_{category}.jsonl"
@@ -44,15 +43,7 @@ def read_meta_2023(path: Path) -> Catalog:
         if not categories and main_category:
             categories = [main_category]
         brand = clean_text(_details(rec.get("details")).get("Brand")) or clean_text(rec.get("store")) or None
-        attributes: dict[str, Any] = {}
-        if main_category:
-            attributes["main_category"] = main_category
-        if categories:
-            attributes["categories"] = categories
-        if brand:
-            attributes["brand"] = brand
-        text = item_text(title, categories=categories, brand=brand)
-        catalog.add(asin, title, text, attributes, f"{path}: line {lineno}")
+        add_product(catalog, asin, title, categories, brand, f"{path}: line {lineno}", main_category=main_category)
     return catalog
 
 

@@ -8,7 +8,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlrec.data.raw import Catalog, InteractionCollector, RawData, iter_records, require, to_int, to_rating
+from rlrec.data.raw import (
+    Catalog,
+    InteractionCollector,
+    RawData,
+    item_text,
+    iter_records,
+    require,
+    to_int,
+    to_rating,
+)
 from rlrec.data.readers.files import locate_reviews_and_meta
 
 # Above this a timestamp is in milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
@@ -52,3 +61,15 @@ def read_reviews(release: ReviewRelease, data_path: str | Path, *, category: str
         collector.add(user, item, timestamp, to_rating(rec.get(release.rating), reviews_path, lineno),
                       reviews_path, lineno)
     return collector.result([reviews_path, meta_path])
+
+
+def add_product(catalog: Catalog, asin: str, title: str | None, categories: list[str], brand: str | None,
+                where: str, **extra: str | None) -> None:
+    """Add one metadata record: its text from title, categories and brand; the non-empty `extra` fields, the
+    categories and the brand as attributes."""
+    attributes: dict[str, object] = {name: value for name, value in extra.items() if value}
+    if categories:
+        attributes["categories"] = categories
+    if brand:
+        attributes["brand"] = brand
+    catalog.add(asin, title, item_text(title, categories=categories, brand=brand), attributes, where)
