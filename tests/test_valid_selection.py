@@ -56,7 +56,7 @@ def _train(tmp_path: Path, valid: ValidSelectionArguments, scores: list, max_ste
                              **{"save_strategy": "no", **training})
     trainer = ToyTrainer(model=Toy(), args=args, train_dataset=data)
     ranking = ScriptedRanking(valid, scores)
-    attach_valid_selection(trainer, valid, ranking)
+    attach_valid_selection(trainer, ranking)
     trainer.train()
     return trainer, ranking, end_valid_selection(trainer)
 
@@ -123,7 +123,7 @@ def test_a_trainer_that_cannot_rank_is_refused(tmp_path):
     trainer = Trainer(model=Toy(), args=args, train_dataset=Dataset.from_dict({"x": [1.0], "labels": [1.0]}))
     valid = ValidSelectionArguments(valid_every_steps=1)
     with pytest.raises(TypeError, match="ValidRankingMixin"):
-        attach_valid_selection(trainer, valid, ScriptedRanking(valid, [0.0]))
+        attach_valid_selection(trainer, ScriptedRanking(valid, [0.0]))
 
 
 @pytest.mark.parametrize(("fields", "message"), [

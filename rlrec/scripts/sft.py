@@ -18,7 +18,6 @@ without it is an unfinished run, and the stages that read an SFT model refuse it
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Any
 
 from trl import ModelConfig, TrlParser
@@ -29,9 +28,6 @@ from rlrec.training.config import EndEvalArguments, RecSFTConfig, SFTScriptArgum
 from rlrec.training.sft_setup import build_trainer, rebuild_base, wants_eval_loss
 from rlrec.training.valid_selection import ValidSelectionArguments
 from rlrec.utils.errors import ConfigError
-
-logger = logging.getLogger(__name__)
-
 
 
 def make_parser() -> TrlParser:
@@ -72,7 +68,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
         trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience))
     result, selection = run.train(trainer, ranking)
     manifest = run.manifest(
-        trainer, base_model=model_args.model_name_or_path or "smollm2", dataset_dir=script_args.dataset_dir,
+        trainer, result, base_model=model_args.model_name_or_path or "smollm2", dataset_dir=script_args.dataset_dir,
         sid_dir=script_args.sid_dir, num_sid_tokens=len(setup.sid_ids),
         prompt_max_history=script_args.max_history_items, truncated=setup.truncated, sa_init=setup.sa_init_report,
         keywords=setup.keywords_report,
@@ -87,7 +83,6 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
             "stopped_early": training_args.early_stopping_patience is not None
             and trainer.state.global_step < trainer.state.max_steps,
         } if eval_loss else None,
-        train={key: value for key, value in result.metrics.items() if isinstance(value, int | float)},
     )
     del setup, ranking
 

@@ -110,10 +110,8 @@ def refinement_manifest(start: RefinementStart, trainer: Any, result: Any, selec
                         **extra: Any) -> dict[str, Any]:
     """The manifest fields a refinement stage shares; `extra` adds the stage's own (rewards, pairs, logs)."""
     return start.run.manifest(
-        trainer, base_model=str(start.model_path), dataset_dir=start.run.arguments["script"].dataset_dir,
-        sid_dir=start.sid_dir, prompt_max_history=start.max_history,
-        train={key: value for key, value in result.metrics.items() if isinstance(value, int | float)},
-        **extra, valid_selection=selection)
+        trainer, result, base_model=str(start.model_path), dataset_dir=start.run.arguments["script"].dataset_dir,
+        sid_dir=start.sid_dir, prompt_max_history=start.max_history, **extra, valid_selection=selection)
 
 
 def finish_refinement(trainer: Any, start: RefinementStart, tokenizer: Any,

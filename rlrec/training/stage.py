@@ -14,7 +14,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ class StageRun:
     output_dir: Path
     resume: str | None
     arguments: dict[str, Any]  # the parsed argument groups by name, recorded under the manifest's `config`
-    started: float = field(default_factory=time.perf_counter)
+    started: float  # the stage's clock, for the manifest's `seconds`
 
     @classmethod
     def open(cls, stage: str, training_args: Any, arguments: dict[str, Any]) -> StageRun:
@@ -50,15 +50,16 @@ class StageRun:
         from rlrec.training.valid_selection import attach_valid_selection, end_valid_selection
 
         if ranking is not None:
-            attach_valid_selection(trainer, ranking.args, ranking)
+            attach_valid_selection(trainer, ranking)
         if trainer.accelerator.is_main_process:
             (self.output_dir / MANIFEST).unlink(missing_ok=True)  # unfinished until the new one lands
         gather_zero3_weights_on_save(trainer)
         result = trainer.train(resume_from_checkpoint=self.resume)
         return result, end_valid_selection(trainer) if ranking is not None else None
 
-    def manifest(self, trainer: Any, base_model: str, dataset_dir: str, **fields: Any) -> dict[str, Any]:
-        """The fields every stage's manifest starts with; `fields` adds the stage's own, then `config` closes it."""
+    def manifest(self, trainer: Any, result: Any, base_model: str, dataset_dir: str, **fields: Any) -> dict[str, Any]:
+        """The fields every stage's manifest starts with (`result`: what `train` returned); `fields` adds the
+        stage's own, then `config` closes it."""
         return {
             "stage": self.stage,
             "rlrec_version": rlrec.__version__,
@@ -68,6 +69,7 @@ class StageRun:
             "distributed_type": str(trainer.accelerator.distributed_type.value),
             "global_step": trainer.state.global_step,
             "resumed_from": self.resume,
+            "train": {key: value for key, value in result.metrics.items() if isinstance(value, int | float)},
             **fields,
             "config": self.config(),
         }

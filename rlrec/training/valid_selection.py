@@ -205,22 +205,23 @@ class ValidRankingMixin:
     """
 
     valid_ranking: ValidRanking | None = None
+    checkpoints_for_selection_only = False  # save_strategy was "no": the checks' checkpoints go when training ends
 
     def evaluate(self, eval_dataset: Any = None, ignore_keys: list[str] | None = None,
                  metric_key_prefix: str = "eval") -> dict[str, float]:
         if self.valid_ranking is None:
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-        step, key = self.state.global_step, f"{metric_key_prefix}_{VALID_SCORE}"
+        prefix = f"{metric_key_prefix}_"
+        step, key = self.state.global_step, prefix + VALID_SCORE
         checks = [entry for entry in self.state.log_history if key in entry]
         if any(entry["step"] == step for entry in checks):  # resumed at a check: measured before the checkpoint
             return {}
         if step and step % self.state.eval_steps and step < self.state.max_steps:  # a resumed run's eval_on_start
             return {}
         point = self.valid_ranking.measure(self.model)
-        start = checks[0] if checks else {f"{metric_key_prefix}_{name}": value for name, value in point.items()}
-        metrics = {f"{metric_key_prefix}_{name}": value for name, value in point.items()}
-        metrics[key] = self.valid_ranking.score(point, {name: start[f"{metric_key_prefix}_{name}"]
-                                                        for name in self.valid_ranking.args.metrics})
+        start = {name.removeprefix(prefix): value for name, value in checks[0].items()} if checks else point
+        metrics = {prefix + name: value for name, value in point.items()}
+        metrics[key] = self.valid_ranking.score(point, start)
         was_training = self.model.training
         self.model.eval()  # TRL's trainers log their own train metrics when the model is in training mode
         self.log(metrics)
@@ -261,7 +262,7 @@ class ValidCheckSchedule(TrainerCallback):
             control.should_evaluate = True  # the last weights are a candidate too (saved: DefaultFlowCallback)
 
 
-def attach_valid_selection(trainer: Any, args: ValidSelectionArguments, ranking: ValidRanking) -> None:
+def attach_valid_selection(trainer: Any, ranking: ValidRanking) -> None:
     """Turn a trainer's evaluation into valid ranking with the best check kept (module docstring).
 
     The recipe's `save_strategy: steps` checkpoints stay (every check is one more); with `save_strategy: no` the
@@ -270,7 +271,7 @@ def attach_valid_selection(trainer: Any, args: ValidSelectionArguments, ranking:
     """
     if not isinstance(trainer, ValidRankingMixin):
         raise TypeError(f"{type(trainer).__name__} cannot rank the valid users; mix in ValidRankingMixin")
-    training = trainer.args
+    training, args = trainer.args, ranking.args
     recipe_save_steps = training.save_steps if training.save_strategy == SaveStrategy.STEPS else None
     trainer.valid_ranking = ranking
     trainer.checkpoints_for_selection_only = training.save_strategy == SaveStrategy.NO
@@ -292,15 +293,14 @@ def end_valid_selection(trainer: Any) -> dict[str, Any]:
     """After `trainer.train()` (the best weights loaded): the manifest's record of the selection, read from the
     log history, and the checkpoints made only for it removed."""
     ranking: ValidRanking = trainer.valid_ranking
-    key = f"eval_{VALID_SCORE}"
-    curve = [{"step": entry["step"], **{name[5:]: value for name, value in entry.items()
+    state, key = trainer.state, f"eval_{VALID_SCORE}"
+    curve = [{"step": entry["step"], **{name.removeprefix("eval_"): value for name, value in entry.items()
                                         if name.startswith("eval_") and name != key},
               "eligible": entry[key] != INELIGIBLE}
-             for entry in trainer.state.log_history if key in entry]
-    best_step = trainer.state.best_global_step or 0
+             for entry in state.log_history if key in entry]
+    best_step = state.best_global_step or 0
     best = next((point for point in curve if point["step"] == best_step), None)
-    state = trainer.state
-    if getattr(trainer, "checkpoints_for_selection_only", False):
+    if trainer.checkpoints_for_selection_only:
         trainer.accelerator.wait_for_everyone()  # every rank has loaded the best weights
         if trainer.accelerator.is_main_process:
             from rlrec.utils.output_dirs import checkpoints
