@@ -187,14 +187,13 @@ def score_groups(groups: list[dict[str, Any]], rewards: list, names: list[str]) 
     candidates = [c for g in groups for c in g["candidates"]]
     texts = [c.get("text") or "" for c in candidates]
     completion_ids = [c.get("completion_ids") or [] for c in candidates]
-    rows = completion_rows(groups)
+    kwargs = reward_kwargs(completion_rows(groups), texts, completion_ids)
     scores = np.zeros((len(rewards), len(groups), size))
     invalid: dict[str, int] = {}
     for r, (fn, name) in enumerate(zip(rewards, names, strict=True)):
         counts: list[float] = []
-        kwargs = reward_kwargs(rows, texts, completion_ids,
-                               log_metric=lambda _key, value, counts=counts: counts.append(value))
-        scores[r] = np.asarray(fn(**kwargs), dtype=float).reshape(len(groups), size)
+        values = fn(**{**kwargs, "log_metric": lambda _key, value, counts=counts: counts.append(value)})
+        scores[r] = np.asarray(values, dtype=float).reshape(len(groups), size)
         invalid[name] = int(sum(counts))
     return scores, invalid
 
