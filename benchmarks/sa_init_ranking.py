@@ -3,6 +3,12 @@
     # ML-100k, the layer-truncated SmolLM2 of recipes/ml-100k-llm-cpu (data and SIDs from `rlrec demo`):
     python benchmarks/sa_init_ranking.py --dataset_dir runs/demo/prepare --sid_dir runs/demo/compact-sid \
         --seeds 42 7 --output_dir runs/sa-init-ranking
+    # Amazon Industrial (MiniOneRec's split and SIDs: recipes/amazon-industrial) with TS-Rec's teacher keywords
+    # and descriptions; words after `--` go to every run:
+    python benchmarks/sa_init_ranking.py --dataset_dir runs/amazon-industrial/data \
+        --sid_dir runs/amazon-industrial/sid --variants keywords random next_item_only \
+        --output_dir runs/sa-init-ranking-industrial -- --num_train_epochs 6 --valid_max_examples 1000 \
+        --keyword_source file --keyword_file PATH/TO/Industrial_and_Scientific.description_keywords.json
     # the same path on tiny generated data and a tiny model, in seconds (what the test suite runs):
     python benchmarks/sa_init_ranking.py --smoke --output_dir /tmp/sa-init-ranking-smoke
 
@@ -124,8 +130,8 @@ def main(argv: list[str] | None = None) -> str:
     sft_args = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[:argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset_dir", help="Prepared ML-100k folder (rlrec prepare)")
-    parser.add_argument("--sid_dir", help="SID index folder (the compact model's: recipes/ml-100k-compact/sid.yaml)")
+    parser.add_argument("--dataset_dir", help="Prepared dataset folder (rlrec prepare)")
+    parser.add_argument("--sid_dir", help="SID index folder (ML-100k: the compact model's)")
     parser.add_argument("--config", default=str(RECIPE), help="The SFT recipe every variant starts from")
     parser.add_argument("--model_name_or_path", default=None, help="Default: the recipe's (SmolLM2-135M)")
     parser.add_argument("--compact_model", default=None, help="A compact SFT model folder to rank beside them")
