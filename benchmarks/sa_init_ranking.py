@@ -8,7 +8,9 @@
     python benchmarks/sa_init_ranking.py --dataset_dir runs/amazon-industrial/data \
         --sid_dir runs/amazon-industrial/sid --variants keywords random next_item_only \
         --output_dir runs/sa-init-ranking-industrial -- --num_train_epochs 6 --valid_max_examples 1000 \
-        --keyword_source file --keyword_file PATH/TO/Industrial_and_Scientific.description_keywords.json
+        --keyword_source file --keyword_file PATH/TO/Industrial_and_Scientific.description_keywords.json \
+        --train_sampling_strategy group_by_length
+    # (TS-Rec's descriptions are paragraphs: batches grouped by length spare the short SID rows their padding)
     # the same path on tiny generated data and a tiny model, in seconds (what the test suite runs):
     python benchmarks/sa_init_ranking.py --smoke --output_dir /tmp/sa-init-ranking-smoke
 
@@ -18,7 +20,9 @@ Each variant is `rlrec sft --config recipes/ml-100k-llm-cpu/sft.yaml` with the s
 - `mean_vocab`: every SID row starts at the vocabulary mean, same mixture;
 - `random`: the rows transformers gives new tokens (`sa_init: none`), same mixture;
 - `next_item_only`: SA-Init, but next-item rows only (no TS-Align), trained for as many optimizer steps as the
-  recipe took (an epoch of its rows is shorter: same budget, a little more next-item data).
+  recipe took (an epoch of its rows is shorter: same budget, a little more next-item data);
+- `keywords_centered`: SA-Init with each level's mean keyword row subtracted before the norm matching
+  (`sa_init_center`): long keyword lists pool to rows that nearly share one direction.
 
 Each run chooses its checkpoint on valid (the recipe's valid selection); then one `rlrec evaluate` per seed ranks
 every test user with every variant and the baselines (popularity, SASRec with its epoch chosen on valid), and with
@@ -51,6 +55,7 @@ VARIANTS: dict[str, list[str]] = {
     "mean_vocab": ["--sa_init", "mean_vocab"],
     "random": ["--sa_init", "none"],
     "next_item_only": ["--tasks", '{"next_item": 1.0}'],
+    "keywords_centered": ["--sa_init_center", "true"],
 }
 # Variants with fewer rows an epoch than the recipe: trained for the recipe's number of optimizer steps.
 SAME_STEPS_AS_REFERENCE = {"next_item_only"}

@@ -109,6 +109,42 @@ def test_norm_matching_rescales_every_written_row_to_the_vocabulary_norm(tied):
     assert not report["norm_matched"]
 
 
+@pytest.mark.parametrize("tied", [True, False])
+def test_centering_subtracts_each_levels_mean_keyword_row(tied):
+    """Each level's keyword rows lose their shared mean before the norm matching; a level with one keyword row
+    (here `c`) and the keyword-less fallback stay as without centring."""
+    model, tokenizer, ids = setup(tied=tied)
+    matrices = [model.get_input_embeddings().weight.detach().clone()]
+    if not tied:
+        matrices.append(model.get_output_embeddings().weight.detach().clone())
+    plain = sa_init(*setup(tied=tied), KEYWORDS)
+    report = sa_init(model, tokenizer, ids, KEYWORDS, center=True)
+    written = [model.get_input_embeddings().weight.detach()]
+    if not tied:
+        written.append(model.get_output_embeddings().weight.detach())
+    first_sid = min(ids)
+    for before, after in zip(matrices, written, strict=True):
+        rows = {t: pooled(before, tokenizer, k) for t, k in zip(VOCAB, KEYWORDS, strict=True) if k}
+        expected = {
+            "<a_0>": rows["<a_0>"] - (rows["<a_0>"] + rows["<a_1>"]) / 2,
+            "<a_1>": rows["<a_1>"] - (rows["<a_0>"] + rows["<a_1>"]) / 2,
+            "<a_2>": before[:first_sid].mean(0),
+            "<b_0>": rows["<b_0>"] - (rows["<b_0>"] + rows["<b_1>"]) / 2,
+            "<b_1>": rows["<b_1>"] - (rows["<b_0>"] + rows["<b_1>"]) / 2,
+            "<c_0>": rows["<c_0>"],
+        }
+        target = before[:first_sid].norm(dim=1).mean()
+        for token, sid_id in zip(VOCAB, ids, strict=True):
+            torch.testing.assert_close(after[sid_id].norm(), target)
+            cosine = torch.nn.functional.cosine_similarity(after[sid_id], expected[token], dim=0)
+            torch.testing.assert_close(cosine, torch.tensor(1.0))
+    # Two keyword rows a level, centred: opposite directions, so the within-level cosine is -1.
+    assert report["centered"] and report["keyword_row_cosine"] == pytest.approx(-1.0, abs=1e-4)
+    assert not plain["centered"] and plain["keyword_row_cosine"] > -0.5
+    with pytest.raises(ConfigError, match="center needs match_norm"):
+        sa_init(*setup(tied=tied), KEYWORDS, center=True, match_norm=False)
+
+
 def test_layer_pooling_differs_and_keeps_embedding_scale():
     model, tokenizer, ids = setup()
     sa_init(model, tokenizer, ids, KEYWORDS)

@@ -1,4 +1,4 @@
-"""`benchmarks/sa_init_ranking.py --smoke`: the four SID-row initialisation / mixture variants of the CPU LLM recipe
+"""`benchmarks/sa_init_ranking.py --smoke`: the five SID-row initialisation / mixture variants of the CPU LLM recipe
 through `rlrec sft` and one test evaluation per seed, summarised with paired intervals against the recipe's."""
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ def test_smoke_trains_every_variant_and_pairs_them_with_the_recipe(tmp_path, ben
     rows = {row[0]: row for row in ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
     assert list(rows) == [*script.VARIANTS, "popularity", "sasrec"]
     assert rows["keywords"][-1] == ""  # the reference is not compared with itself
-    for name in ("mean_vocab", "random", "next_item_only", "popularity"):
+    for name in ("mean_vocab", "random", "next_item_only", "keywords_centered", "popularity"):
         mean, interval = rows[name][-1].split(" [")
         low, high = (float(x) for x in interval.rstrip("]").split(", "))
         assert low <= float(mean) <= high, name
     manifests = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*-seed*/manifest.json")}
-    assert len(manifests) == 8
+    assert len(manifests) == 10
     for name, manifest in manifests.items():
         assert manifest["truncated"] == {"kept_layers": 1, "of_layers": 2}
         assert manifest["config"]["script"]["sid_only_prompts"], name
@@ -32,6 +32,9 @@ def test_smoke_trains_every_variant_and_pairs_them_with_the_recipe(tmp_path, ben
     assert modes["keywords-seed1"] == "keywords" and modes["mean_vocab-seed2"] == "mean_vocab"
     assert modes["random-seed1"] == "none"
     assert set(manifests["next_item_only-seed1"]["tasks"]) == {"next_item"}
+    centered, plain = manifests["keywords_centered-seed1"]["sa_init"], manifests["keywords-seed1"]["sa_init"]
+    assert centered["centered"] and not plain["centered"]
+    assert centered["keyword_row_cosine"] < plain["keyword_row_cosine"]
     assert "ts_align_token_description" in manifests["keywords-seed1"]["tasks"]
     summary = json.loads((out / "sa_init_ranking.json").read_text())["summary"]
     assert summary["mean_vocab"]["against_reference"]["users"] > 0

@@ -228,6 +228,7 @@ def test_scratch_model_goes_through_grpo_evaluate_export_and_recommend(ws, scrat
     (("--sa_init", "keywords"), "pretrained model's embeddings"),
     (("--use_peft", "true"), "LoRA adapts a pretrained model"),
     (("--sequence_stride", "6"), "exceeds max_history_items"),
+    (("--sa_init_center", "true"), "sa_init_center` acts on a pretrained base model"),
     (("--scratch_num_heads", "3"), "must divide"),
 ])
 def test_scratch_refuses_what_it_cannot_do(ws, tmp_path, extra, message):

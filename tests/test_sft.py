@@ -208,6 +208,10 @@ def test_bad_config_fields_are_refused(workspace, tmp_path):
         run_stage("sft", _argv(workspace, tmp_path / "o", "--keyword_source", "file"))
     with pytest.raises(UsageError, match="keyword_file` is read only with `keyword_source: file"):
         run_stage("sft", _argv(workspace, tmp_path / "o", "--keyword_file", "kw.json"))
+    with pytest.raises(UsageError, match="sa_init_center` centres SA-Init's keyword rows"):
+        run_stage("sft", _argv(workspace, tmp_path / "o", "--sa_init", "mean_vocab", "--sa_init_center", "true"))
+    with pytest.raises(UsageError, match="sa_init_center` needs `sa_init_match_norm"):
+        run_stage("sft", _argv(workspace, tmp_path / "o", "--sa_init_center", "true", "--sa_init_match_norm", "false"))
 
 
 def test_resume_from_checkpoint_continues_the_step_count(workspace, tmp_path):

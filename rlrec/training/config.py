@@ -122,6 +122,12 @@ class SFTScriptArguments:
         metadata={"help": "Rescale every SA-Init row to the mean norm of the pretrained rows (TS-Rec's rule); "
                   "false: the plain mean of the keywords' sub-token rows (shorter, so smaller first logits)."},
     )
+    sa_init_center: bool = field(
+        default=False,
+        metadata={"help": "SA-Init: subtract each SID level's mean keyword row before the norm matching, so rows "
+                  "keep what sets a cluster apart rather than what all keyword means share (long keyword lists "
+                  "pool to nearly one direction; the manifest's keyword_row_cosine shows how near)."},
+    )
     keyword_source: str = field(
         default="ctfidf",
         metadata={"help": "ctfidf (offline, class-based TF-IDF), teacher (a local LLM) or file (keyword_file, "
@@ -182,6 +188,12 @@ class SFTScriptArguments:
         self.tasks = None if self.tasks is None else parse_mapping(self.tasks, "tasks")
         if self.sa_init is not None and self.sa_init not in SA_INIT_MODES:
             raise ConfigError(f"`sa_init` must be one of {SA_INIT_MODES}, got {self.sa_init!r}")
+        if self.sa_init_center and self.sa_init not in (None, "keywords"):
+            raise ConfigError(f"`sa_init_center` centres SA-Init's keyword rows; `sa_init: {self.sa_init}` has none: "
+                              "drop sa_init_center or set sa_init: keywords")
+        if self.sa_init_center and not self.sa_init_match_norm:
+            raise ConfigError("`sa_init_center` needs `sa_init_match_norm: true` (centred rows are differences, far "
+                              "shorter than a pretrained row)")
         if self.keyword_source not in KEYWORD_SOURCES:
             raise ConfigError(f"`keyword_source` must be one of {KEYWORD_SOURCES}, got {self.keyword_source!r}")
         if self.keyword_source == "file" and not self.keyword_file:
@@ -218,7 +230,7 @@ class SFTScriptArguments:
                 f"`sa_init: {self.sa_init}` needs a pretrained model's embeddings; a from-scratch model "
                 "(model_name_or_path: scratch) starts from random rows: drop sa_init or set it to none"
             )
-        for name in ("truncate_layers", "freeze_embeddings", "freeze_llm", "sid_only_prompts"):
+        for name in ("truncate_layers", "freeze_embeddings", "freeze_llm", "sid_only_prompts", "sa_init_center"):
             if getattr(self, name):
                 raise ConfigError(f"`{name}` acts on a pretrained base model; a from-scratch model "
                                   "(model_name_or_path: scratch) has none: drop it")

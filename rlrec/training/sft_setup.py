@@ -88,6 +88,7 @@ def build_model(script_args: SFTScriptArguments, model_args: ModelConfig, index:
     sid_ids, report = init_sid_embeddings(
         model, tokenizer, index, mode=script_args.sa_init_mode(), levels=script_args.sa_init_levels,
         layer=script_args.sa_init_layer, match_norm=script_args.sa_init_match_norm,
+        center=script_args.sa_init_center,
     )
     report["seconds"] = round(time.perf_counter() - start, 2)
     model.train()
