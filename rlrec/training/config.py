@@ -148,7 +148,11 @@ class SFTScriptArguments:
     teacher_model: str | None = field(
         default=None, metadata={"help": "Teacher LLM folder for keyword_source=teacher; None: SmolLM2."}
     )
-    keyword_top_k: int = field(default=5, metadata={"help": "Keywords per SID token and prefix."})
+    keyword_top_k: int = field(
+        default=5,
+        metadata={"help": "Keywords per SID token (c-TF-IDF, teacher) and per SID prefix; a keyword_file's lists "
+                  "are used whole."},
+    )
     freeze_llm: bool = field(
         default=False,
         metadata={"help": "Train only the SID rows of the embeddings (MiniOneRec's freeze_LLM): every pretrained "
