@@ -97,8 +97,8 @@ def gains(ranks: list[int | None]) -> list[float]:
     return [1.0 / math.log2(r + 2) if r is not None and r < K else 0.0 for r in ranks]
 
 
-def summarise(reports: dict[int, dict], names: list[str]) -> tuple[str, dict]:
-    """Per-seed test HR@K / NDCG@K of every model, and the reference's seed-averaged per-user NDCG@K minus each
+def summarise(reports: dict[int, dict], names: list[str], reference: str = REFERENCE) -> tuple[str, dict]:
+    """Per-seed test HR@K / NDCG@K of every model, and `reference`'s seed-averaged per-user NDCG@K minus each
     other model's, with a paired bootstrap interval (the same users throughout)."""
     from rlrec.evaluation.paired import paired_values
 
@@ -110,9 +110,9 @@ def summarise(reports: dict[int, dict], names: list[str]) -> tuple[str, dict]:
     for name in names:
         columns = [gains(reports[s]["per_user"]["ranks"][name]) for s in seeds]
         per_user[name] = {f"NDCG@{K}": [sum(v) / len(v) for v in zip(*columns, strict=True)]}
-    against = paired_values(per_user, REFERENCE, seed=seeds[0])
+    against = paired_values(per_user, reference, seed=seeds[0])
     head = ["model"] + [f"seed {s}: HR@{K} / NDCG@{K}" for s in seeds] + [f"NDCG@{K}, seed mean",
-                                                                           f"{REFERENCE} − model, paired 95% interval"]
+                                                                           f"{reference} − model, paired 95% interval"]
     lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
     summary: dict = {}
     for name in names:
@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--output_dir", default="runs/sa-init-ranking")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 7])
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--reference", choices=list(VARIANTS), default=REFERENCE,
+                        help="The variant the table compares every model with (default: the recipe's)")
     parser.add_argument("--smoke", action="store_true", help="Tiny generated data and model, a few steps, CPU")
     args = parser.parse_args(argv)
 
@@ -155,8 +157,9 @@ def main(argv: list[str] | None = None) -> str:
         sft_args = SMOKE_SFT + sft_args
     elif not args.dataset_dir or not args.sid_dir:
         parser.error("--dataset_dir and --sid_dir are required, or run --smoke")
-    if REFERENCE not in args.variants:
-        parser.error(f"--variants must include {REFERENCE!r}: the others are compared with it")
+    if REFERENCE not in args.variants or args.reference not in args.variants:
+        parser.error(f"--variants must include {REFERENCE!r} (the recipe; other runs take its step count) and "
+                     f"--reference {args.reference!r}")
     reports, seconds = {}, {}
     for seed in args.seeds:
         runs = {}
@@ -189,7 +192,7 @@ def main(argv: list[str] | None = None) -> str:
                 "--output_dir", str(evaluation), "--plot", "false", *(["--device", "cpu"] if args.smoke else [])])
         reports[seed] = json.loads((evaluation / "report.json").read_text())
     names = list(args.variants) + (["compact"] if args.compact_model else []) + ["popularity", "sasrec"]
-    text, summary = summarise(reports, names)
+    text, summary = summarise(reports, names, args.reference)
     users = len(reports[args.seeds[0]]["per_user"]["user_ids"])
     print(f"\nTest, all {users} users, seeds {args.seeds}; each variant's checkpoint chosen on valid "
           f"({out}):\n{text}")

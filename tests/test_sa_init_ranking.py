@@ -38,3 +38,10 @@ def test_smoke_trains_every_variant_and_pairs_them_with_the_recipe(tmp_path, ben
     assert "ts_align_token_description" in manifests["keywords-seed1"]["tasks"]
     summary = json.loads((out / "sa_init_ranking.json").read_text())["summary"]
     assert summary["mean_vocab"]["against_reference"]["users"] > 0
+    # Finished runs and evaluations are reused: another reference only re-pairs the same per-user values.
+    again = script.main(["--smoke", "--output_dir", str(out), "--seeds", "1", "2", "--reference", "random"])
+    assert again.splitlines()[0].endswith("| random − model, paired 95% interval |")
+    cells = ([c.strip() for c in line.strip("|").split("|")] for line in again.splitlines()[2:])
+    rows = {row[0]: row for row in cells}
+    assert rows["random"][-1] == "" and rows["keywords"][-1].startswith(("+", "-"))
+    assert json.loads((out / "sa_init_ranking.json").read_text())["seconds"] == {}  # nothing trained again
