@@ -196,7 +196,10 @@ def main(argv: list[str] | None = None) -> str:
     users = len(reports[args.seeds[0]]["per_user"]["user_ids"])
     print(f"\nTest, all {users} users, seeds {args.seeds}; each variant's checkpoint chosen on valid "
           f"({out}):\n{text}")
-    (out / "sa_init_ranking.json").write_text(json.dumps({"seconds": seconds, "summary": summary}, indent=2))
+    report_path = out / "sa_init_ranking.json"  # training times of runs reused here come from the earlier report
+    earlier = json.loads(report_path.read_text()).get("seconds", {}) if report_path.is_file() else {}
+    report_path.write_text(json.dumps({"reference": args.reference, "seconds": {**earlier, **seconds},
+                                       "summary": summary}, indent=2))
     (out / "sa_init_ranking.md").write_text(text + "\n")
     return text
 

@@ -141,8 +141,29 @@ def test_centering_subtracts_each_levels_mean_keyword_row(tied):
     # Two keyword rows a level, centred: opposite directions, so the within-level cosine is -1.
     assert report["centered"] and report["keyword_row_cosine"] == pytest.approx(-1.0, abs=1e-4)
     assert not plain["centered"] and plain["keyword_row_cosine"] > -0.5
+    # Before the centring the rows are plain SA-Init's (the rescaling keeps directions, so the cosines agree).
+    assert report["keyword_row_cosine_pooled"] == pytest.approx(plain["keyword_row_cosine"], abs=1e-4)
+    assert report["center_kept_uncentred"] == 0
     with pytest.raises(ConfigError, match="center needs match_norm"):
         sa_init(*setup(tied=tied), KEYWORDS, center=True, match_norm=False)
+
+
+def test_centering_keeps_rows_it_would_empty():
+    """A level whose keyword rows are all alike would centre to zero vectors: they keep their uncentred value."""
+    model, tokenizer, ids = setup()
+    before = model.get_input_embeddings().weight.detach().clone()
+    alike = [*KEYWORDS[:3], ["drama"], ["drama"], KEYWORDS[5]]
+    report = sa_init(model, tokenizer, ids, alike, center=True)
+    after = model.get_input_embeddings().weight.detach()
+    target = before[: min(ids)].norm(dim=1).mean()
+    drama = pooled(before, tokenizer, ["drama"])
+    for sid_id in ids[3:5]:
+        torch.testing.assert_close(after[sid_id].norm(), target)
+        torch.testing.assert_close(torch.nn.functional.cosine_similarity(after[sid_id], drama, dim=0),
+                                   torch.tensor(1.0))
+    assert report["center_kept_uncentred"] == 2 and report["centered"]
+    # level a still centred (-1), level b's two identical rows (+1): the mean over levels is 0.
+    assert report["keyword_row_cosine"] == pytest.approx(0.0, abs=1e-4)
 
 
 def test_layer_pooling_differs_and_keeps_embedding_scale():

@@ -126,8 +126,11 @@ def sa_init(
     each of them before the rescaling. A flat mean over many sub-tokens keeps mostly what all English words
     share: with TS-Rec's Industrial keyword lists (about 39 sub-tokens a token) the rows of a level start at a
     mean pairwise cosine of 0.93-0.95, nearly the one shared vector of `mean_vocab`. Centring keeps what sets a
-    cluster's keywords apart from its level's other clusters. The report's `keyword_row_cosine` is that mean
-    pairwise cosine within a level, averaged over the levels, as written.
+    cluster's keywords apart from its level's other clusters. A row that centring empties (its level's rows
+    all alike) keeps its uncentred value, counted in the report. The report's `keyword_row_cosine` is the mean
+    pairwise cosine of the keyword rows within a level, averaged over the levels, as written (SID tokens with
+    the default prefixes, or `token_levels` given); with `center`, `keyword_row_cosine_pooled` gives it before
+    the centring.
     """
     if mode not in MODES:
         raise ConfigError(f"sa_init: mode must be one of {MODES}, got {mode!r}")
@@ -149,7 +152,7 @@ def sa_init(
     report: dict[str, Any] = {
         "mode": mode, "levels": list(levels) if levels is not None else None, "layer": layer, "tied": not untied,
         "tokens": len(ids), "keywords": 0, "mean_vocab": 0, "no_keywords_fallback": 0, "untouched": 0,
-        "norm_matched": match_norm, "centered": center,
+        "norm_matched": match_norm, "centered": False,
     }
     if mode == "none":
         report["untouched"] = len(ids)
@@ -163,8 +166,10 @@ def sa_init(
         if keywords_per_token is None or len(keywords_per_token) != len(ids):
             got = None if keywords_per_token is None else len(keywords_per_token)
             raise ConfigError(f"sa_init: keywords_per_token must have one list per SID token ({len(ids)}), got {got}")
-        if token_levels is None and (levels is not None or center):
-            token_levels = [sid_token_level(t) for t in tokenizer.convert_ids_to_tokens(ids)]
+        if token_levels is None:
+            tokens = tokenizer.convert_ids_to_tokens(ids)
+            if levels is not None or center or all(map(_SID_TOKEN.match, tokens)):
+                token_levels = [sid_token_level(t) for t in tokens]  # a clear error where levels are needed
         if token_levels is not None and len(token_levels) != len(ids):
             raise ConfigError(f"sa_init: token_levels has {len(token_levels)} entries for {len(ids)} tokens")
         if levels is not None:
@@ -197,8 +202,14 @@ def sa_init(
             for i in chosen:
                 new_out[i] = output.weight[subtokens[i]].float().mean(0)
         if center:
-            for rows in (new_in, new_out) if untied else (new_in,):
-                _center_by_level(rows, chosen, token_levels)
+            report["keyword_row_cosine_pooled"] = _mean_level_cosine(new_in, chosen, token_levels)
+            matrices = (new_in, new_out) if untied else (new_in,)
+            kept = [_center_by_level(rows, chosen, token_levels) for rows in matrices]
+            report["centered"] = bool(_level_groups(chosen, token_levels))
+            report["center_kept_uncentred"] = max(kept)
+            if max(kept):
+                logger.warning("SA-Init: centring emptied %d keyword rows (their level's rows alike); they keep "
+                               "their uncentred value", max(kept))
 
     if match_norm:
         new_in = _rescale_rows(new_in, embed[:first_sid].float().norm(dim=1).mean())
@@ -215,11 +226,8 @@ def sa_init(
     if chosen:
         keyword_ids = [ids[i] for i in chosen]
         report["keyword_row_norm"] = round(embed[keyword_ids].float().norm(dim=1).mean().item(), 4)
-        if token_levels is None:  # the default prefixes say the levels; other prefixes go unreported here
-            tokens = tokenizer.convert_ids_to_tokens(ids)
-            token_levels = [sid_token_level(t) for t in tokens] if all(map(_SID_TOKEN.match, tokens)) else None
-        if token_levels is not None:
-            report["keyword_row_cosine"] = _mean_level_cosine(embed.detach().float(), ids, chosen, token_levels)
+        if token_levels is not None:  # None: other token prefixes and no token_levels given
+            report["keyword_row_cosine"] = _mean_level_cosine(embed[ids].detach().float(), chosen, token_levels)
     if untied:
         report["vocab_output_row_norm"] = round(output.weight[:first_sid].float().norm(dim=1).mean().item(), 4)
         report["sid_output_row_norm"] = round(output.weight[ids].float().norm(dim=1).mean().item(), 4)
@@ -238,21 +246,29 @@ def _level_groups(chosen: Sequence[int], token_levels: Sequence[int]) -> list[li
     return [group for _, group in sorted(groups.items()) if len(group) > 1]
 
 
-def _center_by_level(rows: torch.Tensor, chosen: Sequence[int], token_levels: Sequence[int]) -> None:
-    """Subtract, in place, each level's mean over its chosen rows (a level with one row is left alone)."""
+def _center_by_level(rows: torch.Tensor, chosen: Sequence[int], token_levels: Sequence[int]) -> int:
+    """Subtract, in place, each level's mean over its chosen rows (a level with one row is left alone). A row the
+    centring leaves (near) empty keeps its uncentred value; returns how many did."""
+    kept = 0
     for group in _level_groups(chosen, token_levels):
-        rows[group] = rows[group] - rows[group].mean(0)
+        before = rows[group]
+        centred = before - before.mean(0)
+        empty = centred.norm(dim=1) <= 1e-6 * before.norm(dim=1)
+        centred[empty] = before[empty]
+        rows[group] = centred
+        kept += int(empty.sum())
+    return kept
 
 
-def _mean_level_cosine(
-    embed: torch.Tensor, ids: Sequence[int], chosen: Sequence[int], token_levels: Sequence[int]
-) -> float | None:
-    """Mean pairwise cosine of the chosen rows within a level, averaged over the levels (None: no pairs)."""
+def _mean_level_cosine(rows: torch.Tensor, chosen: Sequence[int], token_levels: Sequence[int]) -> float | None:
+    """Mean pairwise cosine of the chosen rows (positions in `rows`) within a level, averaged over the levels
+    (None: no level has two rows)."""
     values = []
     for group in _level_groups(chosen, token_levels):
-        unit = torch.nn.functional.normalize(embed[[ids[i] for i in group]], dim=1)
+        unit = torch.nn.functional.normalize(rows[group].float(), dim=1)
         n = len(group)
-        values.append(((unit @ unit.T).sum() - n).item() / (n * (n - 1)))
+        gram = unit @ unit.T
+        values.append((gram.sum() - gram.diagonal().sum()).item() / (n * (n - 1)))
     return round(sum(values) / len(values), 4) if values else None
 
 

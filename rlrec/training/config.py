@@ -126,7 +126,7 @@ class SFTScriptArguments:
         default=False,
         metadata={"help": "SA-Init: subtract each SID level's mean keyword row before the norm matching, so rows "
                   "keep what sets a cluster apart rather than what all keyword means share (long keyword lists "
-                  "pool to nearly one direction; the manifest's keyword_row_cosine shows how near)."},
+                  "pool to nearly one direction; the SA-Init report's keyword_row_cosine shows how near)."},
     )
     keyword_source: str = field(
         default="ctfidf",
