@@ -191,6 +191,7 @@ def sa_init(
     new_in = mean_in.expand(len(ids), -1).clone()
     new_out = mean_out.expand(len(ids), -1).clone() if untied else None
     chosen = [i for i, use in enumerate(use_keywords) if use]
+    groups = _level_groups(chosen, token_levels) if token_levels is not None else None
     if chosen:
         if layer is None:
             for i in chosen:
@@ -202,10 +203,10 @@ def sa_init(
             for i in chosen:
                 new_out[i] = output.weight[subtokens[i]].float().mean(0)
         if center:
-            report["keyword_row_cosine_pooled"] = _mean_level_cosine(new_in, chosen, token_levels)
+            report["keyword_row_cosine_pooled"] = _mean_level_cosine(new_in, groups)
             matrices = (new_in, new_out) if untied else (new_in,)
-            kept = [_center_by_level(rows, chosen, token_levels) for rows in matrices]
-            report["centered"] = bool(_level_groups(chosen, token_levels))
+            kept = [_center_by_level(rows, groups) for rows in matrices]
+            report["centered"] = bool(groups)
             report["center_kept_uncentred"] = max(kept)
             if max(kept):
                 logger.warning("SA-Init: centring emptied %d keyword rows (their level's rows alike); they keep "
@@ -226,8 +227,8 @@ def sa_init(
     if chosen:
         keyword_ids = [ids[i] for i in chosen]
         report["keyword_row_norm"] = round(embed[keyword_ids].float().norm(dim=1).mean().item(), 4)
-        if token_levels is not None:  # None: other token prefixes and no token_levels given
-            report["keyword_row_cosine"] = _mean_level_cosine(embed[ids].detach().float(), chosen, token_levels)
+        if groups is not None:  # None: other token prefixes and no token_levels given
+            report["keyword_row_cosine"] = _mean_level_cosine(embed[ids].detach().float(), groups)
     if untied:
         report["vocab_output_row_norm"] = round(output.weight[:first_sid].float().norm(dim=1).mean().item(), 4)
         report["sid_output_row_norm"] = round(output.weight[ids].float().norm(dim=1).mean().item(), 4)
@@ -246,11 +247,11 @@ def _level_groups(chosen: Sequence[int], token_levels: Sequence[int]) -> list[li
     return [group for _, group in sorted(groups.items()) if len(group) > 1]
 
 
-def _center_by_level(rows: torch.Tensor, chosen: Sequence[int], token_levels: Sequence[int]) -> int:
-    """Subtract, in place, each level's mean over its chosen rows (a level with one row is left alone). A row the
+def _center_by_level(rows: torch.Tensor, groups: list[list[int]]) -> int:
+    """Subtract, in place, each level group's mean (`_level_groups`: levels with one row are left alone). A row the
     centring leaves (near) empty keeps its uncentred value; returns how many did."""
     kept = 0
-    for group in _level_groups(chosen, token_levels):
+    for group in groups:
         before = rows[group]
         centred = before - before.mean(0)
         empty = centred.norm(dim=1) <= 1e-6 * before.norm(dim=1)
@@ -260,11 +261,11 @@ def _center_by_level(rows: torch.Tensor, chosen: Sequence[int], token_levels: Se
     return kept
 
 
-def _mean_level_cosine(rows: torch.Tensor, chosen: Sequence[int], token_levels: Sequence[int]) -> float | None:
-    """Mean pairwise cosine of the chosen rows (positions in `rows`) within a level, averaged over the levels
-    (None: no level has two rows)."""
+def _mean_level_cosine(rows: torch.Tensor, groups: list[list[int]]) -> float | None:
+    """Mean pairwise cosine of the rows of each level group (`_level_groups`: positions in `rows`), averaged over the
+    levels (None: no level has two rows)."""
     values = []
-    for group in _level_groups(chosen, token_levels):
+    for group in groups:
         unit = torch.nn.functional.normalize(rows[group].float(), dim=1)
         n = len(group)
         gram = unit @ unit.T
