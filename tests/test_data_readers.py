@@ -343,3 +343,79 @@ def test_minionerec_csv_missing_split(tmp_path):
     (folder / "valid" / "Office_5_2016-10-2018-11.csv").unlink()
     with pytest.raises(DataError, match="no valid CSV found"):
         read_minionerec_csv(folder)
+
+
+# --- Ratings through prepare --------------------------------------------------------------------------------
+
+
+def _prepared(source: str, folder: Path, **fields):
+    from rlrec.data.config import PrepareConfig
+    from rlrec.data.pipeline import build_dataset
+
+    return build_dataset(PrepareConfig(output_dir="<memory>", source=source, data_path=str(folder),
+                                       user_k_core=1, item_k_core=1, **fields))
+
+
+@pytest.mark.parametrize("release", ["amazon2018", "amazon2023"])
+def test_amazon_ratings_survive_prepare(tmp_path, release):
+    folder = _amazon2018(tmp_path, gz=False) if release == "amazon2018" else _amazon2023(tmp_path)
+    num_users, num_items, seed = (40, 60, 1) if release == "amazon2018" else (30, 50, 2)
+    events = synthetic_interactions(num_users, list(synthetic_items(num_items, seed=seed)), seed=seed)
+    truth = {(x.user_id, x.item_id): x.rating for x in events}
+    data = _prepared(release, folder)
+    for ex in (*data.train, *data.valid, *data.test):
+        assert ex.rating == truth[(ex.user_id, ex.target)]
+        assert ex.history_ratings == [truth[(ex.user_id, item)] for item in ex.history]
+    ratings = data.manifest["ratings"]
+    assert sum(ratings["counts"].values()) == data.manifest["counts"]["interactions"]  # each event once
+    assert ratings["scale"] == [1.0, 5.0]
+    test_ratings = [ex.rating for ex in data.test]
+    assert ratings["targets"]["test"] == {"liked": sum(r >= 4 for r in test_ratings),
+                                          "neutral": sum(r == 3 for r in test_ratings),
+                                          "disliked": sum(r <= 2 for r in test_ratings), "unrated": 0}
+
+
+def test_amazon_reviews_without_ratings_stay_unrated(tmp_path):
+    folder = _amazon2023(tmp_path)
+    lines = [json.loads(line) for line in gzip.open(folder / "Office_Products.jsonl.gz", "rt")]
+    _write_lines(folder / "Office_Products.jsonl.gz",
+                 [json.dumps({k: v for k, v in rec.items() if k != "rating"}) for rec in lines])
+    data = _prepared("amazon2023", folder)
+    assert all(ex.rating is None and ex.history_ratings is None for ex in (*data.train, *data.test))
+    assert "ratings" not in data.manifest and data.feedback() is None
+    assert "rating" not in data.test[0].to_json() and "history_ratings" not in data.test[0].to_json()
+
+
+def test_minionerec_csv_rating_columns(tmp_path):
+    folder = _minionerec(tmp_path)
+    path = folder / "test" / "Office_5_2016-10-2018-11.csv"
+    rows = list(csv.DictReader(open(path, newline="")))
+    for n, row in enumerate(rows):
+        row["rating"] = str(n + 1)
+        row["history_rating"] = str([5] * len(json.loads(row["history_item_id"])))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*CSV_COLUMNS, "rating", "history_rating"])
+        writer.writeheader()
+        writer.writerows(rows)
+    raw = read_minionerec_csv(folder)
+    assert [ex.rating for ex in raw.splits["test"]] == [1.0, 2.0, 3.0]
+    assert raw.splits["test"][0].history_ratings == [5.0] * 4
+    assert raw.splits["train"][0].rating is None and raw.splits["train"][0].history_ratings is None
+    data = _prepared("minionerec_csv", folder, max_history=2)
+    assert data.test[0].history_ratings == [5.0, 5.0]  # cut with its history
+    assert data.manifest["ratings"]["targets"]["test"] == {"liked": 0, "neutral": 1, "disliked": 2, "unrated": 0}
+    assert data.manifest["ratings"]["targets"]["train"]["unrated"] == 4
+
+    rows[1]["history_rating"] = "[5]"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*CSV_COLUMNS, "rating", "history_rating"])
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(DataError, match=r"Office_5_2016-10-2018-11\.csv: line 3: history_rating has 1 entries"):
+        read_minionerec_csv(folder)
+
+
+def test_minionerec_released_csvs_have_no_ratings(tmp_path):
+    data = _prepared("minionerec_csv", _minionerec(tmp_path))
+    assert "ratings" not in data.manifest
+    assert all(ex.rating is None for ex in data.test)

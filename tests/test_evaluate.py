@@ -171,7 +171,8 @@ def test_stage_writes_report_and_plot(world, tmp_path, capsys):
     assert on_disk == report
     assert list(report["models"]) == ["model", "popularity", "sasrec"]
     assert report["counts"] == {"all": 40, "warm": 37, "cold": 3, "cold_pool": 3, "head": report["counts"]["head"],
-                                "tail": report["counts"]["tail"]}
+                                "tail": report["counts"]["tail"], "liked": 15, "neutral": 9, "disliked": 16}
+    assert report["feedback"]["counts"] == {"liked": 15, "disliked": 16}  # the synthetic log is rated
     for metrics in report["models"].values():
         assert set(metrics) >= {"all", "warm", "cold", "cold_pool", "counts"}
         ks = (1, 3, 5, 10, 20)

@@ -407,3 +407,58 @@ def test_rewards_hands_completions_over_as_grpo_does():
     scores, _ = score_groups(groups, [record], ["record"])
     assert seen == ["<a_1>", [{"role": "assistant", "content": "<a_2>"}]]
     assert scores.shape == (1, 2, 1)
+
+
+def _rated_copy(root: Path, out: Path, rating: float) -> Path:
+    """The fixture's dataset with every train target rated `rating` (the test targets keep theirs)."""
+    from rlrec.data.schema import PreparedDataset
+
+    dataset = PreparedDataset.load(root / "data")
+    for ex in dataset.train:
+        ex.rating = rating
+    out.mkdir()
+    dataset.save(out)
+    return out
+
+
+def _catalog_logprob(model_dir: Path, dataset_dir: Path, seed: int = 42) -> float:
+    """Mean log-prob of each prompt's target among all catalog items (each item's SID log-prob, normalised over
+    the catalog: what a constrained ranking sees) over the prompts a 16-prompt GRPO run trains on. The
+    full-vocabulary log-prob is no measure here: pushing the group's other candidates down moves mass off the SID
+    prefixes the target shares with them, so it falls even where the target's rank among items rises."""
+    from rlrec.data.schema import PreparedDataset
+    from rlrec.generation.rollout import sid_token_ids, target_logprobs
+    from rlrec.models.checkpoint import load_checkpoint
+    from rlrec.training.grpo_trainer import prompt_rows
+    from rlrec.training.refine import train_examples
+
+    model, tokenizer = load_checkpoint(model_dir, device="cpu")
+    index = SIDIndex.load(model_dir / "sid")
+    examples = train_examples("grpo", PreparedDataset.load(dataset_dir), index, 16, seed)
+    prompts = render_prompts(tokenizer, [row["prompt"] for row in prompt_rows(examples, index, tokenizer, 5)])
+    items = index.item_ids
+    sids = torch.tensor([sid_token_ids(tokenizer, index, item) for item in items])
+    total = 0.0
+    for prompt, ex in zip(prompts, examples, strict=True):
+        scores = target_logprobs(model.eval(), [prompt] * len(items), sids, tokenizer.pad_token_id or 0).sum(-1)
+        total += float(scores[items.index(ex.target)] - torch.logsumexp(scores, 0))
+    return total / len(examples)
+
+
+def test_grpo_with_the_rating_reward_alone_lowers_disliked_targets(sft_model, tmp_path):
+    """Every prompt's target rated 1 star: the rating reward alone (target -1, the rest of the group 0) lowers the
+    targets' log-prob among the catalog items; the same run with 5 stars does not."""
+    after = {}
+    for rating in (1.0, 5.0):
+        data = _rated_copy(sft_model, tmp_path / f"data{rating:g}", rating)
+        out = tmp_path / f"grpo{rating:g}"
+        argv = _grpo_argv(sft_model, out, "--rewards", json.dumps(["rating"]), "--rollout_add_target", "true",
+                          "--max_steps", "4", "--eval_at_end", "false")
+        argv[argv.index("--dataset_dir") + 1] = str(data)
+        manifest = run_stage("grpo", argv)
+        assert manifest["rewards"]["specs"] == ["rating"]
+        assert manifest["reward_log"][0]["rewards/rating/mean"] == pytest.approx(0.25 if rating == 5 else -0.25)
+        after[rating] = _catalog_logprob(out, data)
+    before = _catalog_logprob(sft_model / "sft", data)
+    assert after[1.0] < before - 0.3, (before, after)
+    assert after[5.0] > after[1.0] + 0.3, (before, after)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rlrec.data.feedback import DEFAULT_DISLIKED_THRESHOLD, DEFAULT_LIKED_THRESHOLD, FeedbackRule
 from rlrec.utils.errors import ConfigError
 
 SOURCES = ("movielens", "amazon2018", "amazon2023", "minionerec_csv")
@@ -107,6 +108,16 @@ class PrepareConfig:
                   "split: train examples targeting them are dropped and they are removed from train histories, "
                   "so valid/test examples targeting them are cold. 0: no hold-out (SETRec's cold split: 0.1)."},
     )
+    liked_threshold: float = field(
+        default=DEFAULT_LIKED_THRESHOLD,
+        metadata={"help": "A target rated at least this is `liked` (4 on MovieLens' and Amazon's 1-5 stars); "
+                  "recorded in the manifest, so evaluation, the `rating` reward, DPO's disliked pairs and the "
+                  "liked-only baselines all read the same rule. Ignored by sources without ratings."},
+    )
+    disliked_threshold: float = field(
+        default=DEFAULT_DISLIKED_THRESHOLD,
+        metadata={"help": "A target rated at most this is `disliked` (2 on 1-5 stars); between the two: neutral."},
+    )
     seed: int = field(
         default=42,
         metadata={"help": "Random seed of `cold_item_fraction`'s draw, recorded in the manifest (the rest is "
@@ -128,7 +139,15 @@ class PrepareConfig:
         if not 0.0 <= self.cold_item_fraction < 1.0:
             raise ConfigError(f"prepare: `cold_item_fraction` is {self.cold_item_fraction!r}; expected a number "
                               "in [0, 1)")
+        self.feedback_rule()  # the two thresholds in the right order
         if (self.min_timestamp is not None and self.max_timestamp is not None
                 and self.min_timestamp > self.max_timestamp):
             raise ConfigError(f"prepare: `min_timestamp` ({self.min_timestamp}) is after `max_timestamp` "
                               f"({self.max_timestamp}); expected min_timestamp <= max_timestamp")
+
+    def feedback_rule(self) -> FeedbackRule:
+        """The liked / disliked rule this dataset's manifest records."""
+        try:
+            return FeedbackRule(float(self.liked_threshold), float(self.disliked_threshold))
+        except ConfigError as err:
+            raise ConfigError(f"prepare: {err}") from None

@@ -11,6 +11,7 @@ from dataclasses import asdict
 
 import rlrec
 from rlrec.data.config import PrepareConfig
+from rlrec.data.feedback import rating_summary
 from rlrec.data.filtering import Sequences, dedupe_consecutive, group_by_user, in_time_window, k_core
 from rlrec.data.raw import RawData
 from rlrec.data.readers import read_source
@@ -88,6 +89,8 @@ def _from_splits(raw: RawData, config: PrepareConfig) -> PreparedDataset:
     for name, examples in raw.splits.items():
         for ex in examples:
             ex.history = truncate(ex.history, config.max_history)
+            if ex.history_ratings is not None:
+                ex.history_ratings = truncate(ex.history_ratings, config.max_history)
         splits[name] = examples
     if not splits["test"]:
         raise DataError(f"{', '.join(raw.files)}: empty test split after dropping items (see the counts above)")
@@ -134,6 +137,11 @@ def _finish(raw: RawData, config: PrepareConfig, items: dict[str, Item], train: 
         "counts": all_counts,
         "dropped": dropped,
     }
+    ratings = rating_summary(config.feedback_rule(), {"train": train, "valid": valid, "test": test})
+    if ratings is not None:
+        manifest["ratings"] = ratings
+        logger.info("ratings %s..%s; test targets: %s", *ratings["scale"],
+                    ", ".join(f"{n} {label}" for label, n in ratings["targets"]["test"].items()))
     return PreparedDataset(items=items, train=train, valid=valid, test=test, manifest=manifest)
 
 

@@ -7,7 +7,9 @@ A prepared dataset is a folder with five files:
   present); `attributes` keeps the structured fields (categories, brand, year, ...).
 - `train.jsonl`, `valid.jsonl`, `test.jsonl`: one example per line,
   `{"user_id": str, "history": [item_id, ...], "target": item_id, "timestamp": int}`; the history is
-  chronological (oldest first) and already cut to the configured maximum length. Train holds one
+  chronological (oldest first) and already cut to the configured maximum length. Where the source rates
+  interactions, `"rating": float` (the target's) and `"history_ratings": [float | null, ...]` (one per
+  history item) are there too; a source without ratings leaves both out (see rlrec/data/feedback.py). Train holds one
   example per position of each user's training sequence; valid and test one per user (leave-one-out).
   Valid and test examples also carry `"cold": bool` (the target never occurs in any train example).
 - `manifest.json`: `{"stage": "prepare", "rlrec_version", "config", "counts", "dropped", ...}`.
@@ -23,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlrec.data.feedback import FeedbackRule
 from rlrec.utils.errors import DataError
 from rlrec.utils.io import read_json, read_jsonl, write_json, write_jsonl
 from rlrec.utils.output_dirs import MANIFEST
@@ -47,6 +50,8 @@ class Example:
     target: str
     timestamp: int = 0
     cold: bool | None = None  # set on valid/test: the target never appears in train
+    rating: float | None = None  # the user's rating of the target, where the source has one
+    history_ratings: list[float | None] | None = None  # one per history item; None: the source has no ratings
 
     def to_json(self) -> dict[str, Any]:
         # Built by hand rather than with `asdict` (which deep-copies): train splits run to millions of rows.
@@ -54,6 +59,10 @@ class Example:
                                "timestamp": self.timestamp}
         if self.cold is not None:
             row["cold"] = self.cold
+        if self.rating is not None:
+            row["rating"] = self.rating
+        if self.history_ratings is not None:
+            row["history_ratings"] = list(self.history_ratings)
         return row
 
 
@@ -114,6 +123,10 @@ class PreparedDataset:
         splits = {name: list(_load_examples(folder / f"{name}.jsonl", items)) for name in SPLITS}
         return cls(items=items, manifest=read_json(folder / MANIFEST), folder=folder, **splits)
 
+    def feedback(self) -> FeedbackRule | None:
+        """The liked / disliked rule the dataset was prepared with; None when it has no ratings."""
+        return FeedbackRule.from_manifest(self.manifest)
+
 
 def _load_items(path: Path) -> dict[str, Item]:
     items: dict[str, Item] = {}
@@ -132,19 +145,33 @@ def _load_items(path: Path) -> dict[str, Item]:
     return items
 
 
+def _optional_rating(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"rating {value!r} is not a number")
+    return float(value)
+
+
 def _load_examples(path: Path, items: dict[str, Item]) -> Iterable[Example]:
     for lineno, row in read_jsonl(path):
         try:
             ex = Example(user_id=str(row["user_id"]), history=[str(i) for i in row["history"]],
                          target=str(row["target"]), timestamp=int(row.get("timestamp", 0)),
-                         cold=row.get("cold"))
+                         cold=row.get("cold"), rating=_optional_rating(row.get("rating")),
+                         history_ratings=None if row.get("history_ratings") is None
+                         else [_optional_rating(r) for r in row["history_ratings"]])
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(
-                f"{path}: line {lineno}: expected user_id, history (list), target, timestamp (integer): {err}"
+                f"{path}: line {lineno}: expected user_id, history (list), target, timestamp (integer), optional "
+                f"rating (number) and history_ratings (list of numbers or null): {err}"
             ) from err
         if isinstance(row["history"], str):
             raise DataError(f"{path}: line {lineno}: field 'history' is the string {row['history']!r}; expected a "
                             "list of item ids")
+        if ex.history_ratings is not None and len(ex.history_ratings) != len(ex.history):
+            raise DataError(f"{path}: line {lineno}: history_ratings has {len(ex.history_ratings)} entries but "
+                            f"history has {len(ex.history)}; expected one rating (or null) per history item")
         for item_id in (*ex.history, ex.target):
             if item_id not in items:
                 raise DataError(f"{path}: line {lineno}: item {item_id!r} is not in items.jsonl")

@@ -3,17 +3,21 @@
 Per user (sequence sorted oldest first): the last item is the test target, the one before it the
 valid target, and every earlier position i >= 1 of the rest is a train example (history = the items
 before it). Valid sees the whole training sequence as history; test sees it plus the valid item.
-Histories keep only their last `max_history` items.
+Histories keep only their last `max_history` items. Ratings travel with their items: an example carries
+its target's rating and one rating per history item when the user's events are rated.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from rlrec.data.filtering import Sequences
+from rlrec.data.raw import Interaction
 from rlrec.data.schema import Example
 
+T = TypeVar("T")
 MIN_SPLIT_LENGTH = 3  # one train item (a history), one valid target, one test target
 
 
@@ -26,8 +30,8 @@ class Splits:
     short_user_interactions: int
 
 
-def truncate(history: list[str], max_history: int) -> list[str]:
-    """The last `max_history` items (the most recent ones matter most for the next item)."""
+def truncate(history: list[T], max_history: int) -> list[T]:
+    """The last `max_history` items (the most recent ones matter most for the next item), or their ratings."""
     return history[-max_history:] if len(history) > max_history else list(history)
 
 
@@ -42,16 +46,21 @@ def leave_one_out(sequences: Sequences, max_history: int) -> Splits:
             short_users += 1
             short_interactions += len(seq)
             continue
-        items = [x.item_id for x in seq]
-        n_train = len(items) - 2
-        for i in range(1, n_train):
-            train.append(Example(user_id=user, history=truncate(items[:i], max_history), target=items[i],
-                                 timestamp=seq[i].timestamp))
-        valid.append(Example(user_id=user, history=truncate(items[:n_train], max_history),
-                             target=items[n_train], timestamp=seq[n_train].timestamp))
-        test.append(Example(user_id=user, history=truncate(items[: n_train + 1], max_history),
-                            target=items[-1], timestamp=seq[-1].timestamp))
+        rated = any(x.rating is not None for x in seq)
+        n_train = len(seq) - 2
+        train.extend(_example(user, seq, i, max_history, rated) for i in range(1, n_train))
+        valid.append(_example(user, seq, n_train, max_history, rated))
+        test.append(_example(user, seq, n_train + 1, max_history, rated))
     return Splits(train, valid, test, short_users, short_interactions)
+
+
+def _example(user: str, seq: list[Interaction], position: int, max_history: int, rated: bool) -> Example:
+    """The example predicting `seq[position]` from the events before it (ratings kept when `rated`)."""
+    before = seq[:position]
+    return Example(user_id=user, history=truncate([x.item_id for x in before], max_history),
+                   target=seq[position].item_id, timestamp=seq[position].timestamp,
+                   rating=seq[position].rating,
+                   history_ratings=truncate([x.rating for x in before], max_history) if rated else None)
 
 
 def train_items(train: Iterable[Example]) -> set[str]:
@@ -99,9 +108,11 @@ def hold_out_items(train: list[Example], item_ids: Iterable[str], fraction: floa
     for ex in train:
         if ex.target in held_out:
             continue
-        history = [item for item in ex.history if item not in held_out]
-        if not history:
+        keep = [item not in held_out for item in ex.history]
+        if not any(keep):
             continue
-        ex.history = history
+        ex.history = [item for item, k in zip(ex.history, keep, strict=True) if k]
+        if ex.history_ratings is not None:
+            ex.history_ratings = [r for r, k in zip(ex.history_ratings, keep, strict=True) if k]
         kept.append(ex)
     return kept, held_out, len(train) - len(kept)

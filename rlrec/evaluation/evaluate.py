@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
+from rlrec.data.feedback import FeedbackRule
 from rlrec.data.schema import Example
 from rlrec.evaluation.beyond import BeyondAccuracyAccumulator
 from rlrec.evaluation.groups import example_groups
@@ -21,8 +22,10 @@ def evaluate_ranker(ranker: Ranker, examples: Sequence[Example],
                          on_batch: Callable[[int], object] | None = None,
                          ranks_out: list[int | None] | None = None,
                          pool: Collection[str] | None = None,
-                         beyond: BeyondAccuracyAccumulator | None = None) -> dict[str, Any]:
-    """HR@K / NDCG@K of `ranker` on `examples`, overall and per warm/cold (and head/tail, given `head`).
+                         beyond: BeyondAccuracyAccumulator | None = None,
+                         feedback: FeedbackRule | None = None) -> dict[str, Any]:
+    """HR@K / NDCG@K of `ranker` on `examples`, overall and per warm/cold (head/tail given `head`, liked/neutral/
+    disliked given the dataset's `feedback` rule).
 
     The ranker is asked for max(K) items once per example (within `pool` when given, the cold-start
     protocol); every smaller K reads a prefix. The history is not excluded: a SID model decodes over every
@@ -37,7 +40,7 @@ def evaluate_ranker(ranker: Ranker, examples: Sequence[Example],
     for start in range(0, len(examples), batch_size):
         batch = examples[start: start + batch_size]
         ranked = ranked_ids(ranker.rank([ex.history for ex in batch], ks[-1], pool=pool))
-        ranks = acc.add(ranked, [ex.target for ex in batch], example_groups(batch, head))
+        ranks = acc.add(ranked, [ex.target for ex in batch], example_groups(batch, head, feedback))
         if beyond is not None:
             beyond.add(ranked)
         if ranks_out is not None:

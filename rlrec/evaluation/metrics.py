@@ -26,7 +26,7 @@ from typing import Any
 
 DEFAULT_K_VALUES: tuple[int, ...] = (1, 3, 5, 10, 20)
 # Groups listed first, in this order, in results; any other label follows alphabetically.
-GROUP_ORDER: tuple[str, ...] = ("warm", "cold", "cold_pool", "head", "tail")
+GROUP_ORDER: tuple[str, ...] = ("warm", "cold", "cold_pool", "head", "tail", "liked", "neutral", "disliked")
 
 GroupLabels = str | Iterable[str] | None
 

@@ -7,6 +7,9 @@
                            "counts": {"all": n, "warm": n, "cold": n}}},
      "counts": {"all": n, "warm": n, "cold": n}, "metadata": {...}}
 
+On rated data every model also has `liked` / `neutral` / `disliked` groups, and a top-level `feedback` entry
+gives the rule, the group sizes and each model's liked - disliked gap with its interval.
+
 Both files are written to temporary names and renamed into place together, so a failed run never
 leaves a report that disagrees with its plot. The plot shows HR@K and NDCG@K against K (all
 examples, one line per model) and, below, bars at one K per group (all / warm / cold / ...), where
@@ -132,8 +135,10 @@ def plot_metrics(report: Mapping[str, Any], path: str | os.PathLike) -> None:
     colors = [f"C{i % 10}" for i in range(len(models))]
 
     has_beyond = any(f"tail_share@{k}" in m["all"] or f"novelty@{k}" in m["all"] for m in models.values())
-    fig = Figure(figsize=(11, 12 if has_beyond else 8), layout="constrained")
-    axes = fig.subplots(3 if has_beyond else 2, 2)
+    has_feedback = bool(report.get("feedback", {}).get("gap"))
+    rows = 2 + has_beyond + has_feedback
+    fig = Figure(figsize=(11, 4 * rows), layout="constrained")
+    axes = fig.subplots(rows, 2)
     for col, metric in enumerate(METRIC_NAMES):
         ax = axes[0][col]
         for color, (name, metrics) in zip(colors, models.items(), strict=True):
@@ -161,6 +166,8 @@ def plot_metrics(report: Mapping[str, Any], path: str | os.PathLike) -> None:
         ax.grid(axis="y", alpha=0.3)
     if has_beyond:
         _plot_beyond(axes[2], models, k, colors)
+    if has_feedback:
+        _plot_feedback(axes[rows - 1], models, report["feedback"], colors)
     axes[0][0].legend(loc="best", fontsize="small")
     fig.suptitle(f"split: {report.get('split', '?')}")
     fig.savefig(path, format="png", dpi=100)
@@ -191,6 +198,57 @@ def _plot_beyond(axes: Any, models: Mapping[str, Mapping[str, Any]], k: int, col
     ax.set_ylim(0, 1)
     ax.set_title(f"beyond accuracy at K={k}")
     ax.grid(axis="y", alpha=0.3)
+
+
+def _plot_feedback(axes: Any, models: Mapping[str, Mapping[str, Any]], feedback: Mapping[str, Any],
+                   colors: list[str]) -> None:
+    """Liked NDCG@K against disliked HR@K (up and to the left is better), and each model's gap with its interval."""
+    k = feedback["k"]
+    ax = axes[0]
+    for color, (name, metrics) in zip(colors, models.items(), strict=True):
+        x, y = metrics.get("disliked", {}).get(f"HR@{k}"), metrics.get("liked", {}).get(f"NDCG@{k}")
+        if x is not None and y is not None:
+            ax.scatter([x], [y], color=color, label=name)
+            ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(f"HR@{k} on disliked targets (lower is better)")
+    ax.set_ylabel(f"NDCG@{k} on liked targets")
+    ax.set_title(f"liked against disliked (n={feedback['counts']['liked']} / {feedback['counts']['disliked']})")
+    ax.grid(alpha=0.3)
+
+    ax = axes[1]
+    names = list(models)
+    for metric_index, metric in enumerate(METRIC_NAMES):
+        for i, (color, name) in enumerate(zip(colors, names, strict=True)):
+            gap = feedback["gap"][name][f"{metric}@{k}"]
+            x = metric_index + (i - (len(names) - 1) / 2) * 0.8 / max(1, len(names))
+            ax.bar([x], [gap["mean"]], width=0.8 / max(1, len(names)), color=color,
+                   yerr=[[gap["mean"] - gap["low"]], [gap["high"] - gap["mean"]]], capsize=2)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(METRIC_NAMES)))
+    ax.set_xticklabels([f"{m}@{k} liked - disliked" for m in METRIC_NAMES])
+    ax.set_title("gap between liked and disliked targets (95% interval)")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def format_feedback_table(report: Mapping[str, Any], digits: int = 4) -> str:
+    """HR@K / NDCG@K on liked and on disliked targets and their gap, one row per model; empty without ratings."""
+    feedback = report.get("feedback")
+    if not feedback:
+        return ""
+    k = feedback["k"]
+    columns = [(group, m) for group in ("liked", "disliked") for m in METRIC_NAMES]
+    rows = [["model", *(f"{m}@{k} {group}" for group, m in columns),
+             *(f"{m}@{k} gap" for m in METRIC_NAMES if "gap" in feedback)]]
+    for name, result in report["models"].items():
+        cells = [result.get(group, {}).get(f"{m}@{k}") for group, m in columns]
+        row = [name, *("-" if v is None else f"{v:.{digits}f}" for v in cells)]
+        if "gap" in feedback:
+            row += [f"{feedback['gap'][name][f'{m}@{k}']['mean']:+.{digits}f}" for m in METRIC_NAMES]
+        rows.append(row)
+    counts = feedback["counts"]
+    return (_aligned(rows) + f"\ntargets: liked={counts['liked']} (rated >= {feedback['liked_threshold']:g}), "
+            f"disliked={counts['disliked']} (rated <= {feedback['disliked_threshold']:g}); "
+            "on disliked targets lower is better")
 
 
 def format_beyond_table(models: Mapping[str, Mapping[str, Any]], k: int = 10, digits: int = 4) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import rlrec
+from rlrec.data.feedback import FeedbackRule
 from rlrec.data.schema import Example, PreparedDataset
 from rlrec.data.split import cold_items
 from rlrec.evaluation import (
@@ -30,7 +31,7 @@ from rlrec.evaluation import (
     write_report,
 )
 from rlrec.evaluation.beyond import BeyondAccuracyAccumulator, ItemSpace
-from rlrec.evaluation.report import format_beyond_table, main_k
+from rlrec.evaluation.report import format_beyond_table, format_feedback_table, main_k
 from rlrec.evaluation.settings import EvalSettings
 from rlrec.ranking import PopularityRanker, Ranker, RankingSpec, ScoreRanker, load_ranker, load_sid_index
 from rlrec.sid.index import INDEX_FILE, SIDIndex
@@ -151,7 +152,8 @@ def evaluate_timed(name: str, ranker: Ranker, examples: Sequence[Example], setti
                    batch_size: int, head: set[str] | None, show_progress: bool,
                    seconds: dict[str, float], cold_pool: Sequence[str] | None = None,
                    ranks_out: list[int | None] | None = None,
-                   beyond: BeyondAccuracyAccumulator | None = None) -> dict[str, Any]:
+                   beyond: BeyondAccuracyAccumulator | None = None,
+                   feedback: FeedbackRule | None = None) -> dict[str, Any]:
     """`evaluate_ranker` under a progress bar named after the model; its wall time goes to `seconds`.
 
     With `cold_pool` (the cold items), the users whose target is cold are ranked again among those items only,
@@ -161,7 +163,7 @@ def evaluate_timed(name: str, ranker: Ranker, examples: Sequence[Example], setti
     cold = [ex for ex in examples if ex.cold] if cold_pool else []
     with _progress_bar(len(examples) + len(cold), f"evaluate {name}", show_progress) as bar:
         metrics = evaluate_ranker(ranker, examples, settings.k_values, batch_size=batch_size, head=head,
-                                  on_batch=bar.update, ranks_out=ranks_out, beyond=beyond)
+                                  on_batch=bar.update, ranks_out=ranks_out, beyond=beyond, feedback=feedback)
         if cold:
             pooled = evaluate_ranker(ranker, cold, settings.k_values, batch_size=batch_size, on_batch=bar.update,
                                      pool=cold_pool)
@@ -246,6 +248,7 @@ def evaluate_rankers(model_name: str, ranker: Ranker, dataset: PreparedDataset, 
     popularity = item_popularity(dataset.train)
     head = head_items(popularity, settings.head_fraction) if settings.head_fraction is not None else None
     pool = cold_pool_items(dataset, settings)
+    feedback = dataset.feedback()
     seconds: dict[str, float] = {}
     ranks: dict[str, list[int | None]] = {}
     space = item_space(dataset, settings.head_fraction, item_vectors, popularity) if settings.beyond_accuracy \
@@ -257,7 +260,7 @@ def evaluate_rankers(model_name: str, ranker: Ranker, dataset: PreparedDataset, 
         if space is not None:
             beyond[name] = BeyondAccuracyAccumulator(space, settings.k_values)
         return evaluate_timed(name, ranker, examples, settings, batch_size, head, show_progress, seconds, pool,
-                              ranks[name], beyond.get(name))
+                              ranks[name], beyond.get(name), feedback)
 
     # The rankers batch (and group by length) themselves; 256 users a call keeps the progress bar moving.
     models = {model_name: run(model_name, ranker, 256)}
@@ -269,7 +272,7 @@ def evaluate_rankers(model_name: str, ranker: Ranker, dataset: PreparedDataset, 
         baselines = baseline_rankers(dataset, settings, device, show_progress)
     for name, baseline in baselines.items():
         models[name] = run(name, baseline, 1024)
-    sections = paired_sections(examples, ranks, model_name, settings, beyond)
+    sections = paired_sections(examples, ranks, model_name, settings, beyond, feedback)
     meta = {
         "rlrec_version": rlrec.__version__,
         "settings": dataclasses.asdict(settings),
@@ -289,10 +292,12 @@ def evaluate_rankers(model_name: str, ranker: Ranker, dataset: PreparedDataset, 
 
 def paired_sections(examples: Sequence[Example], ranks: dict[str, list[int | None]], main: str,
                     settings: EvalSettings,
-                    beyond: Mapping[str, BeyondAccuracyAccumulator] | None = None) -> dict[str, Any]:
+                    beyond: Mapping[str, BeyondAccuracyAccumulator] | None = None,
+                    feedback: FeedbackRule | None = None) -> dict[str, Any]:
     """`per_user` (every model's target rank per user, in split order, and its beyond-accuracy values at the main
-    K) and `paired` (each other model against `main`: per-user difference of NDCG, HR and the beyond-accuracy
-    metrics at the main K, each with a bootstrap 95% interval)."""
+    K), `paired` (each other model against `main`: per-user difference of NDCG, HR and the beyond-accuracy
+    metrics at the main K, each with a bootstrap 95% interval; on rated data also within the liked and disliked
+    targets and of the liked - disliked gap) and, on rated data, `feedback` (the rule and each model's gap)."""
     from rlrec.evaluation.paired import paired_comparison, paired_values
 
     k = main_k(settings.k_values)
@@ -306,7 +311,42 @@ def paired_sections(examples: Sequence[Example], ranks: dict[str, list[int | Non
         for name, intervals in paired_values(values, main, seed=settings.seed).items():
             against[name].update(intervals)
         per_user["beyond"] = values
-    return {"paired": {"main": main, "k": k, "against": against}, "per_user": per_user}
+    sections = {"paired": {"main": main, "k": k, "against": against}, "per_user": per_user}
+    if feedback is not None:
+        section, intervals = feedback_sections(examples, ranks, main, k, feedback, settings.seed)
+        for name, by_metric in intervals.items():
+            against[name].update(by_metric)
+        if section is not None:
+            sections["feedback"] = section
+    return sections
+
+
+def feedback_sections(examples: Sequence[Example], ranks: Mapping[str, Sequence[int | None]], main: str, k: int,
+                      feedback: FeedbackRule, seed: int) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
+    """The report's `feedback` entry (the rule, the group sizes, each model's liked - disliked gap at `k` with
+    its interval) and the paired intervals within the liked / disliked targets; `(None, {})` when no target is
+    liked or disliked."""
+    from rlrec.evaluation.paired import PAIRED_METRICS, bootstrap_gap_interval, paired_feedback, per_user_metric
+
+    members: dict[str, list[int]] = {"liked": [], "disliked": []}
+    for position, ex in enumerate(examples):
+        label = feedback.label(ex.rating)
+        if label in members:
+            members[label].append(position)
+    members = {label: positions for label, positions in members.items() if positions}
+    if not members:
+        return None, {}
+    section: dict[str, Any] = {**feedback.to_json(), "k": k,
+                               "counts": {label: len(members.get(label, ())) for label in ("liked", "disliked")}}
+    if len(members) == 2:
+        section["gap"] = {}
+        for name, model_ranks in ranks.items():
+            section["gap"][name] = {}
+            for metric in PAIRED_METRICS:
+                scores = per_user_metric(model_ranks, metric, k)
+                section["gap"][name][f"{metric}@{k}"] = bootstrap_gap_interval(
+                    scores[members["liked"]], scores[members["disliked"]], seed=seed)
+    return section, paired_feedback(ranks, main, k, members, seed=seed)
 
 
 ItemVectors = tuple[Sequence[str], Any, str]  # (item ids, (n, d) matrix, what the vectors are)
@@ -414,9 +454,9 @@ def evaluate_checkpoint(config: EvaluateConfig) -> dict[str, Any]:
 def print_summary(report: dict[str, Any], config: EvaluateConfig, seconds: float) -> None:
     """The table, the paired intervals and where the report went, as `rlrec evaluate` prints them."""
     print(format_table(report["models"], k=main_k(report["k_values"])))
-    beyond = format_beyond_table(report["models"], k=main_k(report["k_values"]))
-    if beyond:
-        print(beyond)
+    for table in (format_feedback_table(report), format_beyond_table(report["models"], k=main_k(report["k_values"]))):
+        if table:
+            print(table)
     if report.get("paired", {}).get("against"):
         from rlrec.evaluation.paired import format_paired
 

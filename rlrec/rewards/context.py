@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from rlrec.data.feedback import UserRatings
 from rlrec.sid.embeddings import l2_normalize
 from rlrec.sid.index import SIDIndex
 from rlrec.utils.errors import ConfigError
@@ -57,6 +58,8 @@ class RewardContext:
     - `num_generations`: completions per prompt (GRPOConfig's), for rewards that score a group together.
     - `item_popularity`: train interactions per item (`rlrec.data.popularity.item_popularity`), for the rewards
       that steer away from the head (`novelty`, `long_tail`).
+    - `user_ratings`: each user's rated train events in time order (`rlrec.data.feedback.UserRatings`), for
+      the `rating` reward.
     """
 
     index: SIDIndex | None = None
@@ -65,6 +68,14 @@ class RewardContext:
     invalid_penalty: float = 0.0
     num_generations: int | None = None
     item_popularity: Mapping[str, int] | None = None
+    user_ratings: UserRatings | None = None
+
+    def require_user_ratings(self, reward: str) -> UserRatings:
+        if self.user_ratings is None:
+            raise ConfigError(f"reward {reward!r} needs the users' ratings: build its RewardContext with "
+                              "user_ratings= (rlrec grpo and rlrec rewards read them from a dataset_dir prepared "
+                              "from rated data)")
+        return self.user_ratings
 
     def require_popularity(self, reward: str) -> Mapping[str, int]:
         if not self.item_popularity:

@@ -25,9 +25,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlrec.data.feedback import FeedbackRule
 from rlrec.rewards.checked import checked
 from rlrec.rewards.context import RewardContext, RewardFunc, is_reward_factory
 from rlrec.rewards.exact import exact_match
+from rlrec.rewards.feedback import rating
 from rlrec.rewards.format import valid_format
 from rlrec.rewards.ranking import ndcg_lambda, ranking
 from rlrec.rewards.semantic import semantic_cosine, token_semantic
@@ -46,11 +48,13 @@ REWARDS: dict[str, RewardFactory] = {
     "novelty": novelty,
     "long_tail": long_tail,
     "diversity": diversity,
+    "rating": rating,
 }
 
 # What a registered reward needs beyond the SID index, so a stage builds only that (`recipe_context`).
 NEEDS_EMBEDDINGS = frozenset({"semantic_cosine", "diversity"})
 NEEDS_POPULARITY = frozenset({"novelty", "long_tail"})
+NEEDS_RATINGS = frozenset({"rating"})
 
 
 def resolve_reward(spec: str) -> Callable[..., Any]:
@@ -187,9 +191,11 @@ def parse_reward_recipe(entries: Sequence[str | Mapping[str, Any]]) -> RewardRec
 
 
 def recipe_context(specs: Sequence[str], index: Any, *, train: Sequence[Any] | None, invalid_penalty: float,
-                   num_generations: int | None) -> RewardContext:
-    """The `RewardContext` of a recipe's rewards: the index always, the item embeddings and the train popularity
-    only when a listed reward needs them (a user reward by dotted path gets both when they are at hand)."""
+                   num_generations: int | None, feedback: FeedbackRule | None = None) -> RewardContext:
+    """The `RewardContext` of a recipe's rewards: the index always, the item embeddings, the train popularity and
+    the users' ratings (`feedback`: the dataset's rule) only when a listed reward needs them (a user reward by
+    dotted path gets all that is at hand)."""
+    from rlrec.data.feedback import UserRatings
     from rlrec.data.popularity import item_popularity
     from rlrec.rewards.semantic import index_embeddings
 
@@ -203,8 +209,14 @@ def recipe_context(specs: Sequence[str], index: Any, *, train: Sequence[Any] | N
             raise ConfigError(f"rewards {sorted(NEEDS_POPULARITY & set(specs))} need the train split's item "
                               "popularity: give dataset_dir")
         popularity = item_popularity(train) if train is not None else None
+    ratings = None
+    if NEEDS_RATINGS & set(specs) or custom:
+        if (train is None or feedback is None) and NEEDS_RATINGS & set(specs):
+            raise ConfigError(f"rewards {sorted(NEEDS_RATINGS & set(specs))} need the users' ratings: give a "
+                              "dataset_dir prepared from rated data (its manifest.json has no `ratings`)")
+        ratings = UserRatings.from_train(train, feedback) if train is not None and feedback is not None else None
     return RewardContext(index=index, item_embeddings=embeddings, invalid_penalty=invalid_penalty,
-                         num_generations=num_generations, item_popularity=popularity)
+                         num_generations=num_generations, item_popularity=popularity, user_ratings=ratings)
 
 
 # MiniOneRec's rewards: what `rlrec grpo` trains with when a recipe names none.

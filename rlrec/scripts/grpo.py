@@ -131,7 +131,7 @@ def build_rewards(script_args: GRPOScriptArguments, training_args: RecGRPOConfig
 
     recipe = parse_reward_recipe(script_args.rewards)
     context = recipe_context(recipe.specs, index, train=dataset.train, invalid_penalty=script_args.invalid_penalty,
-                             num_generations=training_args.num_generations)
+                             num_generations=training_args.num_generations, feedback=dataset.feedback())
     rewards = load_rewards(recipe.specs, context, recipe.params)
     if training_args.reward_weights is not None and list(training_args.reward_weights) != recipe.weights:
         if any(w != 1.0 for w in recipe.weights):

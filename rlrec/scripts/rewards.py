@@ -241,13 +241,13 @@ def format_statistics(stats: dict[str, Any]) -> str:
 
 def main(config: RewardsConfig) -> dict[str, Any]:
     from rlrec.rewards import load_rewards, parse_reward_recipe
-    from rlrec.rewards.registry import NEEDS_POPULARITY, recipe_context
+    from rlrec.rewards.registry import NEEDS_POPULARITY, NEEDS_RATINGS, recipe_context
 
     start = time.perf_counter()
     check_output_dir(config.output_dir, overwrite=config.overwrite_output_dir, stage="rewards")
     recipe = parse_reward_recipe(config.rewards)
     index = SIDIndex.load(config.resolved_sid_dir())
-    needs_train = config.rollouts_file is None or bool(NEEDS_POPULARITY & set(recipe.specs))
+    needs_train = config.rollouts_file is None or bool((NEEDS_POPULARITY | NEEDS_RATINGS) & set(recipe.specs))
     dataset = PreparedDataset.load(config.dataset_dir) if needs_train else None
     if config.rollouts_file:
         groups = load_groups(config.rollouts_file)
@@ -255,7 +255,8 @@ def main(config: RewardsConfig) -> dict[str, Any]:
         groups = generate_groups(config, dataset, index)
     size = len(groups[0]["candidates"])
     context = recipe_context(recipe.specs, index, train=dataset.train if dataset is not None else None,
-                             invalid_penalty=config.invalid_penalty, num_generations=size)
+                             invalid_penalty=config.invalid_penalty, num_generations=size,
+                             feedback=dataset.feedback() if dataset is not None else None)
     rewards = load_rewards(recipe.specs, context, recipe.params)
     names = [fn.__name__ for fn in rewards]
     scores, invalid = score_groups(groups, rewards, names)

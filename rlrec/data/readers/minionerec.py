@@ -2,7 +2,9 @@
 
 Each row is already one next-item example: `user_id`, `history_item_id` (a Python list literal such
 as `[926, 38]`), `item_id`, and usually `history_item_title` / `item_title` (list literal / string)
-and `history_item_sid` / `item_sid`; the older `process.py` output adds `timestamp` and ratings.
+and `history_item_sid` / `item_sid`; the older `process.py` output adds `timestamp`. Copies that carry ratings
+give them as `rating` (the target's) and `history_rating` (a list literal, one per history item); the released
+CSVs have none, and then the prepared examples have none either.
 MiniOneRec splits all examples 8:1:1 by time, so a user may have several valid or test rows: the
 splits are kept as they are (no leave-one-out). Item titles come from the CSVs, completed and
 overridden by an item file when there is one: `info/<stem>.txt` (`sid<TAB>title<TAB>id` or
@@ -25,7 +27,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rlrec.data.raw import RawData, clean_text, clean_title, item_text, to_int, unique_strings
+from rlrec.data.raw import RawData, clean_text, clean_title, item_text, to_int, to_rating, unique_strings
 from rlrec.data.readers.files import existing_folder, explicit_file, single_match
 from rlrec.data.schema import SPLITS, Example, Item
 from rlrec.utils.errors import ConfigError, DataError
@@ -34,6 +36,9 @@ from rlrec.utils.io import open_text, read_json
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("user_id", "history_item_id", "item_id")
+# Optional: the target's rating and the history's (a list literal); MiniOneRec's released CSVs have neither.
+RATING_COLUMN = "rating"
+HISTORY_RATING_COLUMN = "history_rating"
 
 
 @dataclass
@@ -43,6 +48,8 @@ class _Row:
     target: str
     timestamp: int
     where: str
+    rating: float | None = None
+    history_ratings: list[float | None] | None = None
 
 
 def read_minionerec_csv(data_path: str | Path, *, category: str | None = None, item_info_file: str | None = None,
@@ -112,7 +119,7 @@ def read_minionerec_csv(data_path: str | Path, *, category: str | None = None, i
                 dropped[f"examples_with_{reason}"] += 1
                 continue
             kept.append(Example(user_id=row.user_id, history=row.history, target=row.target,
-                                timestamp=row.timestamp))
+                                timestamp=row.timestamp, rating=row.rating, history_ratings=row.history_ratings))
         splits[name] = kept
 
     items = {i: item for i, item in catalog.items() if i not in bad_items}
@@ -147,7 +154,10 @@ def rebuild_train_rows(valid: list[_Row], test: list[_Row]) -> list[_Row]:
     rows = []
     for _, row in earliest.values():
         for i in range(1, len(row.history)):
-            rows.append(_Row(row.user_id, row.history[:i], row.history[i], 0, f"{row.where} (rebuilt train window)"))
+            ratings = row.history_ratings
+            rows.append(_Row(row.user_id, row.history[:i], row.history[i], 0, f"{row.where} (rebuilt train window)",
+                             rating=ratings[i] if ratings is not None else None,
+                             history_ratings=ratings[:i] if ratings is not None else None))
     return rows
 
 
@@ -201,7 +211,15 @@ def _read_split(path: Path, titles: dict[str, str], sids: dict[str, str]) -> lis
                     _remember(sids, history, hist_sids, raw=True)
             timestamp = record.get("timestamp")
             timestamp = to_int(timestamp, "timestamp", path, lineno) if timestamp not in (None, "") else 0
-            rows.append(_Row(user, history, target, timestamp, where))
+            rating = to_rating(record.get(RATING_COLUMN), path, lineno)
+            history_ratings = None
+            if record.get(HISTORY_RATING_COLUMN) not in (None, ""):
+                history_ratings = [to_rating(r, path, lineno) for r in
+                                   _parse_list(record[HISTORY_RATING_COLUMN], HISTORY_RATING_COLUMN, where)]
+                if len(history_ratings) != len(history):
+                    raise DataError(f"{where}: {HISTORY_RATING_COLUMN} has {len(history_ratings)} entries but "
+                                    f"history_item_id has {len(history)}; expected one rating per item")
+            rows.append(_Row(user, history, target, timestamp, where, rating, history_ratings))
     return rows
 
 
