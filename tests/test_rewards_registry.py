@@ -42,8 +42,11 @@ def user_module(tmp_path, monkeypatch) -> str:
 
 
 def test_every_registered_reward_is_a_named_factory(index):
+    from rlrec.data.feedback import FeedbackRule, UserRatings
+
     context = RewardContext(index=index, item_embeddings={"m1": [1.0], "m2": [1.0]},
-                            item_popularity={"m1": 3, "m2": 1})
+                            item_popularity={"m1": 3, "m2": 1},
+                            user_ratings=UserRatings.from_train([], FeedbackRule()))
     fns = load_rewards(list(REWARDS), context)
     assert [fn.__name__ for fn in fns] == list(REWARDS)
 
