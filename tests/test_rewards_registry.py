@@ -66,7 +66,7 @@ def test_user_functions_by_dotted_path(index, user_module):
     ("spec", "message"),
     [
         ("nope", "unknown reward 'nope'; known rewards: diversity, exact_match, long_tail, ndcg_lambda, novelty, "
-                 "ranking, semantic_cosine, token_semantic"),
+                 "ranking, rating, semantic_cosine, token_semantic"),
         ("rlrec_no_such_module:f", "cannot import module 'rlrec_no_such_module'"),
         ("rlrec_test_broken_rewards:f", "importing 'rlrec_test_broken_rewards' failed: RuntimeError: boom"),
         ("rlrec_test_user_rewards:missing", "has no attribute 'missing'"),
