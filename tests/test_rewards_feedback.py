@@ -82,3 +82,12 @@ def test_the_reward_needs_the_user_column():
     [reward] = load_rewards(["rating"], _context())
     with pytest.raises(ConfigError, match="user_id"):
         reward(completions=[""], item_id=["a"], target=["a"])
+
+
+def test_nearest_rated_items_by_hand():
+    ratings = _context().user_ratings
+    assert ratings.nearest("u", "c", "disliked", 2) == ["b", "d"]  # both one event away: the earlier first
+    assert ratings.nearest("u", "c", "disliked", 1) == ["b"]
+    assert ratings.nearest("u", "b", "liked", 5) == ["a", "e"]
+    assert ratings.nearest("u", "b", "disliked", 5) == ["d"]      # never the target itself
+    assert ratings.nearest("u", "zz", "liked", 3) == [] and ratings.nearest("v", "x", "liked", 3) == []

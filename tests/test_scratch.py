@@ -509,8 +509,8 @@ def test_dpo_pairs_the_target_with_the_models_own_top_wrong_items(ws, scratch_sf
     index = SIDIndex.load(scratch_sft / "sid")
     ranker = SIDRanker(model, tokenizer, index, num_beams=8, max_history=5)
     args = DPOScriptArguments(num_negatives=3, negative_beams=8, num_train_prompts=10)
-    rows, prompts = preference_dataset(ranker, dataset, index, args, seed=3)
-    assert prompts == 10 and len(rows) == 30
+    rows, counts = preference_dataset(ranker, dataset, index, args, seed=3)
+    assert counts == {"prompts": 10, "beam_pairs": 30, "rating_pairs": 0} and len(rows) == 30
 
     def sid_ids(item: str) -> list[int]:
         return tokenizer.convert_tokens_to_ids(index.tokens(item))
@@ -537,6 +537,62 @@ def test_dpo_pairs_the_target_with_the_models_own_top_wrong_items(ws, scratch_sf
     assert len(random_rows) == 20 and all(row["rejected_ids"] != row["chosen_ids"] for row in random_rows)
 
 
+def test_dpo_rating_pairs_oppose_what_the_user_liked_and_disliked(ws, scratch_sft):
+    from rlrec.data.feedback import UserRatings
+    from rlrec.data.schema import PreparedDataset
+    from rlrec.models.checkpoint import load_checkpoint
+    from rlrec.ranking import SIDRanker
+    from rlrec.scripts.dpo import DPOScriptArguments, preference_dataset
+    from rlrec.training.refine import train_examples
+
+    dataset = PreparedDataset.load(ws / "data")
+    rule = dataset.feedback()
+    model, tokenizer = load_checkpoint(scratch_sft, device="cpu")
+    index = SIDIndex.load(scratch_sft / "sid")
+    ranker = SIDRanker(model, tokenizer, index, num_beams=8, max_history=5)
+    item_of = {tuple(tokenizer.convert_tokens_to_ids(index.tokens(item))): item for item in index.item_ids}
+    args = DPOScriptArguments(negatives="none", rating_pairs=2, num_train_prompts=40)
+    rows, counts = preference_dataset(ranker, dataset, index, args, seed=3)
+    assert counts["beam_pairs"] == 0 and counts["rating_pairs"] == len(rows) > 20
+    examples = train_examples("dpo", dataset, index, 40, 3)
+    ratings = UserRatings.from_train(dataset.train, rule)
+    expected = []  # rows come in prompt order, each prompt's pairs nearest in time first
+    for ex in examples:
+        label = rule.label(ex.rating)
+        others = ratings.nearest(ex.user_id, ex.target, "liked" if label == "disliked" else "disliked", 2)
+        expected += [(item, ex.target) if label == "disliked" else (ex.target, item) for item in others]
+    assert [(item_of[tuple(r["chosen_ids"])], item_of[tuple(r["rejected_ids"])]) for r in rows] == expected
+    seen_labels = set()
+    for ex in examples:
+        mine = dict(ratings.sequences[ex.user_id])
+        seen_labels.add(rule.label(ex.rating))
+        for item in ratings.nearest(ex.user_id, ex.target, "disliked", 2):
+            assert rule.label(mine[item]) == "disliked" and item != ex.target
+    assert "disliked" in seen_labels and len(seen_labels) > 1
+    # Beside beam pairs, a disliked target gets no beam pair (it is no `chosen`).
+    both, both_counts = preference_dataset(ranker, dataset, index, DPOScriptArguments(
+        num_negatives=1, negative_beams=4, rating_pairs=2, num_train_prompts=40), seed=3)
+    assert both_counts["rating_pairs"] == counts["rating_pairs"]
+    assert both_counts["beam_pairs"] == sum(rule.label(ex.rating) != "disliked" for ex in examples)
+
+
+def test_dpo_rating_pairs_need_rated_data_and_some_pairs(ws, scratch_sft):
+    from rlrec.data.schema import PreparedDataset
+    from rlrec.models.checkpoint import load_checkpoint
+    from rlrec.ranking import SIDRanker
+    from rlrec.scripts.dpo import DPOScriptArguments, preference_dataset
+
+    dataset = PreparedDataset.load(ws / "data")
+    model, tokenizer = load_checkpoint(scratch_sft, device="cpu")
+    index = SIDIndex.load(scratch_sft / "sid")
+    ranker = SIDRanker(model, tokenizer, index, num_beams=8, max_history=5)
+    unrated = PreparedDataset(items=dataset.items, train=dataset.train, valid=[], test=[], manifest={})
+    with pytest.raises(ConfigError, match="rating_pairs=2 needs rated data"):
+        preference_dataset(ranker, unrated, index, DPOScriptArguments(rating_pairs=2, num_train_prompts=4), seed=3)
+    with pytest.raises(ConfigError, match="negatives: none"):
+        DPOScriptArguments(negatives="none")
+
+
 def test_dpo_raises_the_targets_margin_and_saves_a_model_folder_the_next_stages_read(ws, scratch_sft, tmp_path):
     from rlrec.ranking import load_ranker
 
@@ -545,7 +601,8 @@ def test_dpo_raises_the_targets_margin_and_saves_a_model_folder_the_next_stages_
                                           "--negative_beams", "8", "--num_train_prompts", "32",
                                           "--learning_rate", "0.003", "--valid_every_steps", "4"))
     assert manifest["stage"] == "dpo" and manifest["global_step"] == 8
-    assert manifest["pairs"] == {"prompts": 32, "pairs": 64, "negatives": "beam", "num_negatives": 2}
+    assert manifest["pairs"] == {"prompts": 32, "pairs": 64, "negatives": "beam", "num_negatives": 2,
+                                 "rating_pairs": 0, "rating_pairs_per_prompt": 0}
     margins = [entry["rewards/margins"] for entry in manifest["dpo_log"]]
     print("DPO reward margins by step:", [round(m, 3) for m in margins])
     assert len(margins) == 8 and abs(margins[0]) < 1e-3  # the policy starts as its reference

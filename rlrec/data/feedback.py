@@ -143,3 +143,19 @@ class UserRatings:
             if rating is not None:
                 out.setdefault(item, rating)
         return out
+
+    def nearest(self, user_id: str, target: str, label: str, count: int) -> list[str]:
+        """Up to `count` items of the user's train events labelled `label` (liked / neutral / disliked), nearest in
+        time to the target's event first (earlier before later at equal distance); the target never."""
+        position = self.positions.get((user_id, target))
+        if position is None or count < 1:
+            return []
+        candidates = [(abs(p - position), p, item) for p, (item, rating) in enumerate(self.sequences[user_id])
+                      if item != target and self.rule.label(rating) == label]
+        out: list[str] = []
+        for _, _, item in sorted(candidates):
+            if item not in out:
+                out.append(item)
+            if len(out) == count:
+                break
+        return out

@@ -10,6 +10,13 @@ model would wrongly recommend, the hard negatives S-DPO and MiniOneRec's DPO bas
 over several negatives is approximated by one pair per negative (TRL's losses are pairwise).
 `negatives: random` draws them uniformly from the catalog instead (a control: easy negatives).
 
+On rated data `rating_pairs: N` adds pairs from what the user thought (`rlrec.data.feedback`): a prompt whose
+target the user did not dislike is paired against up to N items the same user disliked, nearest in time to the
+target (target chosen); a prompt whose target the user disliked becomes the rejected side against up to N items
+the user liked, nearest in time (those chosen). Next-item SFT learned to write disliked targets like any
+other; these pairs are the signal it never had. With `rating_pairs`, beam pairs are made only for targets the
+user did not dislike (a disliked target is no `chosen`), and `negatives: none` trains on the rating pairs alone.
+
 The pairs are fixed for the run (offline DPO, as the papers' baselines) and scored on the SID tokens alone,
 as the ranking scores items (`rlrec.training.dpo_trainer`); the reference model is the SFT model.
 `output_dir` receives the trainer's checkpoints, then a plain model folder, the SID index in `sid/`,
@@ -25,6 +32,7 @@ from typing import Any
 
 from trl import DPOConfig, ModelConfig, TrlParser
 
+from rlrec.data.feedback import UserRatings
 from rlrec.data.schema import PreparedDataset
 from rlrec.sid.index import SIDIndex
 from rlrec.training.config import EndEvalArguments, RecTrainingDefaults
@@ -34,7 +42,7 @@ from rlrec.utils.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-NEGATIVE_SOURCES = ("beam", "random")
+NEGATIVE_SOURCES = ("beam", "random", "none")
 
 
 @dataclass
@@ -44,7 +52,14 @@ class DPOScriptArguments(RefinementDataArguments):
     negatives: str = field(
         default="beam",
         metadata={"help": "beam: the SFT model's top-ranked items other than the target (hard negatives); "
-                  "random: uniform catalog items other than the target (a control)."},
+                  "random: uniform catalog items other than the target (a control); none: no such pairs (with "
+                  "rating_pairs only)."},
+    )
+    rating_pairs: int = field(
+        default=0,
+        metadata={"help": "On rated data, up to this many pairs per prompt from the user's own ratings: the target "
+                  "against the user's disliked items nearest in time, or (a disliked target) the user's liked items "
+                  "nearest in time against the target; 0: off."},
     )
     num_negatives: int = field(default=4, metadata={"help": "Rejected items per prompt: one pair each."})
     negative_beams: int = field(
@@ -56,6 +71,10 @@ class DPOScriptArguments(RefinementDataArguments):
         super().__post_init__()
         if self.negatives not in NEGATIVE_SOURCES:
             raise ConfigError(f"`negatives` must be one of {NEGATIVE_SOURCES}, got {self.negatives!r}")
+        if isinstance(self.rating_pairs, bool) or not isinstance(self.rating_pairs, int) or self.rating_pairs < 0:
+            raise ConfigError(f"`rating_pairs` must be an integer >= 0, got {self.rating_pairs!r}")
+        if self.negatives == "none" and not self.rating_pairs:
+            raise ConfigError("`negatives: none` leaves no pairs: set rating_pairs (on rated data) or choose beam")
         if self.num_negatives < 1:
             raise ConfigError(f"`num_negatives` must be positive, got {self.num_negatives}")
         if self.negative_beams < self.num_negatives + 1:
@@ -106,23 +125,56 @@ def negative_items(ranker: Any, examples: list, script_args: DPOScriptArguments,
     return picked
 
 
+def rating_pair_items(examples: list, ratings: UserRatings, count: int) -> list[list[tuple[str, str]]]:
+    """Each example's `(chosen, rejected)` items from the user's ratings (`rating_pairs`, see the module doc)."""
+    out = []
+    for ex in examples:
+        if ratings.rule.label(ex.rating) == "disliked":
+            out.append([(item, ex.target) for item in ratings.nearest(ex.user_id, ex.target, "liked", count)])
+        else:
+            out.append([(ex.target, item) for item in ratings.nearest(ex.user_id, ex.target, "disliked", count)])
+    return out
+
+
 def preference_dataset(ranker: Any, dataset: PreparedDataset, index: SIDIndex, script_args: DPOScriptArguments,
-                       seed: int):
-    """Token-id rows (prompt, chosen = the target's SID, rejected = a negative's SID), one per negative: the
-    prompt tokenized as the ranking reads it, the completions bare SIDs (no `<eos>`: `SIDDPOTrainer` says why)."""
+                       seed: int) -> tuple[Any, dict[str, int]]:
+    """Token-id rows (prompt, chosen = the target's SID, rejected = a negative's SID), one per negative, and the
+    rating pairs: the prompt tokenized as the ranking reads it, the completions bare SIDs (no `<eos>`:
+    `SIDDPOTrainer` says why). Returns the dataset and its counts (prompts, beam pairs, rating pairs)."""
     from datasets import Dataset
 
     examples = train_examples("dpo", dataset, index, script_args.num_train_prompts, seed)
-    negatives = negative_items(ranker, examples, script_args, seed)
+    pairs: list[list[tuple[str, str]]] = [[] for _ in examples]
+    rule = dataset.feedback() if script_args.rating_pairs else None
+    if script_args.rating_pairs:
+        if rule is None:
+            raise ConfigError(f"dpo: rating_pairs={script_args.rating_pairs} needs rated data, and "
+                              f"{dataset.folder or 'the dataset'} has no ratings (its manifest.json has no `ratings`)")
+        from rlrec.data.feedback import UserRatings
+
+        ratings = UserRatings.from_train(dataset.train, rule)
+        pairs = [[(c, r) for c, r in found if c in index and r in index]
+                 for found in rating_pair_items(examples, ratings, script_args.rating_pairs)]
+    counts = {"prompts": len(examples), "rating_pairs": sum(len(p) for p in pairs)}
+    if script_args.negatives != "none":
+        disliked = [rule is not None and rule.label(ex.rating) == "disliked" for ex in examples]
+        beam_examples = [ex for ex, skip in zip(examples, disliked, strict=True) if not skip]
+        negatives = iter(negative_items(ranker, beam_examples, script_args, seed))
+        for position, skip in enumerate(disliked):
+            if not skip:
+                pairs[position].extend((examples[position].target, item) for item in next(negatives))
+    counts["beam_pairs"] = sum(len(p) for p in pairs) - counts["rating_pairs"]
+    if not counts["beam_pairs"] + counts["rating_pairs"]:
+        raise ConfigError("dpo: no preference pair: no prompt's user rated another item as the pairs need")
     tokenizer = ranker.tokenizer
     prompts = tokenizer(ranker.prompt_texts([ex.history for ex in examples]), add_special_tokens=False)["input_ids"]
 
     def sid_ids(item: str) -> list[int]:
         return tokenizer.convert_tokens_to_ids(index.tokens(item))
 
-    rows = [{"prompt_ids": prompt, "chosen_ids": sid_ids(ex.target), "rejected_ids": sid_ids(item)}
-            for ex, prompt, items in zip(examples, prompts, negatives, strict=True) for item in items]
-    return Dataset.from_list(rows), len(examples)
+    rows = [{"prompt_ids": prompt, "chosen_ids": sid_ids(chosen), "rejected_ids": sid_ids(rejected)}
+            for prompt, found in zip(prompts, pairs, strict=True) for chosen, rejected in found]
+    return Dataset.from_list(rows), counts
 
 
 def main(script_args: DPOScriptArguments, eval_args: EndEvalArguments, training_args: RecDPOConfig,
@@ -138,17 +190,18 @@ def main(script_args: DPOScriptArguments, eval_args: EndEvalArguments, training_
     model, tokenizer = load_checkpoint(start.model_path, device="cpu", dtype=model_args.dtype or "auto")
     ranker = SIDRanker(model, tokenizer, index, num_beams=script_args.negative_beams,
                        batch_size=script_args.rollout_batch_size, max_history=start.max_history)
-    train_dataset, num_prompts = preference_dataset(ranker, dataset, index, script_args, training_args.seed)
-    logger.info("dpo: %d prompts x %d %s negatives = %d pairs", num_prompts, script_args.num_negatives,
-                script_args.negatives, len(train_dataset))
+    train_dataset, counts = preference_dataset(ranker, dataset, index, script_args, training_args.seed)
+    logger.info("dpo: %d prompts, %d %s-negative pairs and %d rating pairs", counts["prompts"], counts["beam_pairs"],
+                script_args.negatives, counts["rating_pairs"])
     model.train()
     trainer = SIDDPOTrainer(model=model, args=training_args, train_dataset=train_dataset, processing_class=tokenizer,
                             peft_config=lora_config(model_args))
     result, selection = train_with_selection(trainer, start, tokenizer, model_args.use_peft, training_args.seed)
     manifest = refinement_manifest(
         start, trainer, result, selection,
-        pairs={"prompts": num_prompts, "pairs": len(train_dataset), "negatives": script_args.negatives,
-               "num_negatives": script_args.num_negatives},
+        pairs={"prompts": counts["prompts"], "pairs": len(train_dataset), "negatives": script_args.negatives,
+               "num_negatives": script_args.num_negatives, "rating_pairs": counts["rating_pairs"],
+               "rating_pairs_per_prompt": script_args.rating_pairs},
         dpo_log=[entry for entry in trainer.state.log_history if "rewards/accuracies" in entry],
     )
     del model, ranker, selection
