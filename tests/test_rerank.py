@@ -62,3 +62,23 @@ def test_bad_reranking_settings():
         make_reranker(base(), "mmr", 0.3, popularity=POPULARITY)
     with pytest.raises(ConfigError, match="top_n"):
         make_reranker(base(), "tail", 0.3, popularity=POPULARITY, top_n=0)
+
+
+def test_rating_reranking_by_hand():
+    from rlrec.data.feedback import item_mean_ratings
+    from rlrec.data.schema import Example
+
+    # Train ratings: c 5, 5; d 1; e never rated. Global mean (5 + 5 + 1 + 3) / 4 = 3.5 with b's 3.
+    train = [Example("u", ["c"], "c", rating=5.0, history_ratings=[5.0]), Example("u", ["c"], "d", rating=1.0),
+             Example("v", ["x"], "b", rating=3.0, history_ratings=[None])]
+    means = item_mean_ratings(train, shrinkage=2)
+    # c: (10 + 2 * 3.5) / 4 = 4.25; d: (1 + 7) / 3 = 2.667; b: (3 + 7) / 3 = 3.333
+    assert means == pytest.approx({"c": 4.25, "d": 8 / 3, "b": 10 / 3})
+    assert item_mean_ratings(train, shrinkage=0) == pytest.approx({"c": 5.0, "d": 1.0, "b": 3.0})
+    rating = make_reranker(base(), "rating", 2.0, popularity=POPULARITY, mean_ratings=means, top_n=5)
+    # scaled over [2.667, 4.25]: c 1, b 0.421, d 0; a and e unrated get the mean of those, 0.474.
+    # a 5 + .947 = 5.947, b 4 + .842 = 4.842, c 3 + 2 = 5, d 2, e 1 + .947
+    assert ranked_ids(rating.rank([[]], 5)) == [["a", "c", "b", "d", "e"]]
+    with pytest.raises(ConfigError, match="needs item ratings"):
+        make_reranker(base(), "rating", 1.0, popularity=POPULARITY)
+    assert parse_rerank("rating=0.5") == ("rating", 0.5)

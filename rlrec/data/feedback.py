@@ -159,3 +159,33 @@ class UserRatings:
             if len(out) == count:
                 break
         return out
+
+
+DEFAULT_RATING_SHRINKAGE = 10.0  # pseudo-ratings at the global mean: an item rated twice says little
+
+
+def item_mean_ratings(train: Iterable[Any], shrinkage: float = DEFAULT_RATING_SHRINKAGE) -> dict[str, float]:
+    """Each item's train mean rating shrunk towards the global mean: `(sum + m * global) / (count + m)`.
+
+    The item-level rating signal a serving-time re-ranker can know (it is the same for every user). Counted over
+    the train targets and each user's first train history event, each rated event once, as the manifest counts.
+    """
+    if shrinkage < 0:
+        raise ConfigError(f"rating shrinkage={shrinkage!r}; expected a number >= 0")
+    sums: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
+    seen_users: set[str] = set()
+    for ex in train:
+        events = [(ex.target, ex.rating)]
+        if ex.user_id not in seen_users:
+            seen_users.add(ex.user_id)
+            events += list(zip(ex.history[:1], (ex.history_ratings or [None])[:1], strict=False))
+        for item, rating in events:
+            if rating is not None:
+                sums[item] += rating
+                counts[item] += 1
+    total = sum(counts.values())
+    if not total:
+        return {}
+    overall = sum(sums.values()) / total
+    return {item: (sums[item] + shrinkage * overall) / (counts[item] + shrinkage) for item in counts}

@@ -77,7 +77,8 @@ class EvaluateConfig(EvalSettings):
         default_factory=list,
         metadata={"help": "Re-ranking baselines of the evaluated model, as OBJECTIVE=WEIGHT: novelty=0.3 (score + "
                   "0.3 x scaled novelty), tail=0.5 (score + 0.5 for a tail item), mmr=0.2 (maximal marginal "
-                  "relevance in the SID index's text-embedding space), each over the model's top rerank_top_n; "
+                  "relevance in the SID index's text-embedding space), rating=0.5 (score + 0.5 x the item's scaled, "
+                  "shrunk mean train rating; rated data), each over the model's top rerank_top_n; "
                   "reported as `<model_name>+novelty0.3` beside the model (rlrec/ranking/rerank.py)."},
     )
     rerank_top_n: int = field(default=50, metadata={"help": "Candidates a re-ranking baseline re-orders."})
@@ -104,6 +105,9 @@ class EvaluateConfig(EvalSettings):
             objective, weight = parse_rerank(entry)
             out[f"{self.model_name}+{objective}{weight:g}"] = (objective, weight)
         return out
+
+    def reranked_objectives(self) -> set[str]:
+        return {objective for objective, _ in self.reranked_names().values()}
 
     def compared_models(self) -> dict[str, str]:
         """`compare` as {name: path}; a bare path is named after its folder."""
@@ -388,8 +392,11 @@ def reranked_baselines(config: EvaluateConfig, ranker: Ranker, dataset: Prepared
 
     if not config.rerank:
         return {}
+    from rlrec.data.feedback import item_mean_ratings
+
     vectors = index_vectors(index)
     popularity = item_popularity(dataset.train)
+    mean_ratings = item_mean_ratings(dataset.train) if "rating" in config.reranked_objectives() else None
     out = {}
     for name, (objective, weight) in config.reranked_names().items():
         if objective == "mmr" and vectors is None:
@@ -399,7 +406,8 @@ def reranked_baselines(config: EvaluateConfig, ranker: Ranker, dataset: Prepared
         out[name] = functools.partial(
             make_reranker, ranker, objective, weight, popularity=popularity,
             head_fraction=config.head_fraction or 0.2, vectors=matrix,
-            vector_rows={item: row for row, item in enumerate(ids)}, top_n=config.rerank_top_n)
+            vector_rows={item: row for row, item in enumerate(ids)}, top_n=config.rerank_top_n,
+            mean_ratings=mean_ratings)
     return out
 
 

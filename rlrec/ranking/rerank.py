@@ -1,4 +1,4 @@
-"""Re-ranking baselines: any ranker's top N re-ordered for novelty, the long tail or diversity.
+"""Re-ranking baselines: any ranker's top N re-ordered for novelty, the long tail, diversity or item ratings.
 
 The cheap alternative to training for a beyond-accuracy objective is to ask the trained model for more
 candidates than it will show and re-order them. Any claim that GRPO with a novelty or diversity reward is
@@ -7,6 +7,10 @@ the same protocol:
 
 - `novelty` / `tail` (`bonus_reorder`): re-scores the base's top `top_n` by `score + weight * bonus(item)`, the
   bonus in [0, 1]: the scaled self-information of the item's train popularity, or 1 outside the head;
+- `rating` (`bonus_reorder` too): the item's train mean rating shrunk towards the global mean
+  (`rlrec.data.feedback.item_mean_ratings`), min-max scaled to [0, 1] over the rated items; an item nobody
+  rated in train gets the global mean. What a serving-time re-ranker can know of ratings (the same for every
+  user): the baseline a rating reward or rating DPO pairs have to beat;
 - `mmr` (`mmr_reorder`): maximal marginal relevance (Carbonell & Goldstein 1998). The base scores are min-max
   scaled to [0, 1] within the user's top N; items are then picked greedily by
   `(1 - weight) * relevance - weight * max cos(item, picked)`, in an item space shared by every model
@@ -28,7 +32,7 @@ from rlrec.ranking.base import Ranked, Ranker
 from rlrec.sid.embeddings import l2_normalize
 from rlrec.utils.errors import ConfigError
 
-OBJECTIVES = ("novelty", "tail", "mmr")
+OBJECTIVES = ("novelty", "tail", "mmr", "rating")
 DEFAULT_TOP_N = 50
 
 
@@ -116,33 +120,50 @@ def mmr_reorder(vectors: np.ndarray, vector_rows: Mapping[str, int], weight: flo
     return reorder
 
 
-def objective_bonus(objective: str, popularity: Mapping[str, int],
-                    head_fraction: float = 0.2) -> Callable[[str], float]:
-    """The [0, 1] bonus of `novelty` (scaled self-information) or `tail` (1 outside the head)."""
+def rating_bonus(mean_ratings: Mapping[str, float]) -> Callable[[str], float]:
+    """Shrunk mean ratings min-max scaled to [0, 1]; an unrated item gets the scaled mean of the rated ones."""
+    if not mean_ratings:
+        raise ConfigError("re-ranking objective 'rating' needs item ratings: the dataset has none (its manifest.json "
+                          "has no `ratings`)")
+    low, high = min(mean_ratings.values()), max(mean_ratings.values())
+    spread = high - low
+    scaled = {item: (value - low) / spread if spread > 0 else 0.5 for item, value in mean_ratings.items()}
+    default = sum(scaled.values()) / len(scaled)
+    return lambda item: scaled.get(item, default)
+
+
+def objective_bonus(objective: str, popularity: Mapping[str, int], head_fraction: float = 0.2,
+                    mean_ratings: Mapping[str, float] | None = None) -> Callable[[str], float]:
+    """The [0, 1] bonus of `novelty` (scaled self-information), `tail` (1 outside the head) or `rating`."""
+    if objective == "rating":
+        return rating_bonus(mean_ratings or {})
     if objective == "novelty":
         return SelfInformation(popularity).scaled
     if objective == "tail":
         head = head_items(popularity, head_fraction)
         return lambda item: 0.0 if item in head else 1.0
-    raise ConfigError(f"re-ranking objective {objective!r}; expected novelty or tail (or mmr, with item vectors)")
+    raise ConfigError(f"re-ranking objective {objective!r}; expected novelty, tail or rating (or mmr, with item "
+                      "vectors)")
 
 
 def reorderer(objective: str, weight: float, *, popularity: Mapping[str, int], head_fraction: float = 0.2,
-              vectors: np.ndarray | None = None, vector_rows: Mapping[str, int] | None = None) -> Reorder:
-    """The re-ordering of `objective` (`novelty`, `tail`, `mmr`) at `weight`."""
+              vectors: np.ndarray | None = None, vector_rows: Mapping[str, int] | None = None,
+              mean_ratings: Mapping[str, float] | None = None) -> Reorder:
+    """The re-ordering of `objective` (`novelty`, `tail`, `mmr`, `rating`) at `weight`."""
     if objective == "mmr":
         if vectors is None or vector_rows is None:
             raise ConfigError("re-ranking objective 'mmr' needs item vectors (the SID index's item_embeddings.npy)")
         return mmr_reorder(vectors, vector_rows, weight)
-    return bonus_reorder(objective_bonus(objective, popularity, head_fraction), weight)
+    return bonus_reorder(objective_bonus(objective, popularity, head_fraction, mean_ratings), weight)
 
 
 def make_reranker(base: Ranker, objective: str, weight: float, *, popularity: Mapping[str, int],
                   head_fraction: float = 0.2, vectors: np.ndarray | None = None,
-                  vector_rows: Mapping[str, int] | None = None, top_n: int = DEFAULT_TOP_N) -> Reranker:
-    """The re-ranker of `objective` (`novelty`, `tail`, `mmr`) around `base`."""
+                  vector_rows: Mapping[str, int] | None = None, top_n: int = DEFAULT_TOP_N,
+                  mean_ratings: Mapping[str, float] | None = None) -> Reranker:
+    """The re-ranker of `objective` (`novelty`, `tail`, `mmr`, `rating`) around `base`."""
     return Reranker(base, reorderer(objective, weight, popularity=popularity, head_fraction=head_fraction,
-                                    vectors=vectors, vector_rows=vector_rows), top_n)
+                                    vectors=vectors, vector_rows=vector_rows, mean_ratings=mean_ratings), top_n)
 
 
 def parse_rerank(entry: str) -> tuple[str, float]:
