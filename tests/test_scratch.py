@@ -143,6 +143,85 @@ def test_plain_loss_on_labelled_positions_equals_the_full_padded_loss(ws):
     torch.testing.assert_close(part, full, rtol=1e-5, atol=1e-5)
 
 
+def test_target_weights_keep_a_zero_weight_target_as_history_and_weigh_the_rest(ws):
+    index = SIDIndex.load(ws / "sid")
+    vocab = sid_tokenizer(index.vocabulary()).get_vocab()
+    items = index.item_ids[:6]
+    train = _user("u", items)
+    for ex, rating in zip(train, [5.0, 1.0, 3.0, 4.0, 2.0], strict=True):
+        ex.rating = rating
+    plain = sid_sequence_rows(train, index, vocab, max_history=5, stride=5)
+    liked = sid_sequence_rows(train, index, vocab, max_history=5, stride=5,
+                              target_weight=lambda ex: 1.0 if ex.rating >= 4 else 0.0)
+    assert [row["input_ids"] for row in liked] == [row["input_ids"] for row in plain]  # histories unchanged
+    taught = [label for row in liked for label in row["labels"] if label != IGNORE_INDEX]
+    assert taught == [vocab[t] for ex in train if ex.rating >= 4 for t in index.tokens(ex.target)]
+    assert "label_weights" not in liked[0]  # zeros and ones live in the labels
+    weighted = sid_sequence_rows(train, index, vocab, max_history=5, stride=5,
+                                 target_weight=lambda ex: ex.rating / 5)
+    row = weighted[0]
+    assert len(row["label_weights"]) == len(row["input_ids"])
+    assert [w for w, label in zip(row["label_weights"], row["labels"], strict=True) if label != IGNORE_INDEX] == \
+        [ex.rating / 5 for ex in train for _ in index.tokens(ex.target)]
+
+
+def test_label_weights_scale_each_tokens_loss(ws):
+    from types import SimpleNamespace
+
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from rlrec.training.plain_loss import LabelWeightCollator, PlainLossSFTTrainer
+
+    index = SIDIndex.load(ws / "sid")
+    tokenizer = sid_tokenizer(index.vocabulary())
+    model = build_scratch_model(tokenizer, ScratchModelArguments(scratch_hidden_size=32, scratch_num_heads=2), seed=3)
+    model.eval()
+    items = index.item_ids[:8]
+    train = _user("u", items) + _user("v", items[::-1])
+    collate = LabelWeightCollator(DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id))
+    fake = SimpleNamespace(args=SimpleNamespace(label_smoothing_factor=0.0, average_tokens_across_devices=False))
+
+    def loss(weight):
+        rows = sid_sequence_rows(train, index, tokenizer.get_vocab(), max_history=5, stride=2, target_weight=weight)
+        with torch.no_grad():
+            return PlainLossSFTTrainer.compute_loss(fake, model, collate(rows), num_items_in_batch=None)
+
+    base = loss(None)
+    torch.testing.assert_close(loss(lambda ex: 2.0), 2 * base)
+    # Weight 0.5 on u's targets, 1 on v's: the sum of halves and wholes over the same label count.
+    u_only, v_only = loss(lambda ex: float(ex.user_id == "u")), loss(lambda ex: float(ex.user_id == "v"))
+    n_u = n_v = len(train) // 2 * index.num_levels
+    half = loss(lambda ex: 0.5 if ex.user_id == "u" else 1.0)
+    torch.testing.assert_close(half * (n_u + n_v), 0.5 * u_only * n_u + v_only * n_v, rtol=1e-5, atol=1e-5)
+
+
+def test_sft_on_liked_targets_only_runs_and_refuses_unrated_data(ws, tmp_path, monkeypatch):
+    manifest = run_stage("sft", _sft_argv(ws, tmp_path / "liked", "--max_steps", "3", "--eval_at_end", "false",
+                                          "--target_weights", '{"neutral": 0, "disliked": 0}'))
+    assert manifest["global_step"] == 3
+    from rlrec.data.schema import PreparedDataset
+
+    liked = sum(1 for ex in PreparedDataset.load(ws / "data").train if ex.rating >= 4)
+    assert manifest["tasks"]["next_item"] == liked  # stride 1: one row per liked target, none for the rest
+    from rlrec.training.plain_loss import PlainLossSFTTrainer
+
+    seen, original = [], PlainLossSFTTrainer.compute_loss
+
+    def spy(self, model, inputs, *args, **kwargs):
+        seen.append("label_weights" in inputs)
+        return original(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(PlainLossSFTTrainer, "compute_loss", spy)
+    weighted = run_stage("sft", _sft_argv(ws, tmp_path / "weighted", "--max_steps", "2", "--eval_at_end", "false",
+                                          "--target_weights", '{"liked": 1.5, "disliked": 0.5}'))
+    assert weighted["global_step"] == 2 and seen == [True, True]  # the weights reach the loss
+    with pytest.raises(UsageError, match="target_weights"):
+        run_stage("sft", _sft_argv(ws, tmp_path / "bad", "--target_weights", '{"loved": 1}'))
+    with pytest.raises(UsageError, match="every target 0"):
+        run_stage("sft", _sft_argv(ws, tmp_path / "bad2", "--target_weights",
+                                   '{"liked": 0, "neutral": 0, "disliked": 0, "unrated": 0}'))
+
+
 # -- the stages ---------------------------------------------------------------------------------------------------
 
 def _sft_argv(ws: Path, out: Path, *extra: str) -> list[str]:

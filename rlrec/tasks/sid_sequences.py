@@ -14,7 +14,7 @@ same targets in about s times fewer tokens, at the price of some shorter context
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from rlrec.data.schema import Example
 from rlrec.models.sid_vocab import BOS
@@ -42,12 +42,16 @@ def consecutive_runs(train: Sequence[Example]) -> Iterator[list[Example]]:
 
 
 def sid_sequence_rows(train: Sequence[Example], index: SIDIndex, token_ids: dict[str, int],
-                      max_history: int, stride: int = 1, start_token: str = BOS) -> list[dict[str, list[int]]]:
+                      max_history: int, stride: int = 1, start_token: str = BOS,
+                      target_weight: Callable[[Example], float] | None = None) -> list[dict[str, list]]:
     """`{"input_ids", "labels"}` rows teaching every train target once (see the module docstring).
 
     `token_ids` maps each SID token (and `start_token`, the prompt's first token: `<bos>` for a scratch model,
     an LLM's own bos for SID-only LLM prompts) to its id; items without a SID are skipped in histories, and a
-    target without one ends the example there.
+    target without one ends the example there. `target_weight(example)` weighs each target's loss (SFT on liked
+    targets, rating-weighted SFT): a target of weight 0 stays in the sequence as history but is no label, and
+    other weights than 1 add a `label_weights` column (one weight per token, 0 off the labels) that
+    `PlainLossSFTTrainer` multiplies the token losses by.
     """
     if max_history < 1:
         raise ConfigError(f"max_history={max_history}; expected a positive integer")
@@ -64,12 +68,18 @@ def sid_sequence_rows(train: Sequence[Example], index: SIDIndex, token_ids: dict
             for item in history:
                 input_ids += sid_ids.get(item, [])
             labels = [IGNORE_INDEX] * len(input_ids)
+            weights = [0.0] * len(input_ids)
             for example in chunk:
                 target = sid_ids.get(example.target)
                 if target is None:
                     break
+                weight = 1.0 if target_weight is None else float(target_weight(example))
                 input_ids += target
-                labels += target
+                labels += target if weight > 0 else [IGNORE_INDEX] * len(target)
+                weights += [weight] * len(target)
             if any(label != IGNORE_INDEX for label in labels):
-                rows.append({"input_ids": input_ids, "labels": labels})
+                rows.append({"input_ids": input_ids, "labels": labels, "label_weights": weights})
+    if all(w in (0.0, 1.0) for row in rows for w in row["label_weights"]):
+        for row in rows:  # zeros and ones are all in the labels already
+            del row["label_weights"]
     return rows

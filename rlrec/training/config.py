@@ -8,12 +8,16 @@ Every other field, and its documentation, is TRL's (`rlrec sft --help` lists the
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from trl import SFTConfig
 
+from rlrec.data.feedback import FeedbackRule
+from rlrec.data.schema import Example
 from rlrec.evaluation.settings import eval_arguments
 from rlrec.utils.errors import ConfigError
 
@@ -188,8 +192,19 @@ class SFTScriptArguments:
                   "s + 1 items, about s times fewer tokens per epoch). See rlrec/tasks/sid_sequences.py."},
     )
 
+    target_weights: dict[str, float] | str | None = field(
+        default=None,
+        metadata={"help": "SID-row training on rated data (scratch or sid_only_prompts): the loss weight of a target "
+                  "by the user's rating of it, as {liked, neutral, disliked, unrated} (missing labels weigh 1), e.g. "
+                  "{liked: 1, neutral: 0, disliked: 0} (SFT on liked targets only: a zero-weight target stays in "
+                  "the histories, it is just never a label) or {liked: 1.5, neutral: 1, disliked: 0.5}. None: every "
+                  "target weighs 1 (plain next-item SFT)."},
+    )
+
     def __post_init__(self) -> None:
         self.tasks = None if self.tasks is None else parse_mapping(self.tasks, "tasks")
+        if self.target_weights is not None:
+            self.target_weights = check_target_weights(parse_mapping(self.target_weights, "target_weights"))
         if self.sa_init is not None and self.sa_init not in SA_INIT_MODES:
             raise ConfigError(f"`sa_init` must be one of {SA_INIT_MODES}, got {self.sa_init!r}")
         if self.sa_init_center and self.sa_init not in (None, "keywords"):
@@ -219,6 +234,16 @@ class SFTScriptArguments:
         if self.freeze_embeddings and self.freeze_llm:
             raise ConfigError("freeze_llm already freezes every pretrained weight (the embeddings too); "
                               "freeze_embeddings trains the layers: choose one")
+
+    def target_weight(self, rule: FeedbackRule | None) -> Callable[[Example], float] | None:
+        """The loss weight of each train target (`target_weights`); None when every target weighs 1."""
+        if self.target_weights is None:
+            return None
+        if rule is None:
+            raise ConfigError("`target_weights` weighs targets by the user's rating, but the dataset has no ratings "
+                              "(its manifest.json has no `ratings`)")
+        weights = dict(self.target_weights)
+        return lambda example: weights.get(rule.label(example.rating) or "unrated", 1.0)
 
     def check_scratch(self) -> None:
         """Refuse what a from-scratch SID model cannot do: it knows no words, so it has no text tasks and no
@@ -287,3 +312,22 @@ class RecSFTConfig(RecTrainingDefaults, SFTConfig):
             self.metric_for_best_model = self.metric_for_best_model or "eval_loss"
             self.save_strategy, self.save_steps = self.eval_strategy, self.eval_steps or self.save_steps
         super().__post_init__()
+
+
+TARGET_LABELS = ("liked", "neutral", "disliked", "unrated")
+
+
+def check_target_weights(weights: dict[str, Any]) -> dict[str, float]:
+    """`target_weights` checked: known labels, finite weights >= 0, not all zero."""
+    unknown = sorted(set(weights) - set(TARGET_LABELS))
+    if unknown:
+        raise ConfigError(f"`target_weights` has {unknown}; expected labels among {', '.join(TARGET_LABELS)}")
+    out = {}
+    for label, weight in weights.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
+                or weight < 0:
+            raise ConfigError(f"`target_weights.{label}` is {weight!r}; expected a number >= 0")
+        out[label] = float(weight)
+    if all(out.get(label, 1.0) == 0 for label in TARGET_LABELS):
+        raise ConfigError("`target_weights` weighs every target 0: nothing would be learned")
+    return out

@@ -12,9 +12,16 @@ ZeRO see an ordinary forward), and the loss is the cross-entropy there, summed a
 trainer's `num_items_in_batch` exactly as TRL's own loss is. RoPE attention depends on relative positions
 and the position ids are recomputed from the mask, so the logits are the same as in the padded batch
 (tested). Batches without an attention mask (padding-free) take the full-logits path.
+
+Rows may carry `label_weights` (one weight per token: rating-weighted SFT, `sid_sequence_rows`); the collator
+pads them beside the labels and each token's cross-entropy is multiplied by its weight before the sum, so a
+target of weight 2 counts as two and the normalisation by the label count stays TRL's.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,13 +40,51 @@ def left_align(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: to
     return (*aligned, position_ids)
 
 
+LABEL_WEIGHTS = "label_weights"
+
+
+class LabelWeightCollator:
+    """TRL's collator, with each row's `label_weights` padded (right, with 0) to the batch's label width; a row
+    without them (a chat row beside weighted SID rows) weighs each of its labels 1."""
+
+    def __init__(self, base: Callable[[list[dict[str, Any]]], dict[str, Any]]) -> None:
+        self.base = base
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        weights = [example.get(LABEL_WEIGHTS) for example in examples]
+        batch = self.base([{k: v for k, v in example.items() if k != LABEL_WEIGHTS} for example in examples])
+        if all(w is None for w in weights):
+            return batch
+        labels = batch["labels"]
+        padded = torch.zeros(labels.shape, dtype=torch.float32)
+        for row, (example, w) in enumerate(zip(examples, weights, strict=True)):
+            if w is None:
+                w = [0.0 if label == IGNORE_INDEX else 1.0 for label in example.get("labels", example["input_ids"])]
+            w = torch.as_tensor(w, dtype=torch.float32)[: labels.shape[1]]
+            padded[row, : len(w)] = w
+        batch[LABEL_WEIGHTS] = padded
+        return batch
+
+
 class PlainLossSFTTrainer(RecSFTTrainer):
     """An `SFTTrainer` for small-vocabulary models: logits and cross-entropy at the labelled positions only."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.data_collator = LabelWeightCollator(self.data_collator)
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if self._signature_columns is not None and LABEL_WEIGHTS not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, LABEL_WEIGHTS]
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs["labels"]
+        weights = inputs.get(LABEL_WEIGHTS)
         kwargs = {"use_cache": False}
         if "attention_mask" in inputs:
+            if weights is not None:
+                weights = left_align(weights, inputs["attention_mask"], labels)[0]
             input_ids, attention_mask, labels, position_ids = left_align(inputs["input_ids"],
                                                                          inputs["attention_mask"], labels)
             labelled = (labels != IGNORE_INDEX).any(dim=0).nonzero()
@@ -48,13 +93,17 @@ class PlainLossSFTTrainer(RecSFTTrainer):
             kwargs.update(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                           logits_to_keep=keep)
         else:
-            kwargs.update({k: v for k, v in inputs.items() if k != "labels"})
+            kwargs.update({k: v for k, v in inputs.items() if k not in ("labels", LABEL_WEIGHTS)})
             keep = labels.shape[1]
         outputs = model(**kwargs)
         logits = outputs.logits[:, :-1].float()
         targets = labels[:, labels.shape[1] - keep + 1:]
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX,
-                               reduction="sum", label_smoothing=self.args.label_smoothing_factor)
+        token_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                     ignore_index=IGNORE_INDEX, reduction="none",
+                                     label_smoothing=self.args.label_smoothing_factor)
+        if weights is not None:
+            token_loss = token_loss * weights[:, labels.shape[1] - keep + 1:].reshape(-1).to(token_loss.device)
+        loss = token_loss.sum()
         count = (targets != IGNORE_INDEX).sum() if num_items_in_batch is None else num_items_in_batch
         loss = loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:

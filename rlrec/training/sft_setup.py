@@ -164,7 +164,8 @@ def sid_row_datasets(script_args: SFTScriptArguments, training_args: RecSFTConfi
     from rlrec.tasks.sid_sequences import sid_sequence_rows
 
     rows = sid_sequence_rows(dataset.train, index, token_ids, script_args.max_history_items,
-                             script_args.sequence_stride, start_token)
+                             script_args.sequence_stride, start_token,
+                             target_weight=script_args.target_weight(dataset.feedback()))
     if script_args.num_train_examples is not None and script_args.num_train_examples < len(rows):
         rows = random.Random(training_args.seed).sample(rows, script_args.num_train_examples)
     if not wants_eval_loss(training_args):
@@ -271,6 +272,10 @@ def build_trainer(script_args: SFTScriptArguments, training_args: RecSFTConfig, 
         raise ConfigError(f"weight_decay={training_args.weight_decay} would also shrink the frozen embedding rows "
                           "(AdamW decays a weight whatever its gradient); set weight_decay: 0 with freeze_embeddings")
     dataset, index = load_inputs(script_args)
+    if script_args.target_weights is not None and not (is_scratch(model_args.model_name_or_path)
+                                                       or script_args.sid_only_prompts):
+        raise ConfigError("`target_weights` weighs the SID next-item rows of a scratch model or of sid_only_prompts; "
+                          "chat-prompt SFT has none: set sid_only_prompts: true or drop target_weights")
     if valid_args is not None:
         dataset.train = valid_args.training_examples(dataset.train)
     if is_scratch(model_args.model_name_or_path):
