@@ -98,3 +98,19 @@ def test_paired_feedback_leaves_out_a_missing_group():
     assert set(out["b"]) == {"NDCG@10 liked", "HR@10 liked"}
     assert out["b"]["HR@10 liked"]["mean"] == pytest.approx(0.5)
     assert out["b"]["NDCG@10 liked"]["mean"] == pytest.approx((1 + 1 / math.log2(7) - 0 - 1) / 2)
+
+
+def test_sasrec_on_liked_targets_is_a_baseline_by_name():
+    from rlrec.evaluation.run import baseline_rankers
+    from rlrec.utils.errors import ConfigError
+
+    settings = EvalSettings(baselines=["sasrec_liked"], sasrec_epochs=1, sasrec_valid_patience=0, sasrec_max_len=4,
+                            sasrec_hidden_size=8)
+    dataset = _dataset(RATINGS)
+    dataset.train = [Example(ex.user_id, ex.history, ex.target, rating=5.0, history_ratings=[4.0])
+                     for ex in dataset.train]
+    ranker = baseline_rankers(dataset, settings, device="cpu", show_progress=False)["sasrec_liked"]
+    assert ranker.model.config.liked_targets_only and len(ranker.rank([["d"]], 3)[0]) == 3
+    assert "sasrec" in EvalSettings().baselines and "sasrec_liked" not in EvalSettings().baselines
+    with pytest.raises(ConfigError, match="sasrec_liked"):
+        EvalSettings(baselines=["sasrec_loved"])

@@ -183,3 +183,50 @@ def test_valid_patience_is_recorded_in_the_saved_model(tmp_path):
     assert loaded.config.valid_patience == 1
     with pytest.raises(ConfigError, match="valid_patience"):
         SASRecConfig(valid_patience=-1)
+
+
+def _liked_and_disliked_successors(num_users: int = 64, length: int = 10) -> PreparedDataset:
+    """After item i the user goes to i+1 and likes it (5 stars) or to i+5 and dislikes it (1 star), at random."""
+    import random
+
+    rng = random.Random(0)
+    items = {f"i{i}": Item(f"i{i}", f"item {i}", f"item {i}") for i in range(NUM_ITEMS)}
+    train, valid, test = [], [], []
+    for u in range(num_users):
+        seq, ratings = [u % NUM_ITEMS], [5.0]
+        for _ in range(length - 1):
+            liked = rng.random() < 0.5
+            seq.append((seq[-1] + (1 if liked else 5)) % NUM_ITEMS)
+            ratings.append(5.0 if liked else 1.0)
+        names = [f"i{i}" for i in seq]
+        for i in range(1, length - 2):
+            train.append(Example(f"u{u}", names[:i], names[i], rating=ratings[i], history_ratings=ratings[:i]))
+        valid.append(Example(f"u{u}", names[:-2], names[-2], rating=ratings[-2], history_ratings=ratings[:-2]))
+        test.append(Example(f"u{u}", names[:-1], names[-1], rating=ratings[-1], history_ratings=ratings[:-1]))
+    manifest = {"ratings": {"liked_threshold": 4.0, "disliked_threshold": 2.0}}
+    return PreparedDataset(items=items, train=train, valid=valid, test=test, manifest=manifest)
+
+
+def test_sasrec_on_liked_targets_only_learns_the_liked_successor():
+    data = _liked_and_disliked_successors()
+    histories = [ex.history for ex in data.test]
+
+    def prefers_liked(model: SASRecModel) -> float:
+        scores = model.score(histories)
+        column = {item: j for j, item in enumerate(model.item_ids)}
+        last = [int(h[-1][1:]) for h in histories]
+        good = [scores[r, column[f"i{(i + 1) % NUM_ITEMS}"]] for r, i in enumerate(last)]
+        bad = [scores[r, column[f"i{(i + 5) % NUM_ITEMS}"]] for r, i in enumerate(last)]
+        return float(np.mean([g > b for g, b in zip(good, bad, strict=True)]))
+
+    liked = train_sasrec(data, tiny_config(liked_targets_only=True), show_progress=False)
+    plain = train_sasrec(data, tiny_config(), show_progress=False)
+    assert prefers_liked(liked) >= 0.95 and prefers_liked(liked) > prefers_liked(plain)
+    unrated = PreparedDataset(items=data.items, train=data.train, valid=data.valid, test=data.test)
+    with pytest.raises(DataError, match="liked_targets_only needs rated data"):
+        train_sasrec(unrated, tiny_config(liked_targets_only=True), show_progress=False)
+
+
+def test_rated_training_windows_put_pad_where_no_target_is_learned():
+    inputs, targets = training_windows([[1, 2, 3, 4]], max_len=3, target_sequences=[[1, 0, 3, 0]])
+    assert inputs.tolist() == [[1, 2, 3]] and targets.tolist() == [[0, 3, 0]]

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import rlrec
-from rlrec.baselines.sequences import train_sequences
+from rlrec.baselines.sequences import rated_train_sequences
 from rlrec.data.schema import Example, PreparedDataset
 from rlrec.utils.devices import resolve_device
 from rlrec.utils.errors import ConfigError, DataError
@@ -71,6 +71,12 @@ class SASRecConfig:
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     seed: int = field(default=42, metadata={"help": "Seed of initialisation, shuffling and dropout."})
     device: str = field(default="auto", metadata={"help": "`auto` (CUDA if available, else CPU), `cpu`, ..."})
+    liked_targets_only: bool = field(
+        default=False,
+        metadata={"help": "Learn only the transitions into items the user liked (the dataset's liked rule): every "
+                  "item stays in the inputs, disliked and neutral ones are never a target (PNFRec's strong "
+                  "baseline)."},
+    )
     valid_patience: int = field(
         default=0,
         metadata={"help": "Choose the epoch on the valid split: after each epoch rank every valid user, keep the "
@@ -272,21 +278,24 @@ class SASRecModel(nn.Module):
         return model.to(resolve_device(device, "sasrec")).eval()
 
 
-def training_windows(sequences: Sequence[Sequence[int]], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+def training_windows(sequences: Sequence[Sequence[int]], max_len: int,
+                     target_sequences: Sequence[Sequence[int]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut index sequences into left-padded `(inputs, targets)` windows of `max_len` transitions.
 
     Windows are taken from the end of each sequence backwards, so the most recent transitions get
     full windows and only a sequence's oldest window is short. Target PAD marks positions without loss.
+    `target_sequences` (same lengths) give the targets instead, e.g. with PAD at items never to be learned.
     """
     inputs, targets = [], []
-    for seq in sequences:
+    for n_seq, seq in enumerate(sequences):
+        goal = seq if target_sequences is None else target_sequences[n_seq]
         end = len(seq) - 1  # transitions seq[t] -> seq[t + 1] for t < end
         while end > 0:
             start = max(0, end - max_len)
             x, y = [PAD] * max_len, [PAD] * max_len
             n = end - start
             x[max_len - n:] = seq[start:end]
-            y[max_len - n:] = seq[start + 1:end + 1]
+            y[max_len - n:] = goal[start + 1:end + 1]
             inputs.append(x)
             targets.append(y)
             end = start
@@ -351,14 +360,20 @@ def _train(dataset: PreparedDataset, config: SASRecConfig, device: torch.device,
 
     item_ids = list(dataset.items)
     index = {item: i + 1 for i, item in enumerate(item_ids)}
-    sequences = []
-    for seq in train_sequences(dataset.train):
+    sequences, goals = [], []
+    rule = dataset.feedback() if config.liked_targets_only else None
+    if config.liked_targets_only and rule is None:
+        raise DataError(f"{dataset.split_path('train')}: sasrec: liked_targets_only needs rated data (the manifest "
+                        "has no `ratings`)")
+    for seq, ratings in rated_train_sequences(dataset.train):
         try:
             sequences.append([index[i] for i in seq])
         except KeyError as err:
             raise DataError(f"{dataset.split_path('train')}: sasrec: train item {err.args[0]!r} is not in the "
                             "catalog") from err
-    inputs, targets = training_windows(sequences, config.max_len)
+        if rule is not None:
+            goals.append([i if rule.label(r) == "liked" else PAD for i, r in zip(sequences[-1], ratings, strict=True)])
+    inputs, targets = training_windows(sequences, config.max_len, goals if rule is not None else None)
     if not len(inputs):
         raise DataError(f"{dataset.split_path('train')}: sasrec: the train split has no transition to learn from "
                         "(every history is empty); expected examples with a history")

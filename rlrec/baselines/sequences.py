@@ -22,15 +22,22 @@ def train_sequences(examples: Iterable[Example]) -> list[list[str]]:
     history's inner positions get seen once more. Examples with an empty history are kept only as
     sequence starts (nothing precedes their target). Sequences come back in order of first appearance.
     """
-    open_seqs: dict[str, list[str]] = {}
-    order: list[list[str]] = []
+    return [items for items, _ in rated_train_sequences(examples)]
+
+
+def rated_train_sequences(examples: Iterable[Example]) -> list[tuple[list[str], list[float | None]]]:
+    """`train_sequences` with each item's rating beside it (None where unrated), for SASRec on liked targets."""
+    open_seqs: dict[str, tuple[list[str], list[float | None]]] = {}
+    order: list[tuple[list[str], list[float | None]]] = []
     for ex in examples:
         seq = open_seqs.get(ex.user_id)
         history = ex.history
-        if seq and history and len(history) <= len(seq) and seq[len(seq) - len(history):] == history:
-            seq.append(ex.target)
+        if seq and history and len(history) <= len(seq[0]) and seq[0][len(seq[0]) - len(history):] == history:
+            seq[0].append(ex.target)
+            seq[1].append(ex.rating)
             continue
-        seq = [*history, ex.target]
+        ratings = list(ex.history_ratings) if ex.history_ratings is not None else [None] * len(history)
+        seq = ([*history, ex.target], [*ratings, ex.rating])
         open_seqs[ex.user_id] = seq
         order.append(seq)
     return order

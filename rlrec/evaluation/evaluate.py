@@ -13,7 +13,9 @@ from rlrec.evaluation.metrics import DEFAULT_K_VALUES, MetricAccumulator, check_
 from rlrec.ranking import Ranker, ranked_ids
 
 EVAL_SPLITS = ("valid", "test")  # the splits a trained model is evaluated on
-BASELINES = ("popularity", "sasrec")  # the baselines a report can set beside a model
+BASELINES = ("popularity", "sasrec")  # the baselines a report sets beside a model by default
+# Also available by name: SASRec trained on liked targets only (rated data; the feedback study's baseline).
+OPTIONAL_BASELINES = ("sasrec_liked",)
 
 
 def evaluate_ranker(ranker: Ranker, examples: Sequence[Example],

@@ -191,12 +191,13 @@ def baseline_rankers(dataset: PreparedDataset, settings: EvalSettings, device: s
     for name in settings.baselines:
         if name == "popularity":
             rankers[name] = PopularityRanker.from_examples(dataset.train)
-        elif name == "sasrec":
+        elif name in ("sasrec", "sasrec_liked"):
             from rlrec.baselines.sasrec import SASRecConfig, train_sasrec
 
             config = SASRecConfig(epochs=settings.sasrec_epochs, max_len=settings.sasrec_max_len,
                                   hidden_size=settings.sasrec_hidden_size, seed=settings.seed, device=device,
-                                  valid_patience=settings.sasrec_valid_patience)
+                                  valid_patience=settings.sasrec_valid_patience,
+                                  liked_targets_only=name == "sasrec_liked")
             model = train_sasrec(dataset, config, show_progress=show_progress)
             rankers[name] = ScoreRanker(model.score, model.item_ids, model=model)
     return rankers
@@ -204,11 +205,13 @@ def baseline_rankers(dataset: PreparedDataset, settings: EvalSettings, device: s
 
 def baseline_training(baselines: Mapping[str, Ranker]) -> dict[str, Any]:
     """What the report says of how a trained baseline was fitted: SASRec's epochs and the one chosen on valid."""
-    sasrec = getattr(baselines.get("sasrec"), "model", None)
-    if sasrec is None or not hasattr(sasrec, "train_losses"):
-        return {}
-    return {"sasrec_training": {"epochs_trained": len(sasrec.train_losses), "best_epoch": sasrec.best_epoch,
-                                "valid_ndcg@10": sasrec.valid_ndcg}}
+    out = {}
+    for name in ("sasrec", "sasrec_liked"):
+        sasrec = getattr(baselines.get(name), "model", None)
+        if sasrec is not None and hasattr(sasrec, "train_losses"):
+            out[f"{name}_training"] = {"epochs_trained": len(sasrec.train_losses), "best_epoch": sasrec.best_epoch,
+                                       "valid_ndcg@10": sasrec.valid_ndcg}
+    return out
 
 
 def evaluate_model(model: Any, tokenizer: Any, index: SIDIndex, dataset: PreparedDataset,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlrec.evaluation.evaluate import BASELINES, EVAL_SPLITS
+from rlrec.evaluation.evaluate import BASELINES, EVAL_SPLITS, OPTIONAL_BASELINES
 from rlrec.evaluation.metrics import DEFAULT_K_VALUES
 from rlrec.utils.errors import ConfigError
 
@@ -46,7 +46,8 @@ class EvalSettings:
     )
     baselines: list[str] = field(
         default_factory=lambda: list(BASELINES),
-        metadata={"help": "Baselines ranked on the same examples: `popularity`, `sasrec` (none: an empty list)."},
+        metadata={"help": "Baselines ranked on the same examples: `popularity`, `sasrec`, and on rated data "
+                  "`sasrec_liked` (SASRec trained on liked targets only); none: an empty list."},
     )
     head_fraction: float | None = field(
         default=0.2,
@@ -98,9 +99,10 @@ class EvalSettings:
                 raise ConfigError(f"{name}={value}; expected a positive integer or None")
         if self.sasrec_valid_patience < 0:
             raise ConfigError(f"sasrec_valid_patience={self.sasrec_valid_patience}; expected an integer >= 0")
-        unknown = [b for b in self.baselines if b not in BASELINES]
+        unknown = [b for b in self.baselines if b not in BASELINES + OPTIONAL_BASELINES]
         if unknown:
-            raise ConfigError(f"baselines: unknown {unknown}; expected any of {', '.join(BASELINES)}")
+            known = ", ".join(BASELINES + OPTIONAL_BASELINES)
+            raise ConfigError(f"baselines: unknown {unknown}; expected any of {known}")
         if self.head_fraction is not None and not 0.0 < self.head_fraction < 1.0:
             raise ConfigError(f"head_fraction={self.head_fraction}; expected a number in (0, 1) or None")
 
