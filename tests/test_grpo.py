@@ -462,3 +462,13 @@ def test_grpo_with_the_rating_reward_alone_lowers_disliked_targets(sft_model, tm
     before = _catalog_logprob(sft_model / "sft", data)
     assert after[1.0] < before - 0.3, (before, after)
     assert after[5.0] > after[1.0] + 0.3, (before, after)
+
+
+def test_grpo_chooses_on_the_valid_users_who_liked_their_target(sft_model, tmp_path):
+    manifest = run_stage("grpo", _grpo_argv(
+        sft_model, tmp_path / "liked", "--rewards", json.dumps(["exact_match", "rating"]),
+        "--valid_every_steps", "1", "--valid_metric", "NDCG@5:liked", "--valid_floor", "NDCG@5>=0.5",
+        "--valid_num_beams", "5", "--eval_at_end", "false"))
+    curve = manifest["valid_selection"]["curve"]
+    assert [p["step"] for p in curve] == [0, 1, 2] and all("NDCG@5:liked" in p and "NDCG@5" in p for p in curve)
+    assert all(0.0 <= p["NDCG@5:liked"] <= 1.0 for p in curve)

@@ -139,3 +139,32 @@ def test_bad_selection_metrics_are_refused(fields, message):
     with pytest.raises(ConfigError, match="needs the items"):
         ValidRanking(ValidSelectionArguments(valid_every_steps=1, valid_metric="novelty@10"),
                      examples=[object()], index=None, tokenizer=None, max_history=None)
+
+
+def test_a_liked_metric_chooses_by_the_valid_users_who_liked_their_target(tmp_path):
+    from rlrec.data.feedback import FeedbackRule
+
+    valid = ValidSelectionArguments(valid_every_steps=2, valid_metric="NDCG@10:liked", valid_floor="NDCG@10>=0.9")
+    assert valid.metrics == ["NDCG@10:liked", "NDCG@10"] and valid.k_values == [10]
+    points = [{"NDCG@10": 0.10, "NDCG@10:liked": 0.10}, {"NDCG@10": 0.10, "NDCG@10:liked": 0.14},
+              {"NDCG@10": 0.08, "NDCG@10:liked": 0.20}, {"NDCG@10": 0.095, "NDCG@10:liked": 0.12}]
+
+    class Rated(ScriptedRanking):
+        def __init__(self, args, scores):
+            ValidRanking.__init__(self, args, examples=[object()], index=None, tokenizer=None, max_history=None,
+                                  space=object(), feedback=FeedbackRule())
+            self.scores, self.seen = scores, {}
+
+    data = Dataset.from_dict({"x": [1.0] * 8, "labels": [1.0] * 8})
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), max_steps=6, per_device_train_batch_size=2,
+                             learning_rate=0.1, use_cpu=True, report_to="none", logging_steps=1, save_strategy="no")
+    trainer = ToyTrainer(model=Toy(), args=args, train_dataset=data)
+    attach_valid_selection(trainer, Rated(valid, points))
+    trainer.train()
+    selection = end_valid_selection(trainer)
+    assert selection["best"]["step"] == 2  # step 4 likes more but falls below the floor on all users
+    for bad in ("NDCG@10:disliked", "tail_share@10:liked"):
+        with pytest.raises(ConfigError, match="NDCG@10:liked"):
+            ValidSelectionArguments(valid_every_steps=1, valid_metric=bad)
+    with pytest.raises(ConfigError, match="reads the users' ratings"):
+        ValidRanking(valid, examples=[object()], index=None, tokenizer=None, max_history=None)

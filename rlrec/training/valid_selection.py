@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 # Metrics a check can choose by or hold a floor on: higher is better for each.
 SELECTION_METRICS = ("HR", "NDCG", "tail_share", "novelty", "coverage", "diversity")
+# Target groups a check can choose by, written METRIC@K:GROUP (e.g. NDCG@10:liked, on rated data).
+SELECTION_GROUPS = ("liked",)
 # What `metric_for_best_model` reads: the chosen metric, or INELIGIBLE for a check below `valid_floor`.
 VALID_SCORE = "valid_score"
 INELIGIBLE = -1.0  # below every ranking metric (all are >= 0)
@@ -65,7 +67,8 @@ class ValidSelectionArguments:
     valid_metric: str = field(
         default="NDCG@10",
         metadata={"help": "Metric that chooses (higher is better): HR@K or NDCG@K, or, for a run steered by a "
-                  "beyond-accuracy reward, tail_share@K, novelty@K, coverage@K or diversity@K (with valid_floor)."},
+                  "beyond-accuracy reward, tail_share@K, novelty@K, coverage@K or diversity@K (with valid_floor); "
+                  "on rated data HR@K:liked or NDCG@K:liked (the valid users whose target they liked)."},
     )
     valid_floor: str | None = field(
         default=None,
@@ -102,10 +105,13 @@ class ValidSelectionArguments:
         for what, metric in (("valid_metric", self.valid_metric), ("valid_floor", floor[0] if floor else None)):
             if metric is None:
                 continue
-            name, _, k = metric.partition("@")
-            if name not in SELECTION_METRICS or not k.isdigit() or int(k) < 1:
+            name, _, rest = metric.partition("@")
+            k, _, group = rest.partition(":")
+            if name not in SELECTION_METRICS or not k.isdigit() or int(k) < 1 \
+                    or (group and (group not in SELECTION_GROUPS or name not in ("HR", "NDCG"))):
                 raise ConfigError(f"`{what}` names {metric!r}; expected METRIC@K with METRIC one of "
-                                  f"{', '.join(SELECTION_METRICS)} (e.g. NDCG@10)")
+                                  f"{', '.join(SELECTION_METRICS)} (e.g. NDCG@10), or HR@K / NDCG@K followed by "
+                                  f":{' / :'.join(SELECTION_GROUPS)} (e.g. NDCG@10:liked)")
             if int(k) > self.valid_num_beams:
                 raise ConfigError(f"`{what}` {metric} needs at least {k} beams, valid_num_beams is "
                                   f"{self.valid_num_beams}")
@@ -132,7 +138,7 @@ class ValidSelectionArguments:
 
     @property
     def k_values(self) -> list[int]:
-        return sorted({int(metric.partition("@")[2]) for metric in self.metrics})
+        return sorted({int(metric.partition("@")[2].partition(":")[0]) for metric in self.metrics})
 
     @property
     def needs_item_space(self) -> bool:
@@ -159,7 +165,10 @@ class ValidRanking:
     """What a check measures: the valid users ranked with constrained beam search, as `rlrec evaluate` ranks."""
 
     def __init__(self, args: ValidSelectionArguments, examples: list, index: Any, tokenizer: Any,
-                 max_history: int | None, space: Any = None) -> None:
+                 max_history: int | None, space: Any = None, feedback: Any = None) -> None:
+        if any(":" in metric for metric in args.metrics) and feedback is None:
+            raise ConfigError(f"valid selection by {args.metrics} reads the users' ratings, but the dataset has none "
+                              "(its manifest.json has no `ratings`)")
         if not examples:
             raise ConfigError("valid_every_steps is set but the valid split has no examples to rank")
         if args.needs_item_space and space is None:
@@ -169,6 +178,7 @@ class ValidRanking:
         self.space = space  # rlrec.evaluation.beyond.ItemSpace, for the beyond-accuracy metrics
         self.examples = examples
         self.index, self.tokenizer, self.max_history = index, tokenizer, max_history
+        self.feedback = feedback  # rlrec.data.feedback.FeedbackRule, for METRIC@K:liked
 
     def measure(self, model: torch.nn.Module) -> dict[str, float]:
         from rlrec.evaluation.beyond import BeyondAccuracyAccumulator
@@ -179,8 +189,11 @@ class ValidRanking:
         ranker = SIDRanker(model, self.tokenizer, self.index, num_beams=self.args.valid_num_beams,
                            batch_size=self.args.valid_batch_size, max_history=self.max_history)
         beyond = BeyondAccuracyAccumulator(self.space, self.args.k_values) if self.args.needs_item_space else None
-        metrics = evaluate_ranker(ranker, self.examples, self.args.k_values, batch_size=len(self.examples),
-                                  beyond=beyond)["all"]
+        result = evaluate_ranker(ranker, self.examples, self.args.k_values, batch_size=len(self.examples),
+                                 beyond=beyond, feedback=self.feedback)
+        metrics = dict(result["all"])
+        for group in SELECTION_GROUPS:
+            metrics.update({f"{name}:{group}": value for name, value in result.get(group, {}).items()})
         if any(metric not in metrics for metric in self.args.metrics):
             raise ConfigError(f"valid selection: {[m for m in self.args.metrics if m not in metrics]} cannot be "
                               "measured here (diversity needs the SID index's item embeddings)")
@@ -329,7 +342,7 @@ def valid_ranking(args: ValidSelectionArguments, dataset: Any, index: Any, token
         from rlrec.evaluation.run import index_vectors, item_space
 
         space = item_space(dataset, EvalSettings().head_fraction, index_vectors(index))
-    return ValidRanking(args, examples, index, tokenizer, max_history, space)
+    return ValidRanking(args, examples, index, tokenizer, max_history, space, dataset.feedback())
 
 
 def without_last_windows(train: list) -> list:
