@@ -320,6 +320,7 @@ def paired_sections(examples: Sequence[Example], ranks: dict[str, list[int | Non
         per_user["beyond"] = values
     sections = {"paired": {"main": main, "k": k, "against": against}, "per_user": per_user}
     if feedback is not None:
+        per_user["target_ratings"] = [ex.rating for ex in examples]
         section, intervals = feedback_sections(examples, ranks, main, k, feedback, settings.seed)
         for name, by_metric in intervals.items():
             against[name].update(by_metric)

@@ -178,7 +178,9 @@ class ValidRanking:
         self.space = space  # rlrec.evaluation.beyond.ItemSpace, for the beyond-accuracy metrics
         self.examples = examples
         self.index, self.tokenizer, self.max_history = index, tokenizer, max_history
-        self.feedback = feedback  # rlrec.data.feedback.FeedbackRule, for METRIC@K:liked
+        # rlrec.data.feedback.FeedbackRule, read only when a metric names a group (METRIC@K:liked): the curve of
+        # any other selection stays as it was
+        self.feedback = feedback if any(":" in metric for metric in args.metrics) else None
 
     def measure(self, model: torch.nn.Module) -> dict[str, float]:
         from rlrec.evaluation.beyond import BeyondAccuracyAccumulator
@@ -192,7 +194,7 @@ class ValidRanking:
         result = evaluate_ranker(ranker, self.examples, self.args.k_values, batch_size=len(self.examples),
                                  beyond=beyond, feedback=self.feedback)
         metrics = dict(result["all"])
-        for group in SELECTION_GROUPS:
+        for group in SELECTION_GROUPS if self.feedback is not None else ():
             metrics.update({f"{name}:{group}": value for name, value in result.get(group, {}).items()})
         if any(metric not in metrics for metric in self.args.metrics):
             raise ConfigError(f"valid selection: {[m for m in self.args.metrics if m not in metrics]} cannot be "

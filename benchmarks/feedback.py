@@ -1,0 +1,280 @@
+"""Learning what users liked: RL and preference pairs on ratings against the simple baselines a reviewer asks for.
+
+    # ML-100k, the compact model (runs/ml-100k/data prepared, runs/ml-100k-compact/sid built), two seeds:
+    python benchmarks/feedback.py --dataset_dir runs/ml-100k/data --sid_dir runs/ml-100k-compact/sid \
+        --seeds 42 7 --output_dir runs/feedback-ml-100k
+    # the same path on tiny generated data and a tiny model, in seconds (what the test suite runs):
+    python benchmarks/feedback.py --smoke --output_dir /tmp/feedback-smoke
+
+Per seed, every model from the same recipes (`--sft_config`, `--grpo_config`, `--dpo_config`), each chosen on the
+valid split as its recipe says:
+
+- `sft`: next-item SFT, every target alike (the start of the refinements);
+- `sft_liked`: SFT on liked targets only (disliked and neutral targets stay in the histories, never labels);
+- `sft_weighted`: rating-weighted SFT (`--weighted_targets`, default liked 1, neutral 0.5, disliked 0.25);
+- `sft+rating`: the SFT model's top 50 re-ranked by the item's shrunk mean train rating, its weight chosen on
+  valid (NDCG@10 on liked targets, overall NDCG@10 kept at 95% of the SFT model's);
+- `sasrec_liked`: SASRec trained on liked targets only (and `sasrec`, plain, for reference);
+- `grpo_rating`: GRPO from `sft` with the `rating` reward alone; `grpo_rating_exact`: with exact_match beside it;
+- `dpo_rating`: DPO from `sft` on rating pairs (the target against the user's disliked items, a disliked target
+  against their liked ones).
+
+Every model ranks every test user (the same users), through `rlrec evaluate`'s code: `eval-s<seed>/report.json`
+holds HR/NDCG on liked and disliked targets with paired intervals against `sft`. `feedback.json` adds, over the
+seeds (each user's difference averaged over seeds, then a bootstrap over users), each refinement against `sft`
+and against the best simple baseline (the one with the highest test liked NDCG@10: the hardest comparison) on
+liked NDCG@10, disliked HR@10 and overall NDCG@10; `feedback.md` is the table, `feedback.png` the trade-off
+(liked NDCG@10 against disliked HR@10). A run whose folder holds a finished run is reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes" / "ml-100k-compact"
+K = 10
+LIKED_ONLY = {"neutral": 0.0, "disliked": 0.0}
+WEIGHTED = {"liked": 1.0, "neutral": 0.5, "disliked": 0.25}
+RATING_WEIGHTS = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]  # re-ranking weights tried on valid (summed log-probs)
+REFINEMENTS = ("grpo_rating", "grpo_rating_exact", "dpo_rating")
+BASELINES = ("sft_liked", "sft_weighted", "sft+rating", "sasrec_liked")
+SMOKE_SFT = ["--scratch_hidden_size", "32", "--scratch_num_heads", "2", "--scratch_num_layers", "1",
+             "--num_train_epochs", "2", "--per_device_train_batch_size", "32", "--valid_every_epochs", "1",
+             "--bf16", "false", "--max_history_items", "5", "--sequence_stride", "1"]
+SMOKE_REFINE = ["--max_steps", "2", "--valid_every_steps", "1", "--per_device_train_batch_size", "16",
+                "--rollout_batch_size", "8", "--num_train_prompts", "32"]
+
+
+def smoke_inputs(folder: Path) -> tuple[Path, Path]:
+    """A synthetic rated dataset and its SID index."""
+    from rlrec.data.synthetic import synthetic_dataset
+    from rlrec.sid.synthetic import synthetic_sid_index
+
+    data, sid = folder / "data", folder / "sid"
+    if not (sid / "index.json").is_file():
+        dataset = synthetic_dataset(num_users=60, num_items=60, seed=1, max_history=8)
+        data.mkdir(parents=True, exist_ok=True)
+        dataset.save(data)
+        synthetic_sid_index(sorted(dataset.items)).save(sid)
+    return data, sid
+
+
+def finished(folder: Path) -> bool:
+    return (folder / "manifest.json").is_file()
+
+
+def stage(name: str, config: Path, out: Path, *flags: str) -> Path:
+    """`rlrec NAME --config CONFIG --output_dir OUT FLAGS`, skipped when OUT holds a finished run."""
+    from rlrec.cli import run_stage
+
+    if not finished(out):
+        start = time.perf_counter()
+        run_stage(name, ["--config", str(config), "--output_dir", str(out), "--eval_at_end", "false", *flags])
+        print(f"[feedback] {name} -> {out} in {time.perf_counter() - start:.0f}s", flush=True)
+    return out
+
+
+def train_seed(args: argparse.Namespace, seed: int, data: Path, sid: Path) -> dict[str, Path]:
+    """Every trained model of one seed, by report name."""
+    out = args.output_dir
+    common = ["--dataset_dir", str(data), "--seed", str(seed)]
+    sft_flags = [*common, "--sid_dir", str(sid), *(SMOKE_SFT if args.smoke else [])]
+    models = {"sft": stage("sft", args.sft_config, out / f"sft-s{seed}", *sft_flags)}
+    models["sft_liked"] = stage("sft", args.sft_config, out / f"sft_liked-s{seed}", *sft_flags,
+                                "--target_weights", json.dumps(LIKED_ONLY))
+    models["sft_weighted"] = stage("sft", args.sft_config, out / f"sft_weighted-s{seed}", *sft_flags,
+                                   "--target_weights", json.dumps(args.weighted_targets))
+    refine = [*common, "--model_name_or_path", str(models["sft"]), *(SMOKE_REFINE if args.smoke else [])]
+    smoke_grpo = ["--num_generations", "4"] if args.smoke else []
+    rating = {"name": "rating", "weight": 1.0, "future_window": args.future_window}
+    models["grpo_rating"] = stage("grpo", args.grpo_config, out / f"grpo_rating-s{seed}", *refine, *smoke_grpo,
+                                  "--rewards", json.dumps([rating]))
+    models["grpo_rating_exact"] = stage("grpo", args.grpo_config, out / f"grpo_rating_exact-s{seed}", *refine,
+                                        *smoke_grpo, "--rewards", json.dumps(["exact_match", rating]))
+    models["dpo_rating"] = stage("dpo", args.dpo_config, out / f"dpo_rating-s{seed}", *refine,
+                                 "--negatives", "none", "--rating_pairs", str(args.rating_pairs),
+                                 "--learning_rate", str(args.dpo_learning_rate))
+    return models
+
+
+def choose_rerank_weight(sft: Path, dataset: Any, index: Any) -> tuple[float, list[dict[str, float]]]:
+    """The rating re-ranking weight with the best valid NDCG@10 on liked targets among the weights that keep
+    valid NDCG@10 at 95% of the SFT model's (weight 0)."""
+    from rlrec.data.feedback import item_mean_ratings
+    from rlrec.evaluation.groups import example_groups
+    from rlrec.evaluation.metrics import MetricAccumulator
+    from rlrec.ranking import load_ranker
+    from rlrec.ranking.rerank import DEFAULT_TOP_N, reorderer
+
+    examples = [ex for ex in dataset.valid if ex.target in index]
+    base = load_ranker(sft, index=index, device="cpu", num_beams=DEFAULT_TOP_N).rank(
+        [ex.history for ex in examples], DEFAULT_TOP_N)
+    means = item_mean_ratings(dataset.train)
+    curve = []
+    for weight in RATING_WEIGHTS:
+        reorder = reorderer("rating", weight, popularity={}, mean_ratings=means)
+        acc = MetricAccumulator([K])
+        acc.add([[item for item, _ in reorder(row)[:K]] for row in base], [ex.target for ex in examples],
+                example_groups(examples, feedback=dataset.feedback()))
+        result = acc.compute()
+        curve.append({"weight": weight, f"NDCG@{K}": result["all"][f"NDCG@{K}"],
+                      f"NDCG@{K}:liked": result.get("liked", {}).get(f"NDCG@{K}", 0.0)})
+    floor = 0.95 * curve[0][f"NDCG@{K}"]
+    best = max((p for p in curve if p[f"NDCG@{K}"] >= floor), key=lambda p: p[f"NDCG@{K}:liked"])
+    return best["weight"], curve
+
+
+def evaluate_seed(args: argparse.Namespace, seed: int, models: dict[str, Path], data: Path) -> dict[str, Any]:
+    """Every model of the seed, the rating re-ranker and the SASRec baselines on every test user."""
+    import functools
+
+    from rlrec.data.feedback import item_mean_ratings
+    from rlrec.data.schema import PreparedDataset
+    from rlrec.evaluation.run import evaluate_rankers
+    from rlrec.evaluation.settings import EvalSettings
+    from rlrec.ranking import load_ranker
+    from rlrec.ranking.rerank import make_reranker
+    from rlrec.sid.index import SIDIndex
+
+    report_dir = args.output_dir / f"eval-s{seed}"
+    if (report_dir / "report.json").is_file():
+        return json.loads((report_dir / "report.json").read_text())
+    dataset = PreparedDataset.load(data)
+    index = SIDIndex.load(models["sft"] / "sid")
+    weight, curve = choose_rerank_weight(models["sft"], dataset, index)
+    sft = load_ranker(models["sft"], index=index, device="cpu", num_beams=20)
+    others = {name: functools.partial(load_ranker, path, index=index, device="cpu", num_beams=20)
+              for name, path in models.items() if name != "sft"}
+    others["sft+rating"] = functools.partial(make_reranker, sft, "rating", weight, popularity={},
+                                             mean_ratings=item_mean_ratings(dataset.train))
+    settings = EvalSettings(split="test", baselines=["popularity", "sasrec", "sasrec_liked"], seed=seed,
+                            sasrec_epochs=2 if args.smoke else 50, sasrec_valid_patience=1 if args.smoke else 5,
+                            beyond_accuracy=False, cold_pool=False)
+    report = evaluate_rankers("sft", sft, dataset, settings, output_dir=report_dir, device="cpu",
+                              show_progress=not args.smoke, others=others,
+                              metadata={"rerank_rating_weight": weight, "rerank_rating_valid_curve": curve})
+    return report
+
+
+def pooled(reports: list[dict[str, Any]], first: str, second: str) -> dict[str, dict[str, float]]:
+    """`first - second` on liked NDCG@10, disliked HR@10 and overall NDCG@10, each user's difference averaged over
+    the seeds, with a bootstrap interval over users."""
+    import numpy as np
+
+    from rlrec.data.feedback import FeedbackRule
+    from rlrec.evaluation.paired import bootstrap_mean_interval, per_user_metric
+
+    out = {}
+    rule = FeedbackRule(reports[0]["feedback"]["liked_threshold"], reports[0]["feedback"]["disliked_threshold"])
+    labels = [rule.label(r) for r in reports[0]["per_user"]["target_ratings"]]
+    for metric, group in (("NDCG", "liked"), ("HR", "disliked"), ("NDCG", "all")):
+        diffs = np.mean([per_user_metric(rep["per_user"]["ranks"][first], metric, K)
+                         - per_user_metric(rep["per_user"]["ranks"][second], metric, K) for rep in reports], axis=0)
+        keep = np.array([group == "all" or label == group for label in labels])
+        out[f"{metric}@{K} {group}"] = bootstrap_mean_interval(diffs[keep], num_samples=5000, seed=0)
+    return out
+
+
+def summarise(reports: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
+    import numpy as np
+
+    names = list(reports[0]["models"])
+    table = {}
+    for name in names:
+        row = {}
+        for key, group, metric in (("liked NDCG@10", "liked", "NDCG"), ("disliked HR@10", "disliked", "HR"),
+                                   ("NDCG@10", "all", "NDCG")):
+            values = [rep["models"][name][group][f"{metric}@{K}"] for rep in reports]
+            row[key] = float(np.mean(values))
+            row[f"{key} per seed"] = values
+        table[name] = row
+    best_baseline = max(BASELINES, key=lambda name: table[name]["liked NDCG@10"])
+    comparisons = {name: {"vs sft": pooled(reports, name, "sft"),
+                          f"vs {best_baseline}": pooled(reports, name, best_baseline)}
+                   for name in (*REFINEMENTS, *BASELINES) if name in names}
+    return {"seeds": seeds, "table": table, "best_baseline": best_baseline, "comparisons": comparisons,
+            "users": reports[0]["counts"]}
+
+
+def write_markdown(result: dict[str, Any], path: Path) -> None:
+    lines = ["| model | liked NDCG@10 | disliked HR@10 (lower is better) | NDCG@10 (all) |",
+             "| --- | --- | --- | --- |"]
+    for name, row in result["table"].items():
+        lines.append(f"| {name} | {row['liked NDCG@10']:.4f} | {row['disliked HR@10']:.4f} | {row['NDCG@10']:.4f} |")
+    lines += ["", f"Paired differences over seeds {result['seeds']} (bootstrap 95% interval over users):", "",
+              "| model | against | liked NDCG@10 | disliked HR@10 | NDCG@10 (all) |",
+              "| --- | --- | --- | --- | --- |"]
+    for name, against in result["comparisons"].items():
+        for other, stats in against.items():
+            cells = [f"{s['mean']:+.4f} [{s['low']:+.4f}, {s['high']:+.4f}]" for s in stats.values()]
+            lines.append(f"| {name} | {other.removeprefix('vs ')} | " + " | ".join(cells) + " |")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 5), layout="constrained")
+    ax = fig.subplots()
+    for i, (name, row) in enumerate(result["table"].items()):
+        xs, ys = row["disliked HR@10 per seed"], row["liked NDCG@10 per seed"]
+        ax.scatter(xs, ys, color=f"C{i % 10}", label=name, marker="o" if name in REFINEMENTS else "s")
+        ax.annotate(name, (xs[0], ys[0]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("HR@10 on disliked test targets (lower is better)")
+    ax.set_ylabel("NDCG@10 on liked test targets")
+    ax.set_title("what users liked against what they disliked (one point per seed)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="x-small")
+    fig.savefig(path, dpi=100)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset_dir", type=Path, default=Path("runs/ml-100k/data"))
+    parser.add_argument("--sid_dir", type=Path, default=Path("runs/ml-100k-compact/sid"))
+    parser.add_argument("--output_dir", type=Path, default=Path("runs/feedback-ml-100k"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 7])
+    parser.add_argument("--sft_config", type=Path, default=RECIPES / "sft.yaml")
+    parser.add_argument("--grpo_config", type=Path, default=RECIPES / "grpo-liked.yaml")
+    parser.add_argument("--dpo_config", type=Path, default=RECIPES / "dpo.yaml")
+    parser.add_argument("--future_window", type=int, default=5, help="The rating reward's future_window.")
+    parser.add_argument("--rating_pairs", type=int, default=2, help="DPO's rating pairs per prompt.")
+    parser.add_argument("--dpo_learning_rate", type=float, default=1e-5)
+    parser.add_argument("--weighted_targets", type=json.loads, default=WEIGHTED,
+                        help="target_weights of the rating-weighted SFT baseline (JSON).")
+    parser.add_argument("--smoke", action="store_true", help="Tiny generated data and models, in seconds.")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    data, sid = smoke_inputs(args.output_dir) if args.smoke else (args.dataset_dir, args.sid_dir)
+    start = time.perf_counter()
+    reports = []
+    for seed in args.seeds:
+        models = train_seed(args, seed, data, sid)
+        reports.append(evaluate_seed(args, seed, models, data))
+    result = summarise(reports, args.seeds)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    (args.output_dir / "feedback.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_markdown(result, args.output_dir / "feedback.md")
+    plot(result, args.output_dir / "feedback.png")
+    print((args.output_dir / "feedback.md").read_text(encoding="utf-8"))
+    print(f"[feedback] {len(args.seeds)} seeds in {result['seconds']:.0f}s -> {args.output_dir}")
+    return result
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()

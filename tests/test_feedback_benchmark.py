@@ -1,0 +1,35 @@
+"""`benchmarks/feedback.py --smoke`: SFT, the simple baselines, GRPO and DPO on ratings, one command, every user."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow  # a benchmark's --smoke path: whole stages end to end
+
+
+def test_smoke_ranks_every_model_on_the_same_users_and_pairs_them(tmp_path, benchmark_script):
+    script = benchmark_script("feedback")
+    out = tmp_path / "feedback"
+    result = script.main(["--smoke", "--seeds", "1", "--output_dir", str(out)])
+    assert json.loads((out / "feedback.json").read_text())["table"] == result["table"]
+    names = {"sft", "sft_liked", "sft_weighted", "sft+rating", "grpo_rating", "grpo_rating_exact", "dpo_rating",
+             "popularity", "sasrec", "sasrec_liked"}
+    assert set(result["table"]) == names
+    report = json.loads((out / "eval-s1" / "report.json").read_text())
+    assert {len(ranks) for ranks in report["per_user"]["ranks"].values()} == {report["counts"]["all"]}
+    assert report["counts"]["liked"] + report["counts"]["neutral"] + report["counts"]["disliked"] == \
+        report["counts"]["all"]
+    assert result["best_baseline"] in {"sft_liked", "sft_weighted", "sft+rating", "sasrec_liked"}
+    for name in ("grpo_rating", "dpo_rating"):
+        against = result["comparisons"][name]
+        assert set(against) == {"vs sft", f"vs {result['best_baseline']}"}
+        assert set(against["vs sft"]) == {"NDCG@10 liked", "HR@10 disliked", "NDCG@10 all"}
+    # The table's numbers are the report's: liked NDCG@10 of the SFT model.
+    assert result["table"]["sft"]["liked NDCG@10"] == pytest.approx(report["models"]["sft"]["liked"]["NDCG@10"])
+    assert report["metadata"]["rerank_rating_weight"] in script.RATING_WEIGHTS
+    assert (out / "feedback.png").stat().st_size > 1000 and (out / "feedback.md").read_text().startswith("| model")
+    # A second call reuses every finished run and report.
+    again = script.main(["--smoke", "--seeds", "1", "--output_dir", str(out)])
+    assert again["table"] == result["table"]
