@@ -70,6 +70,15 @@ def test_summary_table_lists_every_model_with_its_paired_interval():
     assert [line.split()[0] for line in lines[1:]] == ["grpo", "sft", "popularity"]
     assert lines[1].split()[1:] == ["0.2000", "0.1000", "0.2500"]
     assert lines[2].split()[3:] == ["-", "+0.0100", "[-0.0020,", "+0.0210]"]
+    assert "liked@10" not in lines[0]  # unrated data: no feedback columns
+
+    report["feedback"] = {"counts": {"liked": 487, "disliked": 217}, "liked_threshold": 4.0, "disliked_threshold": 2.0}
+    report["models"]["grpo"].update({"liked": {"HR@10": 0.25}, "disliked": {"HR@10": 0.08}})
+    lines = summary_table(report).splitlines()
+    assert "liked@10" in lines[0] and "disliked@10" in lines[0]
+    assert lines[1].split()[1:6] == ["0.2000", "0.1000", "0.2500", "0.2500", "0.0800"]
+    assert lines[2].split()[4:6] == ["-", "-"]
+    assert "487 targets the user rated >= 4" in lines[-1]
 
 
 def test_the_llm_rows_are_explained():

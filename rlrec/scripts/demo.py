@@ -156,21 +156,31 @@ def main(config: DemoConfig) -> None:
 
 
 def summary_table(report: dict) -> str:
-    """HR@10, NDCG@10 and tail share@10 (items outside the train head) of every ranked model, one line each;
-    beside each compared model and baseline, the per-user paired difference of NDCG@10 from the main model with
-    its bootstrap 95% interval."""
+    """HR@10, NDCG@10 and tail share@10 (items outside the train head) of every ranked model, one line each; on
+    rated data also HR@10 on the targets the user liked and on those they disliked (lower is better); beside each
+    compared model and baseline, the per-user paired difference of NDCG@10 from the main model with its bootstrap
+    95% interval."""
     k = 10 if 10 in report["k_values"] else max(report["k_values"])
     paired = report.get("paired", {})
     against = paired.get("against", {})
-    tail = f"tail@{k}"
-    lines = [f"  {'model':<12} {f'HR@{k}':>8} {f'NDCG@{k}':>8} {tail:>8}   {paired.get('main', 'main')} - model, "
-             f"NDCG@{k} (95% interval)" if against else f"  {'model':<12} {f'HR@{k}':>8} {f'NDCG@{k}':>8} {tail:>8}"]
+    rated = bool(report.get("feedback"))
+    columns = [f"HR@{k}", f"NDCG@{k}", f"tail@{k}", *((f"liked@{k}", f"disliked@{k}") if rated else ())]
+    header = f"  {'model':<12} " + " ".join(f"{c:>11}" for c in columns)
+    if against:
+        header += f"   {paired.get('main', 'main')} - model, NDCG@{k} (95% interval)"
+    lines = [header]
     for name, metrics in report["models"].items():
-        share = metrics["all"].get(f"tail_share@{k}")
-        line = (f"  {name:<12} {metrics['all'][f'HR@{k}']:>8.4f} {metrics['all'][f'NDCG@{k}']:>8.4f} "
-                f"{'-' if share is None else f'{share:.4f}':>8}")
+        values = [metrics["all"].get(metric) for metric in (f"HR@{k}", f"NDCG@{k}", f"tail_share@{k}")]
+        if rated:
+            values += [metrics.get("liked", {}).get(f"HR@{k}"), metrics.get("disliked", {}).get(f"HR@{k}")]
+        line = f"  {name:<12} " + " ".join(f"{'-' if v is None else f'{v:.4f}':>11}" for v in values)
         stats = against.get(name, {}).get(f"NDCG@{k}")
         if stats is not None:
             line += f"   {stats['mean']:+.4f} [{stats['low']:+.4f}, {stats['high']:+.4f}]"
         lines.append(line)
+    if rated:
+        counts = report["feedback"]["counts"]
+        lines.append(f"  liked@{k} / disliked@{k}: HR@{k} on the {counts['liked']} targets the user rated >= "
+                     f"{report['feedback']['liked_threshold']:g} / the {counts['disliked']} rated <= "
+                     f"{report['feedback']['disliked_threshold']:g} (lower is better: docs/feedback.md)")
     return "\n".join(lines)
