@@ -74,7 +74,13 @@ def test_prepare_ml100k_recipe(tmp_path, capsys):
     assert c["users"] == 943 and c["test_examples"] == 943
     assert c["train_examples"] == c["interactions"] - 3 * 943
     assert manifest["dropped"]["items_without_text"] == 1
-    assert "943" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "943" in printed
+    # ML-100k's stars survive: the counts of test targets by rating
+    assert manifest["ratings"]["targets"]["test"] == {"liked": 487, "neutral": 239, "disliked": 217, "unrated": 0}
+    assert manifest["ratings"]["scale"] == [1.0, 5.0]
+    assert sum(manifest["ratings"]["counts"].values()) == c["interactions"]
+    assert "test targets: 487 liked (>= 4), 239 neutral, 217 disliked (<= 2), 0 unrated" in printed
 
 
 def test_python_dash_m_rlrec_prepare(tmp_path):

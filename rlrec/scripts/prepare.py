@@ -53,6 +53,14 @@ def format_stats(manifest: dict, output_dir: str, seconds: float | None = None) 
         lines.append(f"  {label:<{widths[0]}}{cells}")
     lines.append(f"  examples: train {c['train_examples']}, valid {c['valid_examples']} "
                  f"({c['cold_valid_targets']} cold), test {c['test_examples']} ({c['cold_test_targets']} cold)")
+    ratings = manifest.get("ratings")
+    if ratings:
+        test = ratings["targets"]["test"]
+        lines.append(f"  ratings {ratings['scale'][0]:g}-{ratings['scale'][1]:g}; test targets: {test['liked']} liked "
+                     f"(>= {ratings['liked_threshold']:g}), {test['neutral']} neutral, {test['disliked']} disliked "
+                     f"(<= {ratings['disliked_threshold']:g}), {test['unrated']} unrated")
+    else:
+        lines.append("  ratings: none in the source (the feedback metrics and rewards are off)")
     dropped = manifest.get("dropped") or {}
     if dropped:
         lines.append("  dropped:")
