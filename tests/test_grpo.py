@@ -472,3 +472,5 @@ def test_grpo_chooses_on_the_valid_users_who_liked_their_target(sft_model, tmp_p
     curve = manifest["valid_selection"]["curve"]
     assert [p["step"] for p in curve] == [0, 1, 2] and all("NDCG@5:liked" in p and "NDCG@5" in p for p in curve)
     assert all(0.0 <= p["NDCG@5:liked"] <= 1.0 for p in curve)
+    # the disliked hit rate is recorded beside it (to read, never to choose by)
+    assert all(0.0 <= p["HR@5:disliked"] <= 1.0 for p in curve)

@@ -176,11 +176,8 @@ def plot_metrics(report: Mapping[str, Any], path: str | os.PathLike) -> None:
 def _plot_beyond(axes: Any, models: Mapping[str, Mapping[str, Any]], k: int, colors: list[str]) -> None:
     """Accuracy against each model's tail share (left) and the [0, 1] beyond-accuracy metrics as bars (right)."""
     ax = axes[0]
-    for color, (name, metrics) in zip(colors, models.items(), strict=True):
-        x, y = metrics["all"].get(f"tail_share@{k}"), metrics["all"].get(f"NDCG@{k}")
-        if x is not None and y is not None:
-            ax.scatter([x], [y], color=color, label=name)
-            ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    _scatter_models(ax, models, colors,
+                    lambda metrics: (metrics["all"].get(f"tail_share@{k}"), metrics["all"].get(f"NDCG@{k}")))
     ax.set_xlabel(f"tail share@{k}")
     ax.set_ylabel(f"NDCG@{k}")
     ax.set_title(f"accuracy against tail share at K={k}")
@@ -200,16 +197,24 @@ def _plot_beyond(axes: Any, models: Mapping[str, Mapping[str, Any]], k: int, col
     ax.grid(axis="y", alpha=0.3)
 
 
+def _scatter_models(ax: Any, models: Mapping[str, Mapping[str, Any]], colors: list[str],
+                    point_of: Callable[[Mapping[str, Any]], tuple[float | None, float | None]]) -> None:
+    """One labelled point per model at `point_of(metrics)`; a model missing either coordinate is left out."""
+    for color, (name, metrics) in zip(colors, models.items(), strict=True):
+        x, y = point_of(metrics)
+        if x is not None and y is not None:
+            ax.scatter([x], [y], color=color, label=name)
+            ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+
+
 def _plot_feedback(axes: Any, models: Mapping[str, Mapping[str, Any]], feedback: Mapping[str, Any],
                    colors: list[str]) -> None:
     """Liked NDCG@K against disliked HR@K (up and to the left is better), and each model's gap with its interval."""
     k = feedback["k"]
     ax = axes[0]
-    for color, (name, metrics) in zip(colors, models.items(), strict=True):
-        x, y = metrics.get("disliked", {}).get(f"HR@{k}"), metrics.get("liked", {}).get(f"NDCG@{k}")
-        if x is not None and y is not None:
-            ax.scatter([x], [y], color=color, label=name)
-            ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    _scatter_models(ax, models, colors,
+                    lambda metrics: (metrics.get("disliked", {}).get(f"HR@{k}"),
+                                     metrics.get("liked", {}).get(f"NDCG@{k}")))
     ax.set_xlabel(f"HR@{k} on disliked targets (lower is better)")
     ax.set_ylabel(f"NDCG@{k} on liked targets")
     ax.set_title(f"liked against disliked (n={feedback['counts']['liked']} / {feedback['counts']['disliked']})")

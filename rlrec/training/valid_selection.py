@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 SELECTION_METRICS = ("HR", "NDCG", "tail_share", "novelty", "coverage", "diversity")
 # Target groups a check can choose by, written METRIC@K:GROUP (e.g. NDCG@10:liked, on rated data).
 SELECTION_GROUPS = ("liked",)
+# Groups each check of such a run also records, to read beside the chooser: HR@K:disliked (lower is better).
+RECORDED_GROUPS = ("liked", "disliked")
 # What `metric_for_best_model` reads: the chosen metric, or INELIGIBLE for a check below `valid_floor`.
 VALID_SCORE = "valid_score"
 INELIGIBLE = -1.0  # below every ranking metric (all are >= 0)
@@ -194,7 +196,7 @@ class ValidRanking:
         result = evaluate_ranker(ranker, self.examples, self.args.k_values, batch_size=len(self.examples),
                                  beyond=beyond, feedback=self.feedback)
         metrics = dict(result["all"])
-        for group in SELECTION_GROUPS if self.feedback is not None else ():
+        for group in RECORDED_GROUPS if self.feedback is not None else ():
             metrics.update({f"{name}:{group}": value for name, value in result.get(group, {}).items()})
         if any(metric not in metrics for metric in self.args.metrics):
             raise ConfigError(f"valid selection: {[m for m in self.args.metrics if m not in metrics]} cannot be "
