@@ -381,3 +381,17 @@ def test_cache_stage_build_resume_refresh(ws, exported, monkeypatch):
     expected = rec.recommend_batch([histories[u][:1] for u in refreshed], k=5)
     for u, result in zip(refreshed, expected, strict=True):
         assert [c.item_id for c in cache.get(u)] == result.item_ids
+
+
+def test_cache_build_honours_users(ws, exported):
+    from rlrec.data.schema import PreparedDataset
+    from rlrec.inference.topk_cache import latest_histories
+
+    named = sorted(latest_histories(PreparedDataset.load(ws / "data")))[1:4]
+    argv = ["--action", "build", "--model_path", str(exported), "--dataset_dir", str(ws / "data"), "--k", "3",
+            "--device", "cpu"]
+    manifest = stage("cache", [*argv, "--output_dir", str(ws / "some"), "--users", ",".join(named)])
+    assert manifest["num_users"] == 3 and sorted(TopKCache.load(ws / "some").users()) == named
+    with pytest.raises(ConfigError, match=r"users \['nobody'\] \(of 1\) have no history"):
+        stage("cache", [*argv, "--output_dir", str(ws / "none"), "--users", f"{named[0]},nobody"])
+    assert not (ws / "none").exists()

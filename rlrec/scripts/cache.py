@@ -4,6 +4,8 @@
         --output_dir runs/ml-100k/cache --k 20
     rlrec cache --action refresh --output_dir runs/ml-100k/cache --users 17,42
 
+`--users` on a build caches only the named users (a user with no history is an error before the model loads).
+
 Each user's history is their latest one in the prepared dataset (history + target of their most recent
 example, see `rlrec.inference.topk_cache.latest_histories`), or the line for them in `histories_file`
 (`{"user_id", "history"}` JSONL: newer interactions to refresh with). A build appends every finished
@@ -48,7 +50,8 @@ class CacheConfig:
     )
     users: list[str] = field(
         default_factory=list,
-        metadata={"help": "Users to refresh: `--users u1,u2` or `--users u1 u2`."},
+        metadata={"help": "Users to refresh, or to build a cache of only them (default: everyone): "
+                  "`--users u1,u2` or `--users u1 u2`."},
     )
     k: int = field(default=20, metadata={"help": "Items cached per user (build; refresh keeps the cache's)."})
     num_beams: int | None = field(default=None, metadata={"help": "Beam width; None: the model folder's (≥ k)."})
@@ -84,6 +87,15 @@ def _histories(config: CacheConfig, dataset_dir: str | None) -> dict[str, list[s
     return latest_histories(PreparedDataset.load(dataset_dir))
 
 
+def _named_users(histories: dict[str, list[str]], users: list[str]) -> dict[str, list[str]]:
+    """The histories of the named users only, in the order named; a name with no history is an error."""
+    missing = [u for u in users if u not in histories]
+    if missing:
+        raise ConfigError(f"cache: users {missing[:5]} (of {len(missing)}) have no history in the given data; "
+                          f"expected users of the dataset or the histories_file")
+    return {u: histories[u] for u in dict.fromkeys(users)}
+
+
 def main(config: CacheConfig) -> dict[str, Any]:
     from rlrec.inference.recommender import Recommender
     from rlrec.inference.topk_cache import MANIFEST, build_cache, refresh_cache
@@ -99,6 +111,8 @@ def main(config: CacheConfig) -> dict[str, Any]:
         dataset_dir = read_json_object(Path(model_path) / MANIFEST, missing_ok=True).get("dataset_dir")
     histories = _histories(config, dataset_dir)  # cheap checks before the model loads
     refresh = config.action == "refresh"
+    if config.users and not refresh:
+        histories = _named_users(histories, config.users)
     # A refresh decodes as the build did, so refreshed users rank like everyone else.
     num_beams = config.num_beams or (previous.get("num_beams") if refresh else None)
     exclude_history = previous.get("exclude_history", config.exclude_history) if refresh else config.exclude_history
@@ -111,7 +125,7 @@ def main(config: CacheConfig) -> dict[str, Any]:
     if config.action == "build":
         settings = {"model_path": str(model_path), "dataset_dir": dataset_dir,
                     "histories_file": config.histories_file, "num_beams": recommender.num_beams,
-                    "exclude_history": exclude_history}
+                    "exclude_history": exclude_history, "users": "named" if config.users else "all"}
         manifest = build_cache(recommend_batch, histories, folder, k=config.k, batch_size=config.batch_size,
                                settings=settings, overwrite=config.overwrite)
         done = manifest["num_users"]
