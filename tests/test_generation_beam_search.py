@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -351,3 +352,60 @@ def test_excluded_items_are_masked_inside_the_search(case):
     assert out.item_indices[1].tolist() != plain.item_indices[1].tolist()  # the excluded subtree mattered
     with pytest.raises(ValueError, match="exclude has 1 rows for a batch of 3"):
         constrained_beam_search(case.model, enc.input_ids, enc.attention_mask, case.constraint, 4, exclude=[[1]])
+
+
+@dataclass
+class _OldOutput:
+    """A model output from before transformers named the KV cache `cache`."""
+
+    logits: torch.Tensor
+    past_key_values: object
+
+
+class _OldSignature(torch.nn.Module):
+    """The tiny model as transformers < 5.2x showed it: the cache goes in and out as `past_key_values`."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.config = inner, inner.config
+
+    def get_input_embeddings(self):
+        return self.inner.get_input_embeddings()
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, use_cache=None,
+                logits_to_keep=0):
+        from rlrec.generation.kv_cache import cache_keyword, returned_cache
+
+        out = self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         use_cache=use_cache, logits_to_keep=logits_to_keep,
+                         **{cache_keyword(self.inner): past_key_values})
+        return _OldOutput(out.logits, returned_cache(out))
+
+
+@pytest.mark.parametrize("strategy", ["shared", "copied"])
+def test_kv_cache_keyword_follows_the_model_signature(case, strategy):
+    """Both sides of transformers' `past_key_values` -> `cache` rename decode alike, and a model that takes
+    `cache` is never handed the deprecated name (it warns from 5.2x and goes in 5.40)."""
+    import inspect
+
+    from rlrec.generation.kv_cache import cache_keyword
+
+    old = _OldSignature(case.model)
+    assert cache_keyword(old) == "past_key_values"
+    takes_cache = "cache" in inspect.signature(case.model.forward).parameters
+    assert cache_keyword(case.model) == ("cache" if takes_cache else "past_key_values")
+    seen: list[set[str]] = []
+    hook = case.model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(set(kwargs)), with_kwargs=True)
+    try:
+        enc = case.batch(TEMPLATED)
+        new = constrained_beam_search(case.model, enc.input_ids, enc.attention_mask, case.constraint, num_beams=6,
+                                      cache_strategy=strategy)
+        n_new = len(seen)
+        before = constrained_beam_search(old, enc.input_ids, enc.attention_mask, case.constraint, num_beams=6,
+                                         cache_strategy=strategy)
+    finally:
+        hook.remove()
+    keywords = set().union(*seen[:n_new])
+    assert ("cache" in keywords) == takes_cache and ("past_key_values" in keywords) != takes_cache
+    assert new.item_indices.tolist() == before.item_indices.tolist()
+    torch.testing.assert_close(new.scores, before.scores)

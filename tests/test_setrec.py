@@ -141,7 +141,9 @@ def test_one_forward_pass_generates_all_tokens(dataset):
         handle.remove()
     # One pass over the histories and queries (plus one batch-1 pass over the shared text prompt).
     assert len(calls) == 2 and calls[0]["inputs_embeds"].shape[0] == 1
-    assert calls[1]["inputs_embeds"].shape[0] == 3 and calls[1]["past_key_values"] is not None
+    from rlrec.generation.kv_cache import cache_keyword
+
+    assert calls[1]["inputs_embeds"].shape[0] == 3 and calls[1][cache_keyword(model.backbone)] is not None
     assert generated.shape == (3, N_SEM + 1, model.backbone.config.hidden_size)
 
 

@@ -27,7 +27,9 @@ instruction before the history): often a third of a prompt. The prefill runs tha
 
 from __future__ import annotations
 
-from typing import Literal
+import inspect
+from dataclasses import fields, is_dataclass
+from typing import Any, Literal
 
 import torch
 from transformers import DynamicCache
@@ -49,6 +51,27 @@ def common_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor) 
     aligned = input_ids.gather(1, columns)
     same = (aligned == aligned[:1]).all(dim=0)
     return int(same.long().cumprod(dim=0).sum())
+
+
+def cache_keyword(model: torch.nn.Module) -> str:
+    """The keyword a model's forward takes its KV cache by, read once from its signature.
+
+    transformers renamed `past_key_values` to `cache` (5.2x; the old name warns and goes in 5.40), and
+    `transformers>=5.17,<6` admits both sides of the rename, so the name is asked of the model, not assumed.
+    A forward that takes only `**kwargs` gets `past_key_values`, which every version in the range accepts.
+    """
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def returned_cache(output: Any) -> Any:
+    """The KV cache a model output carries, under the name its transformers version gives it."""
+    if is_dataclass(output) and "cache" in {f.name for f in fields(output)}:
+        return output.cache
+    return output.past_key_values
 
 
 KeyValues = tuple[tuple[torch.Tensor, torch.Tensor], ...]  # (key, value) per layer
@@ -87,6 +110,7 @@ class PromptCache:
         if strategy == "auto":
             strategy = "shared" if supports_shared_prompt(model) else "copied"
         self.model = model
+        self.cache_keyword = cache_keyword(model)
         self.strategy = strategy
         self.share_prefix = share_prefix and supports_shared_prompt(model)
         self.shared_prefix_length = 0  # of the last prefill
@@ -124,12 +148,12 @@ class PromptCache:
                 use_cache=True,
                 logits_to_keep=1,
             )
-        if out.past_key_values is None:
+        if returned_cache(out) is None:
             raise RuntimeError(
                 "the model returned no KV cache (gradient checkpointing turns it off in training mode): "
                 "decode with model.eval(), or disable gradient checkpointing while generating"
             )
-        self.cache = out.past_key_values
+        self.cache = returned_cache(out)
         self.batch = input_ids.shape[0]
         self.prompt_mask = attention_mask.bool()
         self.next_position = position_ids[:, -1] + 1  # (batch,): the position of the next token
@@ -152,7 +176,7 @@ class PromptCache:
         batch = input_ids.shape[0]
         first = int(attention_mask[0].argmax())  # row 0's first real column
         head = self.model(input_ids=input_ids[:1, first:first + prefix], use_cache=True, logits_to_keep=1)
-        cache = broadcast_cache(layer_key_values(head.past_key_values), batch, self.model.config)
+        cache = broadcast_cache(layer_key_values(returned_cache(head)), batch, self.model.config)
         rows_mask = attention_mask[:, :-prefix]
         full_mask = torch.cat([rows_mask.new_ones(batch, prefix), rows_mask], dim=1)
         position_ids = prefix + (rows_mask.cumsum(-1) - 1).clamp_min(0)
@@ -160,8 +184,8 @@ class PromptCache:
             input_ids=input_ids[:, prefix:],
             attention_mask=full_mask,
             position_ids=position_ids,
-            past_key_values=cache,
             use_cache=True,
+            **{self.cache_keyword: cache},
             logits_to_keep=1,
         )
         return out, full_mask, position_ids
@@ -205,10 +229,10 @@ class PromptCache:
             input_ids=token_ids,
             attention_mask=mask,
             position_ids=self.next_position.unsqueeze(1).expand(batch, k),
-            past_key_values=self.cache,
             use_cache=True,
+            **{self.cache_keyword: self.cache},
         )
-        self.cache = out.past_key_values
+        self.cache = returned_cache(out)
         return out.logits
 
     def _step_copied(self, token_ids: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
@@ -221,8 +245,8 @@ class PromptCache:
             input_ids=token_ids.reshape(-1, 1),
             attention_mask=self.row_mask,
             position_ids=self.next_position.repeat_interleave(k).unsqueeze(1),
-            past_key_values=self.cache,
             use_cache=True,
+            **{self.cache_keyword: self.cache},
         )
-        self.cache = out.past_key_values
+        self.cache = returned_cache(out)
         return out.logits[:, -1]

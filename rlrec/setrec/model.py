@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlrec.generation.kv_cache import KeyValues, broadcast_cache, layer_key_values
+from rlrec.generation.kv_cache import KeyValues, broadcast_cache, cache_keyword, layer_key_values, returned_cache
 from rlrec.setrec.config import SETRecModelConfig
 from rlrec.setrec.grounding import dimension_scores, ground
 from rlrec.setrec.item_tokens import CFTokenizer, SemanticTokenizer
@@ -115,7 +115,7 @@ class SETRecModel(nn.Module):
             return None
         embed = self.backbone.get_input_embeddings()
         prefix = embed(self.prompt_ids.to(embed.weight.device)).unsqueeze(0)
-        cache = self.backbone(inputs_embeds=prefix, use_cache=True).past_key_values
+        cache = returned_cache(self.backbone(inputs_embeds=prefix, use_cache=True))
         return layer_key_values(cache)
 
     def generate_from(self, history_index: torch.Tensor, corpus: torch.Tensor,
@@ -146,7 +146,7 @@ class SETRecModel(nn.Module):
             cache = broadcast_cache(prompt_kv, batch, self.backbone.config)
         out = self.backbone(inputs_embeds=inputs, attention_mask=layout.attention_mask(dtype, prefix_len),
                             position_ids=layout.position_ids + prefix_len * layout.real,
-                            past_key_values=cache, use_cache=cache is not None)
+                            use_cache=cache is not None, **{cache_keyword(self.backbone): cache})
         return out.last_hidden_state[:, -dims:].float()
 
     def forward(self, history_index: torch.Tensor, targets: torch.Tensor,
