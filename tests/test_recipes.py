@@ -56,3 +56,19 @@ def test_a_range_says_what_it_allows():
     assert RANGES["num_train_epochs"].describe() == "a number > 0"
     assert RANGES["adam_beta1"].describe() == "a number in [0, 1]" and not RANGES["adam_beta1"].holds(1.5)
     assert not RANGES["learning_rate"].holds(float("nan")) and not RANGES["learning_rate"].holds(float("inf"))
+
+
+def test_defaults_and_recipes_parse_to_the_recorded_values():
+    """Each stage's defaults and what each recipe means stay as recorded (tests/recipe_values.py says how to
+    rewrite the record after a change meant to alter a value)."""
+    import json
+
+    from recipe_values import SNAPSHOT, all_values
+
+    recorded, now = json.loads(SNAPSHOT.read_text()), all_values()
+    for part in ("defaults", "recipes"):
+        assert sorted(now[part]) == sorted(recorded[part]), part
+        for name, values in recorded[part].items():
+            changed = sorted(k for k in set(values) | set(now[part][name])
+                             if values.get(k, "<absent>") != now[part][name].get(k, "<absent>"))
+            assert changed == [], f"{part} {name}: {changed} differ from tests/data/recipe_values.json"
