@@ -115,6 +115,25 @@ def test_rollout_refuses_bad_settings(policy):
         SIDRollout(index, tokenizer, num_generations=61)
 
 
+def test_batch_targets_reach_the_rollout_only_while_held(policy):
+    """The trainer hands the batch's targets to the rollout through the one `BatchTargets` both were given."""
+    from rlrec.tasks.reward_batch import BatchTargets
+
+    _, tokenizer, index = policy
+    rollout = SIDRollout(index, tokenizer, num_generations=2, add_target=True)
+    rows = [{"prompt": "p", "target": "i1"}] * 2 + [{"prompt": "q", "target": "i7"}] * 2
+    with pytest.raises(ConfigError, match=r"targets of its 4 prompts .* none held: train with RecGRPOTrainer"):
+        rollout(["p", "p", "q", "q"], trainer=None)
+    with rollout.targets.hold(rows) as held:
+        assert held == ["i1", "i1", "i7", "i7"] and rollout.targets.for_prompts(4)[::2] == ["i1", "i7"]
+        with pytest.raises(ConfigError, match="4 held"):
+            rollout.targets.for_prompts(6)
+    with pytest.raises(ConfigError, match="none held"):
+        rollout.targets.for_prompts(4)
+    assert SIDRollout(index, tokenizer, num_generations=2).targets is not rollout.targets  # one holder each
+    assert isinstance(rollout.targets, BatchTargets)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The stage end to end
 
@@ -429,7 +448,7 @@ def _catalog_logprob(model_dir: Path, dataset_dir: Path, seed: int = 42) -> floa
     from rlrec.data.schema import PreparedDataset
     from rlrec.generation.rollout import sid_token_ids, target_logprobs
     from rlrec.models.checkpoint import load_checkpoint
-    from rlrec.training.grpo_trainer import prompt_rows
+    from rlrec.tasks.reward_batch import prompt_rows
     from rlrec.training.refine import train_examples
 
     model, tokenizer = load_checkpoint(model_dir, device="cpu")

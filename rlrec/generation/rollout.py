@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -27,6 +27,7 @@ from rlrec.generation.beam_search import constrained_beam_search
 from rlrec.generation.constraint import SIDConstraint
 from rlrec.generation.sampling import constrained_sample
 from rlrec.sid.index import SIDIndex
+from rlrec.tasks.reward_batch import BEAM_RANK, ITEM_ID, BatchTargets
 from rlrec.utils.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ def group_prompts(prompts: Sequence[Any], group_size: int) -> list[Any]:
 
 @dataclass
 class SIDRollout:
-    """`rollout_func(prompts, trainer) -> {prompt_ids, completion_ids, logprobs, item_id, beam_rank}`.
+    """`rollout_func(prompts, trainer) -> {prompt_ids, completion_ids, logprobs, item_id, beam_rank}`
+    (the columns: `rlrec.tasks.reward_batch`).
 
     Attributes:
         index: the SID index (its item order is the constraint's).
@@ -89,8 +91,9 @@ class SIDRollout:
         seed: for `sample`'s draws.
         add_target: put each prompt's target item into its group when the rollout missed it, in place of the
             last candidate (an off-policy positive: with the target absent every candidate of an exact-match
-            reward scores 0 and the group teaches nothing). The trainer must expose the batch's targets as
-            `current_targets` (`RecGRPOTrainer` does); the target's log-probs are the policy's, teacher-forced.
+            reward scores 0 and the group teaches nothing). The trainer must hold the batch's targets in `targets`
+            (`RecGRPOTrainer(batch_targets=rollout.targets)`); the target's log-probs are the policy's,
+            teacher-forced.
         credit: which tokens of a candidate the policy gradient reaches. `sequence` (GRPO's): all of them.
             `divergence`: for a candidate other than the target, only the first token where its SID leaves the
             target's (TRL's `env_mask`); the target keeps all its tokens. A wrong item shares the target's
@@ -98,6 +101,7 @@ class SIDRollout:
             tokens after it are choices under a wrong prefix that say nothing about this user; the one wrong
             decision is the divergence. `target`: only the target's tokens (a control: with add_target, an SFT
             step on the targets run through GRPO's loss). Both need the targets, as `add_target` does.
+        targets: the batch's targets while it is rolled out, filled by the trainer (`BatchTargets`).
     """
 
     index: SIDIndex
@@ -109,6 +113,7 @@ class SIDRollout:
     seed: int = 0
     add_target: bool = False
     credit: str = "sequence"
+    targets: BatchTargets = field(default_factory=BatchTargets)
 
     def __post_init__(self) -> None:
         if self.mode not in ("beam", "sample"):
@@ -131,11 +136,7 @@ class SIDRollout:
         groups = group_prompts(prompts, self.num_generations)
         targets = None
         if self.add_target or self.credit != "sequence":
-            current = getattr(trainer, "current_targets", None)
-            if current is None or len(current) != len(prompts):
-                raise ConfigError("rollout add_target / divergence credit need the batch's targets: train with "
-                                  "RecGRPOTrainer")
-            targets = current[:: self.num_generations]
+            targets = self.targets.for_prompts(len(prompts))[:: self.num_generations]
         zero3 = getattr(trainer.accelerator.state, "deepspeed_plugin", None) is not None and \
             trainer.accelerator.state.deepspeed_plugin.zero_stage == 3
         with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
@@ -204,15 +205,14 @@ class SIDRollout:
              logprobs: torch.Tensor) -> dict[str, list]:
         """One entry per completion, groups in prompt order and candidates in rank (or draw) order."""
         item_ids = self.index.item_ids
-        out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "item_id": [],
-                                "beam_rank": []}
+        out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], ITEM_ID: [], BEAM_RANK: []}
         for p, ids in enumerate(prompt_ids):
             for g in range(self.num_generations):
                 out["prompt_ids"].append(list(ids))
                 out["completion_ids"].append(sequences[p, g].tolist())
                 out["logprobs"].append(logprobs[p, g].tolist())
-                out["item_id"].append(item_ids[int(items[p, g])])
-                out["beam_rank"].append(g if self.mode == "beam" else None)
+                out[ITEM_ID].append(item_ids[int(items[p, g])])
+                out[BEAM_RANK].append(g if self.mode == "beam" else None)
         return out
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from rlrec.data.feedback import UserRatings
 from rlrec.sid.embeddings import l2_normalize
 from rlrec.sid.index import SIDIndex
+from rlrec.tasks.reward_batch import ITEM_ID, TARGET, TARGET_SID
 from rlrec.utils.errors import ConfigError
 
 RewardFunc = Callable[..., list[float | None]]
@@ -179,7 +180,7 @@ def candidate_items(completions: Sequence[Any], kwargs: Mapping[str, Any], index
     Without `item_id` and without an index nothing can be read, and every completion is None.
     """
     n = len(completions)
-    ids = column(kwargs, "item_id", n)
+    ids = column(kwargs, ITEM_ID, n)
     if ids is not None:
         return [_item_or_none(i) for i in ids]
     if index is None:
@@ -189,10 +190,10 @@ def candidate_items(completions: Sequence[Any], kwargs: Mapping[str, Any], index
 
 def target_items(n: int, kwargs: Mapping[str, Any], index: SIDIndex | None) -> list[str | None]:
     """Each completion's target item: the `target` column, else `target_sid` parsed with the index."""
-    targets = column(kwargs, "target", n)
+    targets = column(kwargs, TARGET, n)
     if targets is not None:
         return [_item_or_none(t) for t in targets]
-    sids = column(kwargs, "target_sid", n)
+    sids = column(kwargs, TARGET_SID, n)
     if sids is None or index is None:
         return [None] * n
     return [index.parse(s) for s in sids]

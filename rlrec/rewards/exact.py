@@ -21,14 +21,15 @@ from rlrec.rewards.context import (
     reward_factory,
     target_items,
 )
+from rlrec.tasks.reward_batch import ITEM_ID, TARGET_SID
 
 
 def match_target(completions: list[Any], kwargs: dict[str, Any], context: RewardContext) -> list[bool | None]:
     """Per completion: True if it names the target, False if it names another item, None if it names no item."""
     n = len(completions)
     index = context.index
-    if index is None and column(kwargs, "item_id", n) is None:
-        sids = column(kwargs, "target_sid", n) or [None] * n
+    if index is None and column(kwargs, ITEM_ID, n) is None:
+        sids = column(kwargs, TARGET_SID, n) or [None] * n
         out: list[bool | None] = []
         for completion, sid in zip(completions, sids, strict=True):
             text, target = normalize_sid(completion_text(completion)), normalize_sid(sid)

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rlrec.rewards.context import RewardContext, RewardFunc, candidate_items, column, reward_factory, target_items
+from rlrec.tasks.reward_batch import USER_ID
 from rlrec.utils.errors import ConfigError
 
 
@@ -62,7 +63,7 @@ def rating(context: RewardContext, liked: float = 1.0, neutral: float = 0.0, dis
 
     def rating(completions: list[Any], **kwargs: Any) -> list[float | None]:
         n = len(completions)
-        users = column(kwargs, "user_id", n)
+        users = column(kwargs, USER_ID, n)
         if users is None:
             raise ConfigError("reward 'rating' needs the `user_id` column (rlrec grpo's prompts carry it)")
         items = candidate_items(completions, kwargs, context.index)

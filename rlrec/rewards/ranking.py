@@ -27,6 +27,7 @@ from typing import Any
 
 from rlrec.rewards.context import RewardContext, RewardFunc, column, reward_factory
 from rlrec.rewards.exact import match_target
+from rlrec.tasks.reward_batch import BEAM_RANK
 from rlrec.utils.errors import ConfigError
 
 
@@ -70,7 +71,7 @@ def scored_groups(name: str, group: int | None, completions: list[Any], prompts:
 def whole_groups(name: str, group: int | None, n: int, prompts: list[Any] | None, kwargs: dict[str, Any]) -> int:
     """The group size of a batch of `n` completions (`group`, else read from the batch); a ConfigError unless the
     batch holds whole groups, which a reward that scores a group together needs."""
-    size = group or infer_group_size(n, column(kwargs, "beam_rank", n), prompts)
+    size = group or infer_group_size(n, column(kwargs, BEAM_RANK, n), prompts)
     if n % size:
         raise ConfigError(
             f"reward '{name}': {n} completions do not split into groups of {size} (num_generations); "
@@ -82,7 +83,7 @@ def whole_groups(name: str, group: int | None, n: int, prompts: list[Any] | None
 def candidate_ranks(kwargs: dict[str, Any], n: int, size: int) -> list[int]:
     """Each completion's 0-based rank in its group: the rollout's `beam_rank` where it is a rank, else the
     completion's position in its group of `size` (MiniOneRec's `i % num_generations`)."""
-    given = column(kwargs, "beam_rank", n)
+    given = column(kwargs, BEAM_RANK, n)
     out = []
     for i in range(n):
         rank = given[i] if given is not None else None

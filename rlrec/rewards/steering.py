@@ -30,6 +30,7 @@ from rlrec.data.popularity import SelfInformation, head_items
 from rlrec.rewards.context import RewardContext, RewardFunc, candidate_items, column, reward_factory
 from rlrec.rewards.exact import match_target
 from rlrec.rewards.ranking import candidate_ranks, group_size, infer_group_size, whole_groups
+from rlrec.tasks.reward_batch import BEAM_RANK
 from rlrec.utils.errors import ConfigError
 
 
@@ -52,7 +53,7 @@ def _gated(name: str, item_value: Callable[[str], float], within_rank: int | Non
         items = candidate_items(completions, kwargs, context.index)
         keep = [True] * n
         if within_rank is not None:
-            size = context.num_generations or infer_group_size(n, column(kwargs, "beam_rank", n), prompts)
+            size = context.num_generations or infer_group_size(n, column(kwargs, BEAM_RANK, n), prompts)
             keep = [rank < within_rank for rank in candidate_ranks(kwargs, n, size)]
         if target_only:
             keep = [k and hit is True for k, hit in zip(keep, match_target(completions, kwargs, context), strict=True)]

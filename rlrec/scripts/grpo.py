@@ -117,7 +117,7 @@ def prompt_dataset(dataset: PreparedDataset, index: SIDIndex, tokenizer: Any, ma
     next-item prompt (as the SFT model learned it), its target item, the target's SID and the user."""
     from datasets import Dataset
 
-    from rlrec.training.grpo_trainer import prompt_rows
+    from rlrec.tasks.reward_batch import prompt_rows
 
     examples = train_examples("grpo", dataset, index, num_prompts, seed)
     return Dataset.from_list(prompt_rows(examples, index, tokenizer, max_history))
@@ -172,6 +172,7 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
         processing_class=tokenizer,
         peft_config=lora_config(model_args),
         rollout_func=rollout,
+        batch_targets=rollout.targets,
         anchor_coef=script_args.anchor_coef,
         level_credit=script_args.level_credit,
         target_ids=functools.partial(sid_token_ids, tokenizer, index),

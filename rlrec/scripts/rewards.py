@@ -114,7 +114,7 @@ def generate_groups(config: RewardsConfig, dataset: PreparedDataset, index: SIDI
     from rlrec.evaluation.run import select_examples, trained_max_history
     from rlrec.generation.rollout import SIDRollout
     from rlrec.models.checkpoint import load_checkpoint
-    from rlrec.training.grpo_trainer import completion_texts, prompt_rows, rollout_fields
+    from rlrec.tasks.reward_batch import completion_texts, prompt_rows, rollout_fields
     from rlrec.utils.devices import resolve_device
 
     examples = [ex for ex in dataset.split(config.split) if ex.target in index]
@@ -181,7 +181,7 @@ def score_groups(groups: list[dict[str, Any]], rewards: list, names: list[str]) 
     """`(num_rewards, num_groups, group_size)` scores, each reward called with the arguments GRPOTrainer gives it
     (`reward_kwargs`): chat prompts' completions as assistant messages, plain prompts' as text, every column of the
     group and of the candidate by name."""
-    from rlrec.training.grpo_trainer import reward_kwargs
+    from rlrec.tasks.reward_batch import reward_kwargs
 
     size = len(groups[0]["candidates"])
     candidates = [c for g in groups for c in g["candidates"]]

@@ -3,8 +3,8 @@ anchor the policy to them with a cross-entropy term.
 
 TRL hands a `rollout_func` the prompts only. A rollout that puts the target into a group it missed
 (`SIDRollout(add_target=True)`) needs each prompt's target item, which is a column of the same batch;
-this subclass keeps that column on the trainer (`current_targets`, in prompt order) while the batch is
-generated and scored.
+this subclass holds that column in the rollout's `BatchTargets` (`rlrec.tasks.reward_batch`, passed as
+`batch_targets`) while the batch is generated and scored.
 
 `anchor_coef` > 0 adds `anchor_coef x` the next-item cross-entropy of each prompt's target SID (teacher-forced,
 token-averaged over the batch's prompts, each prompt once however many candidates it has) to GRPO's loss: the
@@ -20,32 +20,22 @@ its siblings at that level. The tokens a candidate shares with the target get cr
 pushed down only at the level where it left the target, and a level where every sibling agrees carries none
 (Sibling-GRPO, as in SINGER / SAPO / V-STAR).
 
-The batch the rewards see is built here too, for `rlrec grpo` and `rlrec rewards` alike: `prompt_rows` makes
-GRPO's dataset rows (the prompter, the history cut, the columns), and `reward_kwargs` states the keyword
-arguments TRL's `GRPOTrainer` hands every reward for a batch of those rows' completions. In `rlrec grpo` TRL
-assembles them itself; `rlrec rewards` scores its groups through `reward_kwargs`, so a reward sees the same
-arguments in both, and `tests/test_grpo.py` checks them against a real GRPO step whenever TRL changes.
+What the rewards see of a batch (the rows, the rollout's columns, the keyword arguments) is stated in
+`rlrec.tasks.reward_batch`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from trl import GRPOTrainer
 
-from rlrec.data.schema import Example
-from rlrec.sid.index import SIDIndex
+from rlrec.tasks.reward_batch import BatchTargets
 from rlrec.training.valid_selection import ValidRankingMixin
 from rlrec.utils.errors import ConfigError
-
-# What TRL takes from a `rollout_func`'s output for itself; every other field is merged into the batch's rows
-# and so reaches the rewards (`env_mask` becomes the tool mask).
-ROLLOUT_OWN_FIELDS = ("prompt_ids", "completion_ids", "logprobs", "env_mask")
-# Row columns TRL hands a reward as its own arguments (`prompts=`, `completions=`, `completion_ids=`), not by name.
-ROW_OWN_COLUMNS = ("prompt", "completion", "completion_ids")
 
 
 def _non_negative(name: str, coef: float) -> float:
@@ -90,82 +80,21 @@ def sibling_advantages(completions: Sequence[Sequence[int]], targets: Sequence[S
     return out
 
 
-def prompt_rows(examples: Sequence[Example], index: SIDIndex, tokenizer: Any,
-                max_history: int | None) -> list[dict[str, Any]]:
-    """GRPO's dataset rows, one per example: the next-item prompt, the target item, its SID and the user.
-
-    The prompt is `next_item_prompter`'s (the one the SFT model learned, the last `max_history` history items);
-    `rlrec grpo` trains on these rows and `rlrec rewards` rolls them out, so both ask the model the same question
-    and hand the rewards the same columns.
-    """
-    from rlrec.tasks.prompts import next_item_prompter
-
-    prompter = next_item_prompter(tokenizer, index, max_history=max_history)
-    return [{"prompt": prompter(ex.history), "target": ex.target, "target_sid": index.sid(ex.target),
-             "user_id": ex.user_id} for ex in examples]
-
-
-def rollout_fields(output: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of a `rollout_func`'s output that TRL merges into the rows of the batch (so the rewards get them
-    by name): everything but what TRL keeps for itself (`ROLLOUT_OWN_FIELDS`). `SIDRollout`'s: item_id, beam_rank.
-    """
-    return {key: values for key, values in output.items() if key not in ROLLOUT_OWN_FIELDS}
-
-
-def completion_texts(tokenizer: Any, completion_ids: Sequence[Sequence[int]]) -> list[str]:
-    """Each completion's text as GRPOTrainer decodes it for the rewards (special tokens dropped; SID tokens are
-    ordinary added tokens, `rlrec.init.vocab`, so they stay)."""
-    return tokenizer.batch_decode([list(ids) for ids in completion_ids], skip_special_tokens=True)
-
-
-def _discard(*_args: Any, **_kwargs: Any) -> None:
-    """`log_metric` / `log_extra` where nothing collects them (no trainer)."""
-
-
-def reward_kwargs(rows: Sequence[Mapping[str, Any]], texts: Sequence[str],
-                  completion_ids: Sequence[Sequence[int]], trainer_state: Any = None,
-                  log_metric: Callable[[str, float], None] | None = None,
-                  log_extra: Callable[[str, list], None] | None = None) -> dict[str, Any]:
-    """Every keyword argument GRPOTrainer passes a reward function for one batch of completions, as a dict.
-
-    `rows[i]` is completion i's row as the trainer holds it: its prompt's dataset row (`prompt_rows`) with the
-    rollout's fields for that completion merged in (`rollout_fields`), groups consecutive. `texts` are the decoded
-    completions (`completion_texts`). The reward gets `prompts`, `completions` (assistant messages after a chat
-    prompt, the plain text after a plain-string prompt), `completion_ids`, every other column by name (one value
-    per completion; a column some rows lack is None there), and the trainer's hooks: `trainer_state` (None
-    without training), `log_metric(name, value)` and `log_extra(column, values)`.
-
-    TRL builds these itself inside `rlrec grpo`; whatever scores GRPO's groups outside a trainer (`rlrec rewards`)
-    builds them here, and `tests/test_grpo.py` holds the two to the same arguments.
-    """
-    if not len(rows) == len(texts) == len(completion_ids):
-        raise ValueError(f"{len(rows)} rows, {len(texts)} completions and {len(completion_ids)} completion ids")
-    prompts = [row.get("prompt") for row in rows]
-    columns = list(dict.fromkeys(key for row in rows for key in row if key not in ROW_OWN_COLUMNS))
-    kwargs: dict[str, Any] = {
-        "prompts": prompts,
-        # a chat prompt (a list of messages, as TRL's is_conversational reads it) gets message completions
-        "completions": [[{"role": "assistant", "content": text}] if isinstance(prompt, list) else text
-                        for prompt, text in zip(prompts, texts, strict=True)],
-        "completion_ids": [list(ids) for ids in completion_ids],
-    }
-    kwargs.update({key: [row.get(key) for row in rows] for key in columns})
-    kwargs.update(trainer_state=trainer_state, log_extra=log_extra or _discard, log_metric=log_metric or _discard)
-    return kwargs
-
-
 class RecGRPOTrainer(ValidRankingMixin, GRPOTrainer):
-    """A `GRPOTrainer` whose `current_targets` holds the `target` column of the batch being rolled out.
+    """A `GRPOTrainer` that holds the `target` column of the batch being rolled out in `batch_targets`.
 
     Args (beyond `GRPOTrainer`'s):
+        batch_targets: where the rollout reads the batch's targets (`SIDRollout.targets`); None: a holder of its
+            own, for a rollout that needs no targets.
         anchor_coef: weight of the target cross-entropy added to the loss (0: plain GRPO).
-        target_ids: maps a target item to its SID token ids; needed when `anchor_coef` > 0.
+        level_credit: weight of the per-SID-level sibling advantage (0: sequence advantages only).
+        target_ids: maps a target item to its SID token ids; needed when `anchor_coef` or `level_credit` > 0.
     """
 
-    current_targets: list[Any] | None = None
-
-    def __init__(self, *args: Any, anchor_coef: float = 0.0, level_credit: float = 0.0,
-                 target_ids: Callable[[Any], Sequence[int] | None] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, batch_targets: BatchTargets | None = None, anchor_coef: float = 0.0,
+                 level_credit: float = 0.0, target_ids: Callable[[Any], Sequence[int] | None] | None = None,
+                 **kwargs: Any) -> None:
+        self.batch_targets = batch_targets if batch_targets is not None else BatchTargets()
         self.anchor_coef = check_anchor_coef(anchor_coef)
         self.level_credit = check_level_credit(level_credit)
         if (self.anchor_coef or self.level_credit) and target_ids is None:
@@ -174,16 +103,13 @@ class RecGRPOTrainer(ValidRankingMixin, GRPOTrainer):
         super().__init__(*args, **kwargs)
 
     def _generate_and_score_completions(self, inputs):
-        self.current_targets = [row.get("target") for row in inputs]
-        try:
+        with self.batch_targets.hold(inputs) as targets:
             output = super()._generate_and_score_completions(inputs)
             if self.anchor_coef:
-                output.update(self._anchor_inputs(self.current_targets, output["prompt_ids"].device))
+                output.update(self._anchor_inputs(targets, output["prompt_ids"].device))
             if self.level_credit:
-                output["advantages"] = self._level_advantages(output, self.current_targets)
+                output["advantages"] = self._level_advantages(output, targets)
             return output
-        finally:
-            self.current_targets = None
 
     def _level_advantages(self, output: dict[str, Any], targets: Sequence[Any]) -> torch.Tensor:
         """The sequence advantage on every token plus `level_credit` x the sibling advantage of its SID level."""
