@@ -394,6 +394,15 @@ def test_kv_cache_keyword_follows_the_model_signature(case, strategy):
     assert cache_keyword(old) == "past_key_values"
     takes_cache = "cache" in inspect.signature(case.model.forward).parameters
     assert cache_keyword(case.model) == ("cache" if takes_cache else "past_key_values")
+
+    class Wrapped(torch.nn.Module):  # as a PEFT model: a forward of **kwargs around the real one
+        def get_base_model(self):
+            return case.model
+
+        def forward(self, **kwargs):
+            return case.model(**kwargs)
+
+    assert cache_keyword(Wrapped()) == cache_keyword(case.model)
     seen: list[set[str]] = []
     hook = case.model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(set(kwargs)), with_kwargs=True)
     try:

@@ -58,10 +58,12 @@ def cache_keyword(model: torch.nn.Module) -> str:
 
     transformers renamed `past_key_values` to `cache` (5.2x; the old name warns and goes in 5.40), and
     `transformers>=5.17,<6` admits both sides of the rename, so the name is asked of the model, not assumed.
-    A forward that takes only `**kwargs` gets `past_key_values`, which every version in the range accepts.
+    A PEFT wrapper is asked of the model it wraps (its own forward takes `**kwargs`); any other forward that
+    takes only `**kwargs` gets `past_key_values`, which every version in the range accepts.
     """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     try:
-        params = inspect.signature(model.forward).parameters
+        params = inspect.signature(base.forward).parameters
     except (TypeError, ValueError):
         return "past_key_values"
     return "cache" if "cache" in params else "past_key_values"
