@@ -139,3 +139,49 @@ def test_no_constant_is_defined_twice():
     constants = module_constants()
     assert ("MANIFEST", "'manifest.json'") in constants
     assert {key: where for key, where in constants.items() if len(where) > 1} == {}
+
+
+# Prefixes a stage puts before a shared setting's name (`valid_num_beams` is the valid check's `num_beams`).
+SETTING_PREFIXES = ("valid_", "eval_", "rollout_", "sasrec_")
+
+
+def _literal_default(node: ast.expr | None) -> int | float | None:
+    """A field's default when it is written as a number other than 0, 1 and -1 (`x: int = 20`, `field(default=20)`)."""
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "field":
+        node = next((kw.value for kw in node.keywords if kw.arg == "default"), None)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        node = node.operand
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
+        return None if node.value in (0, 1) else node.value
+    return None
+
+
+def repeated_literal_defaults(sources: dict[str, str]) -> dict[tuple[str, float], list[str]]:
+    """(setting, literal default) -> the dataclasses that write it, where more than one does."""
+    found: dict[tuple[str, float], list[str]] = {}
+    for name, text in sources.items():
+        for node in ast.walk(ast.parse(text)):
+            if not isinstance(node, ast.ClassDef) or not any("dataclass" in ast.unparse(d)
+                                                             for d in node.decorator_list):
+                continue
+            for statement in node.body:
+                if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+                    value = _literal_default(statement.value)
+                    if value is not None:
+                        setting = statement.target.id
+                        for prefix in SETTING_PREFIXES:
+                            setting = setting.removeprefix(prefix)
+                        found.setdefault((setting, value), []).append(f"{name}:{node.name}")
+    return {key: where for key, where in found.items() if len(where) > 1}
+
+
+def test_no_literal_default_is_repeated_across_config_classes():
+    """One default per value: a second config class with the same setting imports the first's default
+    (rlrec/utils/defaults.py) instead of writing the number again, so the two cannot drift apart."""
+    sources = {path.relative_to(PACKAGE).as_posix(): path.read_text(encoding="utf-8")
+               for path in sorted(PACKAGE.rglob("*.py"))}
+    assert repeated_literal_defaults(sources) == {}
+    seeded = {"a.py": "@dataclass\nclass A:\n    num_beams: int = 20\n",
+              "b.py": "@dataclass\nclass B:\n    valid_num_beams: int = field(default=20, metadata={})\n",
+              "c.py": "@dataclass\nclass C:\n    num_beams: int = DEFAULT_NUM_BEAMS\n"}
+    assert repeated_literal_defaults(seeded) == {("num_beams", 20): ["a.py:A", "b.py:B"]}

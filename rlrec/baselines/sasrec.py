@@ -44,6 +44,7 @@ from torch import nn
 import rlrec
 from rlrec.baselines.sequences import rated_train_sequences
 from rlrec.data.schema import Example, PreparedDataset
+from rlrec.utils.defaults import DEFAULT_SEED
 from rlrec.utils.devices import resolve_device
 from rlrec.utils.errors import ConfigError, DataError
 from rlrec.utils.io import atomic_output_dir, read_json, write_json
@@ -69,7 +70,7 @@ class SASRecConfig:
     batch_size: int = field(default=128, metadata={"help": "Windows of `max_len` transitions per step."})
     lr: float = field(default=5e-3, metadata={"help": "AdamW learning rate."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    seed: int = field(default=42, metadata={"help": "Seed of initialisation, shuffling and dropout."})
+    seed: int = field(default=DEFAULT_SEED, metadata={"help": "Seed of initialisation, shuffling and dropout."})
     device: str = field(default="auto", metadata={"help": "`auto` (CUDA if available, else CPU), `cpu`, ..."})
     liked_targets_only: bool = field(
         default=False,

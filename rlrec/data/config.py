@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rlrec.data.feedback import DEFAULT_DISLIKED_THRESHOLD, DEFAULT_LIKED_THRESHOLD, FeedbackRule
+from rlrec.utils.defaults import DEFAULT_SEED
 from rlrec.utils.errors import ConfigError
 
 SOURCES = ("movielens", "amazon2018", "amazon2023", "minionerec_csv")
@@ -119,7 +120,7 @@ class PrepareConfig:
         metadata={"help": "A target rated at most this is `disliked` (2 on 1-5 stars); between the two: neutral."},
     )
     seed: int = field(
-        default=42,
+        default=DEFAULT_SEED,
         metadata={"help": "Random seed of `cold_item_fraction`'s draw, recorded in the manifest (the rest is "
                   "deterministic: ties in time keep file order)."},
     )

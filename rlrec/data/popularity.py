@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 
 from rlrec.data.schema import Example
 
+DEFAULT_HEAD_FRACTION = 0.2  # the most popular fifth of the train items is the `head`, the rest the `tail`
 
 def item_popularity(train: Iterable[Example]) -> Counter[str]:
     """How many train interactions each item has.
@@ -33,7 +34,7 @@ def item_popularity(train: Iterable[Example]) -> Counter[str]:
     return counts
 
 
-def head_items(popularity: Mapping[str, int], head_fraction: float = 0.2) -> set[str]:
+def head_items(popularity: Mapping[str, int], head_fraction: float = DEFAULT_HEAD_FRACTION) -> set[str]:
     """The most popular `head_fraction` of the items that occur in train (ties at the cut go to head)."""
     if not 0.0 < head_fraction < 1.0:
         raise ValueError(f"head_fraction must be in (0, 1), got {head_fraction!r}")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rlrec.data.popularity import SelfInformation, head_items
+from rlrec.data.popularity import DEFAULT_HEAD_FRACTION, SelfInformation, head_items
 from rlrec.evaluation.metrics import check_k_values, is_padding
 from rlrec.sid.embeddings import l2_normalize
 
@@ -54,7 +54,8 @@ class ItemSpace:
         self.information = SelfInformation(self.popularity)
 
     @classmethod
-    def build(cls, popularity: Mapping[str, int], catalog_size: int, head_fraction: float | None = 0.2,
+    def build(cls, popularity: Mapping[str, int], catalog_size: int,
+              head_fraction: float | None = DEFAULT_HEAD_FRACTION,
               vectors: np.ndarray | None = None, vector_ids: Sequence[str] | None = None,
               vector_source: str | None = None) -> ItemSpace:
         """The space of one split's evaluation; `vectors[i]` is the vector of `vector_ids[i]` (normalised here)."""

@@ -13,8 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlrec.baselines.sasrec import SASRecConfig
+from rlrec.data.popularity import DEFAULT_HEAD_FRACTION
 from rlrec.evaluation.evaluate import BASELINES, EVAL_SPLITS, OPTIONAL_BASELINES
 from rlrec.evaluation.metrics import DEFAULT_K_VALUES
+from rlrec.utils.defaults import DEFAULT_NUM_BEAMS, DEFAULT_RANKING_BATCH_SIZE, DEFAULT_SEED
 from rlrec.utils.errors import ConfigError
 
 PREFIX = "eval_"
@@ -30,9 +33,11 @@ class EvalSettings:
         metadata={"help": "Cut-offs K of HR@K and NDCG@K; the largest must not exceed `num_beams`."},
     )
     num_beams: int = field(
-        default=20, metadata={"help": "Beams of the constrained beam search: the most items ranked per user."}
+        default=DEFAULT_NUM_BEAMS,
+        metadata={"help": "Beams of the constrained beam search: the most items ranked per user."},
     )
-    batch_size: int = field(default=32, metadata={"help": "Users decoded together (prompts per forward pass)."})
+    batch_size: int = field(default=DEFAULT_RANKING_BATCH_SIZE,
+                            metadata={"help": "Users decoded together (prompts per forward pass)."})
     max_history: int | None = field(
         default=None,
         metadata={"help": "Keep only the most recent items of each history in the prompt; None: as prepared."},
@@ -50,7 +55,7 @@ class EvalSettings:
                   "`sasrec_liked` (SASRec trained on liked targets only); none: an empty list."},
     )
     head_fraction: float | None = field(
-        default=0.2,
+        default=DEFAULT_HEAD_FRACTION,
         metadata={"help": "Most popular fraction of train items that counts as `head` (the rest `tail`); "
                   "None: no head/tail breakdown."},
     )
@@ -74,9 +79,13 @@ class EvalSettings:
         metadata={"help": "SASRec's epoch is chosen on the valid split, like the models it is compared with: the "
                   "best valid NDCG@10, stopping after this many epochs without a gain (0: train all sasrec_epochs)."},
     )
-    sasrec_max_len: int = field(default=50, metadata={"help": "Most recent items SASRec reads per history."})
-    sasrec_hidden_size: int = field(default=64, metadata={"help": "Embedding / hidden width of SASRec."})
-    seed: int = field(default=42, metadata={"help": "Seed of the example subset and of SASRec's training."})
+    sasrec_max_len: int = field(
+        default=SASRecConfig.max_len, metadata={"help": "Most recent items SASRec reads per history."}
+    )
+    sasrec_hidden_size: int = field(
+        default=SASRecConfig.hidden_size, metadata={"help": "Embedding / hidden width of SASRec."}
+    )
+    seed: int = field(default=DEFAULT_SEED, metadata={"help": "Seed of the example subset and of SASRec's training."})
     plot: bool = field(default=True, metadata={"help": "Also write `metrics.png` next to `report.json`."})
 
     def __post_init__(self) -> None:

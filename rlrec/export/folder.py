@@ -28,6 +28,7 @@ from rlrec.inference.recommender import MANIFEST
 from rlrec.models.sid_vocab import uses_sid_only_prompts
 from rlrec.ranking.spec import RankingSpec
 from rlrec.sid.index import INDEX_FILE, SIDIndex
+from rlrec.utils.defaults import DEFAULT_NUM_BEAMS
 from rlrec.utils.errors import ConfigError, DataError
 from rlrec.utils.io import atomic_output_dir, read_json, write_json
 
@@ -132,7 +133,7 @@ def _write_manifest(tmp: Path, source: SourceModel, *, source_path: str, saved_a
 
 def export_model(model_path: str | os.PathLike, output_dir: str | os.PathLike, *, merge_lora: bool = True,
                  dataset_dir: str | os.PathLike | None = None, sid_dir: str | os.PathLike | None = None,
-                 dtype: str = "auto", num_beams: int = 20, max_history: int | None = None,
+                 dtype: str = "auto", num_beams: int = DEFAULT_NUM_BEAMS, max_history: int | None = None,
                  license: str = "apache-2.0", base_model: str | None = None, datasets: Sequence[str] = (),
                  tags: Sequence[str] = (), model_name: str | None = None,
                  eval_report: str | os.PathLike | None = None) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from rlrec.generation.constraint import SIDConstraint
 from rlrec.generation.sampling import constrained_sample
 from rlrec.sid.index import SIDIndex
 from rlrec.tasks.reward_batch import BEAM_RANK, ITEM_ID, BatchTargets
+from rlrec.utils.defaults import DEFAULT_ROLLOUT_BATCH_SIZE
 from rlrec.utils.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class SIDRollout:
     num_generations: int
     mode: RolloutMode = "beam"
     top_k: int | None = None
-    batch_size: int = 16
+    batch_size: int = DEFAULT_ROLLOUT_BATCH_SIZE
     seed: int = 0
     add_target: bool = False
     credit: str = "sequence"

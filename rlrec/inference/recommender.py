@@ -31,8 +31,8 @@ import torch
 
 from rlrec.inference.catalog import CATALOG_FILE, Catalog
 from rlrec.ranking import Ranker, SIDRanker, load_ranker
-from rlrec.ranking.spec import DEFAULT_NUM_BEAMS
 from rlrec.sid.index import SIDIndex
+from rlrec.utils.defaults import DEFAULT_NUM_BEAMS, DEFAULT_RANKING_BATCH_SIZE
 from rlrec.utils.errors import ConfigError, DataError
 from rlrec.utils.io import read_json_object
 from rlrec.utils.output_dirs import MANIFEST
@@ -113,7 +113,8 @@ class Recommender:
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, index: SIDIndex, catalog: Catalog | None = None, *,
-                   num_beams: int = DEFAULT_NUM_BEAMS, batch_size: int = 32, max_history: int | None = None,
+                   num_beams: int = DEFAULT_NUM_BEAMS, batch_size: int = DEFAULT_RANKING_BATCH_SIZE,
+                   max_history: int | None = None,
                    on_unknown: str = "warn") -> Recommender:
         """Serve a SID model in memory: `index` is the one it was trained with, `max_history` the history cap of
         its training prompts, `num_beams` the default beam width (raised to k when a call asks for more)."""

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from rlrec.data.popularity import SelfInformation, head_items
+from rlrec.data.popularity import DEFAULT_HEAD_FRACTION, SelfInformation, head_items
 from rlrec.ranking.base import Ranked, Ranker
 from rlrec.sid.embeddings import l2_normalize
 from rlrec.utils.errors import ConfigError
@@ -132,7 +132,7 @@ def rating_bonus(mean_ratings: Mapping[str, float]) -> Callable[[str], float]:
     return lambda item: scaled.get(item, default)
 
 
-def objective_bonus(objective: str, popularity: Mapping[str, int], head_fraction: float = 0.2,
+def objective_bonus(objective: str, popularity: Mapping[str, int], head_fraction: float = DEFAULT_HEAD_FRACTION,
                     mean_ratings: Mapping[str, float] | None = None) -> Callable[[str], float]:
     """The [0, 1] bonus of `novelty` (scaled self-information), `tail` (1 outside the head) or `rating`."""
     if objective == "rating":
@@ -146,7 +146,8 @@ def objective_bonus(objective: str, popularity: Mapping[str, int], head_fraction
                       "vectors)")
 
 
-def reorderer(objective: str, weight: float, *, popularity: Mapping[str, int], head_fraction: float = 0.2,
+def reorderer(objective: str, weight: float, *, popularity: Mapping[str, int],
+              head_fraction: float = DEFAULT_HEAD_FRACTION,
               vectors: np.ndarray | None = None, vector_rows: Mapping[str, int] | None = None,
               mean_ratings: Mapping[str, float] | None = None) -> Reorder:
     """The re-ordering of `objective` (`novelty`, `tail`, `mmr`, `rating`) at `weight`."""
@@ -158,7 +159,7 @@ def reorderer(objective: str, weight: float, *, popularity: Mapping[str, int], h
 
 
 def make_reranker(base: Ranker, objective: str, weight: float, *, popularity: Mapping[str, int],
-                  head_fraction: float = 0.2, vectors: np.ndarray | None = None,
+                  head_fraction: float = DEFAULT_HEAD_FRACTION, vectors: np.ndarray | None = None,
                   vector_rows: Mapping[str, int] | None = None, top_n: int = DEFAULT_TOP_N,
                   mean_ratings: Mapping[str, float] | None = None) -> Reranker:
     """The re-ranker of `objective` (`novelty`, `tail`, `mmr`, `rating`) around `base`."""

@@ -24,6 +24,7 @@ from rlrec.generation import SIDConstraint, constrained_beam_search
 from rlrec.ranking.base import Ranked, Ranker
 from rlrec.sid.index import SIDIndex
 from rlrec.tasks.prompts import next_item_prompter, render_prompt
+from rlrec.utils.defaults import DEFAULT_NUM_BEAMS, DEFAULT_RANKING_BATCH_SIZE
 from rlrec.utils.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -81,7 +82,8 @@ class SIDRanker(Ranker):
     """
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, index: SIDIndex, *,
-                 num_beams: int = 20, batch_size: int = 32, max_history: int | None = None,
+                 num_beams: int = DEFAULT_NUM_BEAMS, batch_size: int = DEFAULT_RANKING_BATCH_SIZE,
+                 max_history: int | None = None,
                  device: str | torch.device | None = None) -> None:
         for name, value in (("num_beams", num_beams), ("batch_size", batch_size)):
             if value < 1:

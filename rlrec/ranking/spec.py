@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlrec.utils.defaults import DEFAULT_NUM_BEAMS
 from rlrec.utils.errors import DataError
 from rlrec.utils.io import read_json_object, write_json
 
 SPEC_FILE = "inference_config.json"
 DECODINGS = ("constrained_beam_search", "setrec_grounding")
-DEFAULT_NUM_BEAMS = 20
 
 
 @dataclass

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rlrec.data.popularity import SelfInformation, head_items
+from rlrec.data.popularity import DEFAULT_HEAD_FRACTION, SelfInformation, head_items
 from rlrec.rewards.context import RewardContext, RewardFunc, candidate_items, column, reward_factory
 from rlrec.rewards.exact import match_target
 from rlrec.rewards.ranking import candidate_ranks, group_size, infer_group_size, whole_groups
@@ -72,7 +72,7 @@ def novelty(context: RewardContext, within_rank: int | None = None, target_only:
 
 
 @reward_factory
-def long_tail(context: RewardContext, head_fraction: float = 0.2, within_rank: int | None = None,
+def long_tail(context: RewardContext, head_fraction: float = DEFAULT_HEAD_FRACTION, within_rank: int | None = None,
               target_only: bool = False) -> RewardFunc:
     """1 for a candidate outside the train head, 0 for a head item; 0 outside `within_rank`, or for any candidate
     but the target with `target_only`."""

@@ -23,6 +23,7 @@ from typing import Any
 
 from trl import TrlParser
 
+from rlrec.utils.defaults import DEFAULT_RANKING_BATCH_SIZE
 from rlrec.utils.errors import ConfigError
 from rlrec.utils.io import read_json_object
 
@@ -55,7 +56,9 @@ class CacheConfig:
     )
     k: int = field(default=20, metadata={"help": "Items cached per user (build; refresh keeps the cache's)."})
     num_beams: int | None = field(default=None, metadata={"help": "Beam width; None: the model folder's (≥ k)."})
-    batch_size: int = field(default=32, metadata={"help": "Users decoded together; the unit a crash can lose."})
+    batch_size: int = field(
+        default=DEFAULT_RANKING_BATCH_SIZE, metadata={"help": "Users decoded together; the unit a crash can lose."}
+    )
     exclude_history: bool = field(default=False, metadata={"help": "Leave items of the history out."})
     overwrite: bool = field(default=False, metadata={"help": "Rebuild from scratch over an existing cache."})
     device: str = field(default="auto", metadata={"help": "`auto`, `cpu` or `cuda`."})

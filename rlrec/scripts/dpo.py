@@ -38,6 +38,7 @@ from rlrec.sid.index import SIDIndex
 from rlrec.training.config import EndEvalArguments, RecTrainingDefaults
 from rlrec.training.refine import RefinementDataArguments, train_examples
 from rlrec.training.valid_selection import ValidSelectionArguments
+from rlrec.utils.defaults import DEFAULT_MAX_LENGTH, DEFAULT_NUM_BEAMS
 from rlrec.utils.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ class DPOScriptArguments(RefinementDataArguments):
     )
     num_negatives: int = field(default=4, metadata={"help": "Rejected items per prompt: one pair each."})
     negative_beams: int = field(
-        default=20, metadata={"help": "Beams of the search that finds the negatives (>= num_negatives + 1)."}
+        default=DEFAULT_NUM_BEAMS,
+        metadata={"help": "Beams of the search that finds the negatives (>= num_negatives + 1)."}
     )
     rollout_batch_size: int = field(default=64, metadata={"help": "Prompts decoded together to find negatives."})
 
@@ -88,7 +90,8 @@ class RecDPOConfig(RecTrainingDefaults, DPOConfig):
     it costs ~20% on the short SID sequences and saves nothing at this size), short sequences."""
 
     max_length: int | None = field(
-        default=512, metadata={"help": "Maximum tokenized prompt + completion; recommendation prompts are short."}
+        default=DEFAULT_MAX_LENGTH,
+        metadata={"help": "Maximum tokenized prompt + completion; recommendation prompts are short."}
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from trl import TrlParser
 
+from rlrec.utils.defaults import DEFAULT_NUM_BEAMS
 from rlrec.utils.errors import ConfigError
 from rlrec.utils.output_dirs import check_output_dir
 
@@ -49,7 +50,9 @@ class ExportConfig:
     dtype: str = field(
         default="auto", metadata={"help": "dtype of the exported weights: `auto` (as saved), `float32`, `bfloat16`."}
     )
-    num_beams: int = field(default=20, metadata={"help": "Default beam width written to the inference config."})
+    num_beams: int = field(
+        default=DEFAULT_NUM_BEAMS, metadata={"help": "Default beam width written to the inference config."}
+    )
     max_history: int | None = field(
         default=None, metadata={"help": "History cap of prompts; None: as in training (`prompt_max_history`)."}
     )

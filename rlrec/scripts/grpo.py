@@ -29,6 +29,7 @@ from rlrec.training.config import EndEvalArguments, RecTrainingDefaults
 from rlrec.training.grpo_trainer import check_anchor_coef, check_level_credit
 from rlrec.training.refine import RefinementDataArguments, train_examples
 from rlrec.training.valid_selection import ValidSelectionArguments
+from rlrec.utils.defaults import DEFAULT_ROLLOUT_BATCH_SIZE
 from rlrec.utils.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,9 @@ class GRPOScriptArguments(RefinementDataArguments):
                   "token against the candidates with the same parent prefix, 1 if it still matches the target; "
                   "rlrec/training/grpo_trainer.py); 0: the sequence advantage alone (GRPO)."},
     )
-    rollout_batch_size: int = field(default=16, metadata={"help": "Prompts decoded together in a rollout."})
+    rollout_batch_size: int = field(
+        default=DEFAULT_ROLLOUT_BATCH_SIZE, metadata={"help": "Prompts decoded together in a rollout."}
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

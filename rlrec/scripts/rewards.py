@@ -33,6 +33,7 @@ from trl import TrlParser
 import rlrec
 from rlrec.data.schema import PreparedDataset
 from rlrec.sid.index import SIDIndex
+from rlrec.utils.defaults import DEFAULT_ROLLOUT_BATCH_SIZE, DEFAULT_SEED
 from rlrec.utils.errors import ConfigError, DataError
 from rlrec.utils.io import atomic_output_dir, read_jsonl, write_json, write_jsonl
 from rlrec.utils.output_dirs import check_output_dir
@@ -66,7 +67,7 @@ class RewardsConfig:
     rollout: str = field(default="beam", metadata={"help": "beam (MiniOneRec) or sample."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (rollout: sample)."})
     top_k: int | None = field(default=None, metadata={"help": "Top-k within the trie (rollout: sample)."})
-    batch_size: int = field(default=16, metadata={"help": "Prompts decoded together."})
+    batch_size: int = field(default=DEFAULT_ROLLOUT_BATCH_SIZE, metadata={"help": "Prompts decoded together."})
     add_target: bool = field(
         default=False,
         metadata={"help": "Put the target into every group that missed it (as `rlrec grpo --rollout_add_target`)."},
@@ -76,7 +77,7 @@ class RewardsConfig:
     )
     invalid_penalty: float = field(default=0.0, metadata={"help": "Reward of a completion that is not an item."})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda."})
-    seed: int = field(default=42, metadata={"help": "Seed of the prompt subset and of sampling."})
+    seed: int = field(default=DEFAULT_SEED, metadata={"help": "Seed of the prompt subset and of sampling."})
 
     def __post_init__(self) -> None:
         from rlrec.rewards.registry import DEFAULT_REWARDS, parse_rewards_field

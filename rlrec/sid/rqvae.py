@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from rlrec.sid.config import DEFAULT_KMEANS_ITERS
 from rlrec.sid.kmeans import fit_kmeans, squared_distances
 
 logger = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ class RQVAETraining:
     latent_dim: int = 32
     beta: float = 0.25
     dead_code_reset: bool = True
-    kmeans_iters: int = 100
+    kmeans_iters: int = DEFAULT_KMEANS_ITERS
     init_sample_size: int = 65536  # items whose initial encodings seed the codebooks
     seed: int = 0
     progress: bool = True

@@ -19,6 +19,7 @@ from trl import SFTConfig
 from rlrec.data.feedback import FeedbackRule
 from rlrec.data.schema import Example
 from rlrec.evaluation.settings import eval_arguments
+from rlrec.utils.defaults import DEFAULT_MAX_LENGTH
 from rlrec.utils.errors import ConfigError
 
 DEFAULT_TASKS: dict[str, float] = {
@@ -289,7 +290,7 @@ class RecSFTConfig(RecTrainingDefaults, SFTConfig):
     """TRL's `SFTConfig` with SID-recommendation defaults (see the module docstring)."""
 
     max_length: int | None = field(
-        default=512, metadata={"help": "Maximum tokenized length; recommendation prompts are short."}
+        default=DEFAULT_MAX_LENGTH, metadata={"help": "Maximum tokenized length; recommendation prompts are short."}
     )
     early_stopping_patience: int | None = field(
         default=None,

@@ -36,6 +36,7 @@ import torch
 from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
+from rlrec.utils.defaults import DEFAULT_NUM_BEAMS, DEFAULT_RANKING_BATCH_SIZE
 from rlrec.utils.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -81,9 +82,12 @@ class ValidSelectionArguments:
     valid_max_examples: int | None = field(
         default=None, metadata={"help": "Rank a fixed random subset of this many valid users; None: all of them."}
     )
-    valid_num_beams: int = field(default=20, metadata={"help": "Beams of the valid ranking (>= the metric's K)."})
+    valid_num_beams: int = field(
+        default=DEFAULT_NUM_BEAMS, metadata={"help": "Beams of the valid ranking (>= the metric's K)."}
+    )
     valid_batch_size: int = field(
-        default=32, metadata={"help": "Valid users decoded together (as `rlrec evaluate`, so the figures agree)."}
+        default=DEFAULT_RANKING_BATCH_SIZE,
+        metadata={"help": "Valid users decoded together (as `rlrec evaluate`, so the figures agree)."}
     )
     valid_unseen_last_item: bool = field(
         default=False,
