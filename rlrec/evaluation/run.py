@@ -463,6 +463,17 @@ def evaluate_checkpoint(config: EvaluateConfig) -> dict[str, Any]:
     )
 
 
+def run_evaluation(config: EvaluateConfig) -> dict[str, Any]:
+    """`rlrec evaluate`: the report of `evaluate_checkpoint`, with its summary printed. The training stages'
+    end-of-training evaluation is this call too, on the folder they saved."""
+    import time
+
+    start = time.perf_counter()
+    report = evaluate_checkpoint(config)
+    print_summary(report, config, time.perf_counter() - start)
+    return report
+
+
 def print_summary(report: dict[str, Any], config: EvaluateConfig, seconds: float) -> None:
     """The table, the paired intervals and where the report went, as `rlrec evaluate` prints them."""
     print(format_table(report["models"], k=main_k(report["k_values"])))

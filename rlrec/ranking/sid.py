@@ -4,8 +4,9 @@ Each history becomes the next-item prompt of `rlrec.tasks.prompts.next_item_prom
 as TRL's `SFTTrainer` renders the prompt of a prompt-completion example (the chat template with the
 generation prompt, or for a from-scratch SID model `<bos>` and the history's SIDs), tokenized without
 special tokens. A model only ranks well when it is asked the way it was trained, so this is the one
-place a history becomes a prompt for ranking; the GRPO rollout tokenizes its prompts with the same
-`encode_prompts`.
+place a history becomes a prompt for ranking. The GRPO rollout renders its prompts with the same
+`rlrec.tasks.prompts.render_prompt` (`rlrec.generation.rollout.render_prompts`, which keeps each prompt's ids
+as a list, as TRL wants them back) and left-pads them itself.
 
 Histories are decoded `batch_size` at a time, grouped by length (a batch costs its longest prompt), and
 returned in input order. The history's items (`exclude_history`) are masked inside the search at the last

@@ -12,17 +12,16 @@ head and tail (train popularity) targets. `output_dir` receives:
 - `metrics.png`: the metrics against K and per group.
 
 The two files are renamed into place together, so a failed run leaves no report behind. The work is
-`rlrec.evaluation.run.evaluate_checkpoint`, which the training stages' end-of-training evaluation calls too.
+`rlrec.evaluation.run.run_evaluation`, which the training stages' end-of-training evaluation calls too.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from trl import TrlParser
 
-from rlrec.evaluation.run import EvaluateConfig, evaluate_checkpoint, print_summary
+from rlrec.evaluation.run import EvaluateConfig, run_evaluation
 
 
 def make_parser() -> TrlParser:
@@ -30,10 +29,7 @@ def make_parser() -> TrlParser:
 
 
 def main(config: EvaluateConfig) -> dict[str, Any]:
-    start = time.perf_counter()
-    report = evaluate_checkpoint(config)
-    print_summary(report, config, time.perf_counter() - start)
-    return report
+    return run_evaluation(config)
 
 
 if __name__ == "__main__":

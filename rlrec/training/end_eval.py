@@ -28,12 +28,8 @@ def end_eval_config(eval_args: EndEvalArguments, training_args: Any, output_dir:
 
 
 def run_end_eval(config) -> dict[str, Any]:
-    """Evaluate the saved model as every later stage will see it: reloaded from its folder."""
-    import time
+    """Evaluate the saved model as every later stage will see it: reloaded from its folder, by `rlrec evaluate`'s
+    own code (`run_evaluation`)."""
+    from rlrec.evaluation.run import run_evaluation
 
-    from rlrec.evaluation.run import evaluate_checkpoint, print_summary
-
-    start = time.perf_counter()
-    report = evaluate_checkpoint(config)
-    print_summary(report, config, time.perf_counter() - start)
-    return report
+    return run_evaluation(config)
