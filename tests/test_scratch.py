@@ -707,3 +707,25 @@ def test_a_saved_compact_model_continues_training_with_the_recipes_attention(ws,
                                           "--eval_at_end", "false"))
     assert manifest["global_step"] == 2
     assert manifest["sa_init"]["mode"] == "scratch" and manifest["sa_init"]["attn_implementation"] == "eager"
+
+
+def test_sft_arguments_settle_once_before_anything_reads_them():
+    """The SID-row history cap is resolved once at the start of `rlrec sft`; the trainer's later settle changes
+    nothing, and a scratch model's refusals come with it."""
+    from rlrec.training.config import DEFAULT_SCRATCH_HISTORY, SFTScriptArguments
+    from rlrec.utils.errors import ConfigError
+
+    args = SFTScriptArguments()
+    args.settle(scratch=True)
+    assert args.max_history_items == DEFAULT_SCRATCH_HISTORY
+    args.max_history_items = 3  # whoever reads after the first settle sees what it settled; nothing re-derives it
+    args.settle(scratch=True)
+    assert args.max_history_items == 3
+    with pytest.raises(ValueError, match="settled for scratch=True"):
+        args.settle(scratch=False)
+    llm = SFTScriptArguments()
+    llm.settle(scratch=False)
+    assert llm.max_history_items is None  # chat prompts: the histories as prepared
+    assert SFTScriptArguments(sid_only_prompts=True, max_history_items=7).max_history_items == 7
+    with pytest.raises(ConfigError, match="from-scratch model"):
+        SFTScriptArguments(tasks={"next_item": 1.0, "title_to_sid": 0.1}).settle(scratch=True)

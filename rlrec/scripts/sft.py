@@ -46,11 +46,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
     valid_args = valid_args or ValidSelectionArguments()
     run = StageRun.open("sft", training_args, {"script": script_args, "eval": eval_args, "model": model_args,
                                                "valid_selection": valid_args, "training": training_args})
-    scratch = is_scratch(model_args.model_name_or_path)
-    if scratch:
-        script_args.check_scratch()  # before the end-of-training config reads max_history_items
-    elif script_args.sid_only_prompts:
-        script_args.check_sid_rows()
+    script_args.settle(is_scratch(model_args.model_name_or_path))
     eval_config = end_eval_config(eval_args, training_args, run.output_dir, script_args.dataset_dir,
                                   script_args.max_history_items)
     eval_loss = wants_eval_loss(training_args)  # before valid selection turns evaluation into ranking

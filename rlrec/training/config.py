@@ -246,6 +246,22 @@ class SFTScriptArguments:
         weights = dict(self.target_weights)
         return lambda example: weights.get(rule.label(example.rating) or "unrated", 1.0)
 
+    def settle(self, scratch: bool) -> None:
+        """Resolve, once, the values that depend on the base model, before anything reads them: a from-scratch
+        model's refusals (`check_scratch`) and, for SID-only rows (scratch or `sid_only_prompts`), the history cap
+        (`max_history_items`, DEFAULT_SCRATCH_HISTORY when unset). `rlrec sft` settles first thing, so the
+        end-of-training evaluation and the trainer read the same settled value; later calls change nothing."""
+        settled = getattr(self, "_settled_for", None)
+        if settled is not None:
+            if settled != scratch:
+                raise ValueError(f"SFTScriptArguments settled for scratch={settled}, asked again for {scratch}")
+            return
+        if scratch:
+            self.check_scratch()
+        elif self.sid_only_prompts:
+            self.check_sid_rows()
+        self._settled_for = scratch
+
     def check_scratch(self) -> None:
         """Refuse what a from-scratch SID model cannot do: it knows no words, so it has no text tasks and no
         pretrained vocabulary to initialise SID rows from."""

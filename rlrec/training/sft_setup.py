@@ -185,7 +185,7 @@ def build_scratch_trainer(script_args: SFTScriptArguments, training_args: RecSFT
     from rlrec.models.scratch import build_scratch_model, scratch_report, sid_tokenizer
     from rlrec.training.plain_loss import PlainLossSFTTrainer
 
-    script_args.check_scratch()
+    script_args.settle(scratch=True)
     if model_args.use_peft:
         raise ConfigError("use_peft: LoRA adapts a pretrained model, but a from-scratch model (model_name_or_path: "
                           "scratch) trains every weight; drop use_peft")
@@ -232,7 +232,7 @@ def build_sid_only_trainer(script_args: SFTScriptArguments, training_args: RecSF
     from rlrec.training.model import lora_config
     from rlrec.training.plain_loss import PlainLossSFTTrainer
 
-    script_args.check_sid_rows()
+    script_args.settle(scratch=False)
     mark_sid_only_prompts(tokenizer)
     rows, eval_dataset = sid_row_datasets(script_args, training_args, dataset, index, tokenizer.get_vocab(),
                                           start_token=sid_prompt_start(tokenizer))
