@@ -94,8 +94,9 @@ def main() -> None:
     from rlrec.data.schema import PreparedDataset
     from rlrec.generation.rollout import SIDRollout
     from rlrec.models.checkpoint import load_checkpoint
-    from rlrec.scripts.grpo import GRPOScriptArguments, RecGRPOConfig, build_rewards, prompt_dataset
+    from rlrec.scripts.grpo import build_rewards, prompt_dataset
     from rlrec.sid.index import SIDIndex
+    from rlrec.training.grpo_config import GRPOScriptArguments, RecGRPOConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -581,7 +581,8 @@ def test_dpo_pairs_the_target_with_the_models_own_top_wrong_items(ws, scratch_sf
     from rlrec.data.schema import PreparedDataset
     from rlrec.models.checkpoint import load_checkpoint
     from rlrec.ranking import SIDRanker
-    from rlrec.scripts.dpo import DPOScriptArguments, preference_dataset
+    from rlrec.scripts.dpo import preference_dataset
+    from rlrec.training.dpo_config import DPOScriptArguments
 
     dataset = PreparedDataset.load(ws / "data")
     model, tokenizer = load_checkpoint(scratch_sft, device="cpu")
@@ -621,7 +622,8 @@ def test_dpo_rating_pairs_oppose_what_the_user_liked_and_disliked(ws, scratch_sf
     from rlrec.data.schema import PreparedDataset
     from rlrec.models.checkpoint import load_checkpoint
     from rlrec.ranking import SIDRanker
-    from rlrec.scripts.dpo import DPOScriptArguments, preference_dataset
+    from rlrec.scripts.dpo import preference_dataset
+    from rlrec.training.dpo_config import DPOScriptArguments
     from rlrec.training.refine import train_examples
 
     dataset = PreparedDataset.load(ws / "data")
@@ -659,7 +661,8 @@ def test_dpo_rating_pairs_need_rated_data_and_some_pairs(ws, scratch_sft):
     from rlrec.data.schema import PreparedDataset
     from rlrec.models.checkpoint import load_checkpoint
     from rlrec.ranking import SIDRanker
-    from rlrec.scripts.dpo import DPOScriptArguments, preference_dataset
+    from rlrec.scripts.dpo import preference_dataset
+    from rlrec.training.dpo_config import DPOScriptArguments
 
     dataset = PreparedDataset.load(ws / "data")
     model, tokenizer = load_checkpoint(scratch_sft, device="cpu")
