@@ -18,6 +18,7 @@ from typing import NoReturn
 
 import rlrec
 from rlrec.utils.errors import ConfigError, RlrecError, UsageError
+from rlrec.utils.ranges import annotate_help, check_ranges
 from rlrec.utils.recipe_file import check_config_fields, read_config_file
 
 # Offline first: a hub lookup otherwise costs ~26 s to fail on a machine without network.
@@ -66,6 +67,7 @@ def run_stage(stage: str, argv: list[str]) -> object:
     recipe = read_config_file(config_path) if config_path is not None else None
     module = importlib.import_module(STAGES[stage][0])
     parser = module.make_parser()
+    annotate_help(parser)
     if recipe is not None:
         check_config_fields(parser, *recipe)
     _check_flags(parser, stage, argv)
@@ -84,8 +86,6 @@ def run_stage(stage: str, argv: list[str]) -> object:
                              f"expected --field value pairs and --config FILE") from err
         where = f" in {config_path}" if config_path else ""
         raise UsageError(f"{stage}: invalid configuration{where}: {message}") from err
-    from rlrec.utils.ranges import check_ranges
-
     try:
         check_ranges(configs)
     except ConfigError as err:

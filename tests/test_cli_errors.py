@@ -444,6 +444,14 @@ def test_help_still_prints_and_exits_zero(capsys) -> None:
     assert out.startswith("usage: rlrec evaluate") and "--num_beams" in out
 
 
+def test_help_shows_each_ranged_fields_default_and_range(capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli_main(["dpo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "Allowed: a number >= 1 or -1. (default: -1)" in text  # --max_steps
+    assert "(default: 20)" in text and "Allowed: a number >= 0." in text
+
+
 def test_yaml_values_argparse_converts_are_accepted(world: Path, tmp_path: Path) -> None:
     """The type check must not refuse what TrlParser accepts: `1e-3` (a string to YAML), quoted numbers, null."""
     from rlrec.scripts.sft import make_parser

@@ -84,6 +84,15 @@ RANGES: dict[str, Range] = {
 }
 
 
+def annotate_help(parser: Any) -> None:
+    """Say each ranged field's allowed values in its `--help` line, beside argparse's default, so `rlrec STAGE
+    --help` shows a field's default and range together."""
+    for action in getattr(parser, "_actions", []):
+        allowed = RANGES.get(action.dest)
+        if allowed is not None and action.help and "Allowed:" not in action.help:
+            action.help = f"{action.help.rstrip()} Allowed: {allowed.describe()}."
+
+
 def check_ranges(configs: Iterable[Any]) -> None:
     """Raise ConfigError naming the first numeric field of `configs` (dataclass instances) outside its range.
 
