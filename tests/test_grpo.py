@@ -65,6 +65,9 @@ def test_rollout_groups_are_real_items_with_the_policys_logprobs(policy, mode):
     items, sequences, logprobs = rollout.decode(model, prompt_ids, temperature=temperature)
     out = rollout.pack(prompt_ids, items, sequences, logprobs)
 
+    from rlrec.tasks.reward_batch import ROLLOUT_COLUMNS, rollout_fields
+
+    assert sorted(rollout_fields(out)) == sorted(ROLLOUT_COLUMNS)  # the columns the contract names reach the rewards
     assert len(out["completion_ids"]) == 3 * 4
     for p in range(3):
         group = slice(4 * p, 4 * p + 4)
@@ -448,13 +451,15 @@ def _catalog_logprob(model_dir: Path, dataset_dir: Path, seed: int = 42) -> floa
     from rlrec.data.schema import PreparedDataset
     from rlrec.generation.rollout import sid_token_ids, target_logprobs
     from rlrec.models.checkpoint import load_checkpoint
-    from rlrec.tasks.reward_batch import prompt_rows
+    from rlrec.tasks.reward_batch import PROMPT_COLUMNS, prompt_rows
     from rlrec.training.refine import train_examples
 
     model, tokenizer = load_checkpoint(model_dir, device="cpu")
     index = SIDIndex.load(model_dir / "sid")
     examples = train_examples("grpo", PreparedDataset.load(dataset_dir), index, 16, seed)
-    prompts = render_prompts(tokenizer, [row["prompt"] for row in prompt_rows(examples, index, tokenizer, 5)])
+    rows = prompt_rows(examples, index, tokenizer, 5)
+    assert all(tuple(row) == PROMPT_COLUMNS for row in rows)  # the columns the contract names, in its order
+    prompts = render_prompts(tokenizer, [row["prompt"] for row in rows])
     items = index.item_ids
     sids = torch.tensor([sid_token_ids(tokenizer, index, item) for item in items])
     total = 0.0
