@@ -50,7 +50,7 @@ REFINEMENTS = ("grpo_rating", "grpo_rating_exact", "dpo_rating")
 BASELINES = ("sft_liked", "sft_weighted", "sft+rating", "sasrec_liked")
 SMOKE_SFT = ["--scratch_hidden_size", "32", "--scratch_num_heads", "2", "--scratch_num_layers", "1",
              "--num_train_epochs", "2", "--per_device_train_batch_size", "32", "--valid_every_epochs", "1",
-             "--bf16", "false", "--max_history_items", "5", "--sequence_stride", "1"]
+             "--bf16", "false", "--max_history", "5", "--sequence_stride", "1"]
 SMOKE_REFINE = ["--max_steps", "2", "--valid_every_steps", "1", "--per_device_train_batch_size", "16",
                 "--rollout_batch_size", "8", "--num_train_prompts", "32"]
 
@@ -62,7 +62,7 @@ def smoke_inputs(folder: Path) -> tuple[Path, Path]:
 
     data, sid = folder / "data", folder / "sid"
     if not (sid / "index.json").is_file():
-        dataset = synthetic_dataset(num_users=60, num_items=60, seed=1, max_history=8)
+        dataset = synthetic_dataset(num_users=60, num_items=60, seed=1, history_cut=8)
         data.mkdir(parents=True, exist_ok=True)
         dataset.save(data)
         synthetic_sid_index(sorted(dataset.items)).save(sid)

@@ -72,7 +72,7 @@ def smoke_inputs(out: Path) -> tuple[Path, Path, Path]:
 
     data, sid, base = out / "smoke-data", out / "smoke-sid", out / "smoke-model"
     if not (data / "manifest.json").is_file():
-        dataset = synthetic_dataset(num_users=40, num_items=40, seed=3, max_history=6)
+        dataset = synthetic_dataset(num_users=40, num_items=40, seed=3, history_cut=6)
         data.mkdir(parents=True, exist_ok=True)
         dataset.save(data)
         synthetic_sid_index(sorted(dataset.items)).save(sid)

@@ -74,7 +74,7 @@ def smoke_inputs(folder: Path) -> tuple[Path, Path]:
     data, sid, base, sft = folder / "data", folder / "sid", folder / "base", folder / "sft"
     if (sft / "manifest.json").is_file():
         return sft, data
-    dataset = synthetic_dataset(num_users=40, num_items=60, seed=1, max_history=8)
+    dataset = synthetic_dataset(num_users=40, num_items=60, seed=1, history_cut=8)
     data.mkdir(parents=True, exist_ok=True)
     dataset.save(data)
     items = sorted(dataset.items)
@@ -87,7 +87,7 @@ def smoke_inputs(folder: Path) -> tuple[Path, Path]:
     run_stage("sft", ["--dataset_dir", str(data), "--sid_dir", str(sid), "--model_name_or_path", str(base),
                       "--output_dir", str(sft), "--use_cpu", "true", "--max_steps", "3",
                       "--per_device_train_batch_size", "8", "--num_train_examples", "24", "--save_strategy", "no",
-                      "--report_to", "none", "--eval_at_end", "false", "--max_history_items", "5",
+                      "--report_to", "none", "--eval_at_end", "false", "--max_history", "5",
                       "--dtype", "float32"])
     return sft, data
 

@@ -14,12 +14,13 @@ import logging
 import os
 import re
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import rlrec
 from rlrec.utils.errors import ConfigError, RlrecError, UsageError
 from rlrec.utils.ranges import annotate_help, check_ranges
 from rlrec.utils.recipe_file import check_config_fields, read_config_file
+from rlrec.utils.renamed_fields import rename_flags, rename_recipe_fields
 
 # Offline first: a hub lookup otherwise costs ~26 s to fail on a machine without network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -50,8 +51,15 @@ def _usage() -> str:
 
 
 def run_stage(stage: str, argv: list[str]) -> object:
-    """Parse `argv` for `stage` (YAML from `--config`, flags override it) and run the stage.
+    """Parse `argv` for `stage` (`parse_stage`) and run the stage."""
+    module, configs = parse_stage(stage, argv)
+    return module.main(*configs)
 
+
+def parse_stage(stage: str, argv: list[str]) -> tuple[Any, tuple[Any, ...]]:
+    """The stage's module and its configs from `argv` (YAML from `--config`, flags override it).
+
+    Fields a release renamed are read under their new names, with a warning (`rlrec.utils.renamed_fields`).
     Every mistake in the configuration (a missing or unreadable file, YAML that does not parse, an unknown
     field, a value of the wrong type, a bad flag) raises UsageError naming the file and line or the flag,
     before the stage starts: TrlParser would otherwise let a YAML value of the wrong type through as an
@@ -68,8 +76,12 @@ def run_stage(stage: str, argv: list[str]) -> object:
     module = importlib.import_module(STAGES[stage][0])
     parser = module.make_parser()
     annotate_help(parser)
+    argv = rename_flags(parser, argv, stage)
     if recipe is not None:
-        check_config_fields(parser, *recipe)
+        config, file, lines = recipe
+        config = rename_recipe_fields(parser, config, file, lines)
+        check_config_fields(parser, config, file, lines)
+        argv = _apply_recipe(parser, config, argv)
     _check_flags(parser, stage, argv)
 
     def error(message: str) -> NoReturn:  # argparse's own errors: a bad flag value, a missing value
@@ -91,7 +103,7 @@ def run_stage(stage: str, argv: list[str]) -> object:
     except ConfigError as err:
         where = f" in {config_path}" if config_path else ""
         raise UsageError(f"{stage}: invalid configuration{where}: {err}") from err
-    return module.main(*configs)
+    return module, tuple(configs)
 
 
 # The start of HfArgumentParser's message for command-line words no field takes.
@@ -107,6 +119,17 @@ def _split_config_flag(argv: list[str]) -> list[str]:
         else:
             out.append(arg)
     return out
+
+
+def _apply_recipe(parser: argparse.ArgumentParser, config: dict[str, object], argv: list[str]) -> list[str]:
+    """The recipe's values as the parser's defaults (its `env` into the environment), as TrlParser does with
+    `--config`, but from the checked and renamed mapping; returns `argv` without `--config FILE`."""
+    env = config.pop("env", None) or {}
+    for key, value in env.items():  # type: ignore[attr-defined]
+        os.environ[key] = str(value)
+    parser.set_defaults_with_config(**config)
+    at = argv.index("--config")
+    return argv[:at] + argv[at + 2:]
 
 
 def _config_path(argv: list[str]) -> str | None:

@@ -79,7 +79,7 @@ def test_sft_step_under_bf16_autocast_on_cpu(tmp_path):
     from rlrec.cli import run_stage
     from rlrec.data.synthetic import synthetic_dataset
 
-    dataset = synthetic_dataset(num_users=30, num_items=40, seed=2, max_history=6)
+    dataset = synthetic_dataset(num_users=30, num_items=40, seed=2, history_cut=6)
     (tmp_path / "data").mkdir()
     dataset.save(tmp_path / "data")
     synthetic_sid_index(sorted(dataset.items), seed=1).save(tmp_path / "sid")

@@ -49,7 +49,7 @@ def world(tmp_path_factory) -> Path:
     """A prepared dataset, its SID index, a tiny base model, a tiny "trained" model (SID tokens, `sid/`, manifest),
     a raw Amazon dump, saved rollouts and a reward plugin: every input a stage reads, once per module."""
     root = tmp_path_factory.mktemp("cli_errors")
-    dataset = synthetic_dataset(num_users=30, num_items=40, seed=1, max_history=6)
+    dataset = synthetic_dataset(num_users=30, num_items=40, seed=1, history_cut=6)
     (root / "data").mkdir()
     dataset.save(root / "data")
     item_ids = sorted(dataset.items)

@@ -75,7 +75,7 @@ def test_k_core_one_keeps_everything():
 
 def test_leave_one_out_is_chronological_and_truncates():
     log = [Interaction("u", f"i{t}", t) for t in reversed(range(8))]  # given in reverse time order
-    splits = leave_one_out(group_by_user(log), max_history=3)
+    splits = leave_one_out(group_by_user(log), history_cut=3)
     assert [(ex.history, ex.target) for ex in splits.train] == [
         (["i0"], "i1"), (["i0", "i1"], "i2"), (["i0", "i1", "i2"], "i3"),
         (["i1", "i2", "i3"], "i4"), (["i2", "i3", "i4"], "i5"),
@@ -87,7 +87,7 @@ def test_leave_one_out_is_chronological_and_truncates():
 
 def test_leave_one_out_short_users():
     seqs = group_by_user(_log(("a", "x", 1), ("a", "y", 2), ("b", "x", 1), ("b", "y", 2), ("b", "z", 3)))
-    splits = leave_one_out(seqs, max_history=20)
+    splits = leave_one_out(seqs, history_cut=20)
     assert (splits.short_users, splits.short_user_interactions) == (1, 2)
     assert splits.train == []  # b has one training item: a history for valid, no train example
     assert (splits.valid[0].history, splits.valid[0].target) == (["x"], "y")
@@ -95,7 +95,7 @@ def test_leave_one_out_short_users():
 
 
 def test_synthetic_split_has_no_leak_and_right_sizes():
-    data = synthetic_dataset(150, 200, seed=3, max_history=4)
+    data = synthetic_dataset(150, 200, seed=3, history_cut=4)
     c = data.manifest["counts"]
     assert c["valid_examples"] == c["test_examples"] == c["users"] == len({ex.user_id for ex in data.test})
     assert c["train_examples"] == c["interactions"] - 3 * c["users"]  # n-3 train examples per user
@@ -177,7 +177,7 @@ def test_everything_filtered_away_is_a_clear_error():
 @pytest.mark.parametrize("fields, match", [
     ({"source": "netflix"}, "`source` is 'netflix'; expected one of movielens"),
     ({"user_k_core": 0}, "`user_k_core` is 0; expected an integer >= 1"),
-    ({"max_history": -1}, "`max_history`"),
+    ({"history_cut": -1}, "`history_cut`"),
     ({"source": "amazon2018"}, "`data_path` is required"),
     ({"min_timestamp": 5, "max_timestamp": 4}, "`min_timestamp` .* after `max_timestamp`"),
     ({"cold_item_fraction": 1.0}, "`cold_item_fraction` is 1.0; expected a number in"),

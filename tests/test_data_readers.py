@@ -401,7 +401,7 @@ def test_minionerec_csv_rating_columns(tmp_path):
     assert [ex.rating for ex in raw.splits["test"]] == [1.0, 2.0, 3.0]
     assert raw.splits["test"][0].history_ratings == [5.0] * 4
     assert raw.splits["train"][0].rating is None and raw.splits["train"][0].history_ratings is None
-    data = _prepared("minionerec_csv", folder, max_history=2)
+    data = _prepared("minionerec_csv", folder, history_cut=2)
     assert data.test[0].history_ratings == [5.0, 5.0]  # cut with its history
     assert data.manifest["ratings"]["targets"]["test"] == {"liked": 0, "neutral": 1, "disliked": 2, "unrated": 0}
     assert data.manifest["ratings"]["targets"]["train"]["unrated"] == 4

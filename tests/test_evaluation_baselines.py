@@ -24,7 +24,7 @@ def test_item_popularity_counts_each_interaction_once():
 def test_item_popularity_matches_train_sequences_of_prepared_data():
     from rlrec.data.synthetic import synthetic_dataset
 
-    data = synthetic_dataset(40, 50, seed=1, max_history=1000)
+    data = synthetic_dataset(40, 50, seed=1, history_cut=1000)
     # The test history is the whole sequence but the test target; dropping the valid item leaves train.
     expected = Counter(i for ex in data.test if len(ex.history) >= 3 for i in ex.history[:-1])
     assert item_popularity(data.train) == expected

@@ -35,7 +35,7 @@ def _codes(n_items: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("export")
-    dataset = synthetic_dataset(num_users=40, num_items=60, seed=1, max_history=8)
+    dataset = synthetic_dataset(num_users=40, num_items=60, seed=1, history_cut=8)
     (root / "data").mkdir()
     dataset.save(root / "data")
     item_ids = sorted(dataset.items)
@@ -53,7 +53,7 @@ def _sft(ws: Path, name: str, *extra: str) -> Path:
             "--dataset_dir", str(ws / "data"), "--sid_dir", str(ws / "sid"), "--model_name_or_path", str(ws / "base"),
             "--output_dir", str(out), "--use_cpu", "true", "--max_steps", "3", "--per_device_train_batch_size", "8",
             "--learning_rate", "0.01", "--num_train_examples", "24", "--save_strategy", "no", "--report_to", "none",
-            "--max_history_items", str(MAX_HISTORY), "--dtype", "float32", *extra,
+            "--max_history", str(MAX_HISTORY), "--dtype", "float32", *extra,
         ])
     return out
 

@@ -31,7 +31,7 @@ def test_rule_labels_by_threshold():
 
 def test_leave_one_out_carries_ratings_beside_items():
     log = [Interaction("u", f"i{t}", t, float(t % 5 + 1)) for t in range(6)]  # ratings 1..5, 1
-    splits = leave_one_out(group_by_user(log), max_history=2)
+    splits = leave_one_out(group_by_user(log), history_cut=2)
     assert [(ex.history, ex.history_ratings, ex.target, ex.rating) for ex in splits.train] == [
         (["i0"], [1.0], "i1", 2.0), (["i0", "i1"], [1.0, 2.0], "i2", 3.0), (["i1", "i2"], [2.0, 3.0], "i3", 4.0)]
     assert (splits.valid[0].history_ratings, splits.valid[0].rating) == ([3.0, 4.0], 5.0)
@@ -39,7 +39,7 @@ def test_leave_one_out_carries_ratings_beside_items():
     # A user with some events unrated keeps None in their places; a user with none has no ratings at all.
     mixed = [Interaction("m", "a", 1, 5.0), Interaction("m", "b", 2), Interaction("m", "c", 3, 1.0),
              Interaction("n", "a", 1), Interaction("n", "b", 2), Interaction("n", "c", 3)]
-    splits = leave_one_out(group_by_user(mixed), max_history=5)
+    splits = leave_one_out(group_by_user(mixed), history_cut=5)
     assert (splits.test[0].history_ratings, splits.test[0].rating) == ([5.0, None], 1.0)
     assert (splits.test[1].history_ratings, splits.test[1].rating) == (None, None)
 

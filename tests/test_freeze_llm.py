@@ -13,7 +13,7 @@ from rlrec.sid.synthetic import synthetic_sid_index
 
 
 def test_freeze_llm_trains_only_the_sid_rows(tmp_path):
-    dataset = synthetic_dataset(num_users=30, num_items=40, seed=3, max_history=6)
+    dataset = synthetic_dataset(num_users=30, num_items=40, seed=3, history_cut=6)
     (tmp_path / "data").mkdir()
     dataset.save(tmp_path / "data")
     index = synthetic_sid_index(sorted(dataset.items))

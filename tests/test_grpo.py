@@ -154,7 +154,7 @@ def probe_reward(completions, item_id, beam_rank, target, **kwargs):
 @pytest.fixture(scope="module")
 def sft_model(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("grpo")
-    dataset = synthetic_dataset(num_users=40, num_items=60, seed=1, max_history=8)
+    dataset = synthetic_dataset(num_users=40, num_items=60, seed=1, history_cut=8)
     (root / "data").mkdir()
     dataset.save(root / "data")
     item_ids = sorted(dataset.items)
@@ -167,7 +167,7 @@ def sft_model(tmp_path_factory) -> Path:
         "--dataset_dir", str(root / "data"), "--sid_dir", str(root / "sid"), "--model_name_or_path",
         str(root / "base"), "--output_dir", str(root / "sft"), "--use_cpu", "true", "--max_steps", "3",
         "--per_device_train_batch_size", "8", "--num_train_examples", "24", "--save_strategy", "no",
-        "--report_to", "none", "--eval_at_end", "false", "--max_history_items", "5", "--dtype", "float32",
+        "--report_to", "none", "--eval_at_end", "false", "--max_history", "5", "--dtype", "float32",
     ])
     return root
 

@@ -34,7 +34,7 @@ def _amazon_folder(tmp_path: Path, num_users: int = 150, num_items: int = 200) -
 
 def _recipe(tmp_path: Path, data: Path, **extra) -> Path:
     lines = ["source: amazon2018", f"data_path: {data}", "category: Office", "user_k_core: 3",
-             "item_k_core: 3", "max_history: 20"] + [f"{k}: {v}" for k, v in extra.items()]
+             "item_k_core: 3", "history_cut: 20"] + [f"{k}: {v}" for k, v in extra.items()]
     path = tmp_path / "prepare.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -47,11 +47,11 @@ def _leftovers(parent: Path, name: str) -> list[str]:
 def test_prepare_end_to_end_with_flag_override(tmp_path, capsys):
     recipe = _recipe(tmp_path, _amazon_folder(tmp_path))
     out = tmp_path / "data"
-    cli_main(["prepare", "--config", str(recipe), "--output_dir", str(out), "--max_history", "3"])
+    cli_main(["prepare", "--config", str(recipe), "--output_dir", str(out), "--history_cut", "3"])
     data = PreparedDataset.load(out)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stage"] == "prepare"
-    assert manifest["config"]["max_history"] == 3          # the flag beat the YAML's 20
+    assert manifest["config"]["history_cut"] == 3          # the flag beat the YAML's 20
     assert manifest["config"]["user_k_core"] == 3          # the YAML beat the default 5
     assert max(len(ex.history) for ex in data.train + data.valid + data.test) == 3
     counts = manifest["counts"]

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("resume")
-    dataset = synthetic_dataset(num_users=40, num_items=60, seed=1, max_history=8)
+    dataset = synthetic_dataset(num_users=40, num_items=60, seed=1, history_cut=8)
     (root / "data").mkdir()
     dataset.save(root / "data")
     synthetic_sid_index(sorted(dataset.items)).save(root / "sid")
@@ -50,7 +50,7 @@ def _sft_argv(ws: Path, out: Path, *extra: str) -> list[str]:
         "--scratch_hidden_size", "32", "--scratch_num_heads", "2", "--scratch_attention_dropout", "0.1",
         "--output_dir", str(out), "--use_cpu", "true", "--max_steps", "120", "--per_device_train_batch_size", "16",
         "--learning_rate", "0.01", "--logging_steps", "5", "--save_strategy", "steps", "--save_steps", "5",
-        "--report_to", "none", "--max_history_items", "5", "--valid_every_steps", "10", "--valid_num_beams", "10",
+        "--report_to", "none", "--max_history", "5", "--valid_every_steps", "10", "--valid_num_beams", "10",
         "--eval_at_end", "false", "--seed", "3", *extra,
     ]
 

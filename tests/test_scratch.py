@@ -29,7 +29,7 @@ from rlrec.utils.errors import ConfigError
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("scratch")
-    dataset = synthetic_dataset(num_users=40, num_items=60, seed=1, max_history=8)
+    dataset = synthetic_dataset(num_users=40, num_items=60, seed=1, history_cut=8)
     (root / "data").mkdir()
     dataset.save(root / "data")
     synthetic_sid_index(sorted(dataset.items)).save(root / "sid")
@@ -229,7 +229,7 @@ def _sft_argv(ws: Path, out: Path, *extra: str) -> list[str]:
         "--dataset_dir", str(ws / "data"), "--sid_dir", str(ws / "sid"), "--model_name_or_path", "scratch",
         "--scratch_hidden_size", "32", "--scratch_num_heads", "2", "--output_dir", str(out), "--use_cpu", "true",
         "--num_train_epochs", "30", "--per_device_train_batch_size", "32", "--learning_rate", "0.01",
-        "--logging_steps", "5", "--save_strategy", "no", "--report_to", "none", "--max_history_items", "5",
+        "--logging_steps", "5", "--save_strategy", "no", "--report_to", "none", "--max_history", "5",
         "--eval_num_beams", "20", "--eval_k_values", "1", "5", "10", "--eval_baselines", "popularity", *extra,
     ]
 
@@ -306,7 +306,7 @@ def test_scratch_model_goes_through_grpo_evaluate_export_and_recommend(ws, scrat
     (("--tasks", '{"next_item": 1.0, "title_to_sid": 0.2}'), "need text"),
     (("--sa_init", "keywords"), "pretrained model's embeddings"),
     (("--use_peft", "true"), "LoRA adapts a pretrained model"),
-    (("--sequence_stride", "6"), "exceeds max_history_items"),
+    (("--sequence_stride", "6"), "exceeds max_history"),
     (("--sa_init_center", "true"), "sa_init_center` acts on a pretrained base model"),
     (("--scratch_num_heads", "3"), "must divide"),
 ])
@@ -720,15 +720,15 @@ def test_sft_arguments_settle_once_before_anything_reads_them():
 
     args = SFTScriptArguments()
     args.settle(scratch=True)
-    assert args.max_history_items == DEFAULT_SCRATCH_HISTORY
-    args.max_history_items = 3  # whoever reads after the first settle sees what it settled; nothing re-derives it
+    assert args.max_history == DEFAULT_SCRATCH_HISTORY
+    args.max_history = 3  # whoever reads after the first settle sees what it settled; nothing re-derives it
     args.settle(scratch=True)
-    assert args.max_history_items == 3
+    assert args.max_history == 3
     with pytest.raises(ValueError, match="settled for scratch=True"):
         args.settle(scratch=False)
     llm = SFTScriptArguments()
     llm.settle(scratch=False)
-    assert llm.max_history_items is None  # chat prompts: the histories as prepared
-    assert SFTScriptArguments(sid_only_prompts=True, max_history_items=7).max_history_items == 7
+    assert llm.max_history is None  # chat prompts: the histories as prepared
+    assert SFTScriptArguments(sid_only_prompts=True, max_history=7).max_history == 7
     with pytest.raises(ConfigError, match="from-scratch model"):
         SFTScriptArguments(tasks={"next_item": 1.0, "title_to_sid": 0.1}).settle(scratch=True)

@@ -26,7 +26,7 @@ def _codes(n_items: int, sizes: tuple[int, ...], seed: int = 0) -> np.ndarray:
 def workspace(tmp_path_factory) -> Path:
     """A prepared dataset, its SID index and a tiny base model, as the folders the stage reads."""
     root = tmp_path_factory.mktemp("sft")
-    dataset = synthetic_dataset(num_users=40, num_items=60, seed=1, max_history=8)
+    dataset = synthetic_dataset(num_users=40, num_items=60, seed=1, history_cut=8)
     (root / "data").mkdir()
     dataset.save(root / "data")
     item_ids = sorted(dataset.items)
@@ -62,7 +62,7 @@ def _sid_rows(folder: Path) -> tuple[torch.Tensor, list[int]]:
 
 def test_full_finetune_writes_a_complete_model_folder(workspace, tmp_path):
     out = tmp_path / "sft"
-    manifest = run_stage("sft", _argv(workspace, out, "--max_history_items", "3"))
+    manifest = run_stage("sft", _argv(workspace, out, "--max_history", "3"))
 
     assert json.loads((out / "manifest.json").read_text())["stage"] == "sft"
     assert manifest["saved_as"] == "full"

@@ -50,7 +50,7 @@ def test_truncation_out_of_range_names_the_layer_count(keep):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("truncate")
-    dataset = synthetic_dataset(num_users=30, num_items=40, seed=3, max_history=6)
+    dataset = synthetic_dataset(num_users=30, num_items=40, seed=3, history_cut=6)
     (root / "data").mkdir()
     dataset.save(root / "data")
     synthetic_sid_index(sorted(dataset.items)).save(root / "sid")
@@ -115,7 +115,7 @@ def test_sid_only_prompts_teach_an_llm_like_the_compact_model_through_grpo_and_e
     out = world / "sid-only"
     manifest = run_stage("sft", [
         *sft_argv(world, "--truncate_layers", "2", "--freeze_embeddings", "true", "--sid_only_prompts", "true",
-                  "--sequence_stride", "2", "--max_history_items", "4",
+                  "--sequence_stride", "2", "--max_history", "4",
                   "--tasks", '{"next_item": 1.0, "ts_align_token_description": 0.5}'),
         "--num_train_examples", "20", "--output_dir", str(out)])
     assert manifest["tasks"] == {"next_item": 20, "ts_align_token_description": 10}

@@ -99,7 +99,7 @@ class PrepareConfig:
     )
 
     # Splitting.
-    max_history: int = field(
+    history_cut: int = field(
         default=20,
         metadata={"help": "Keep the last this many items of a history (oldest dropped first)."},
     )
@@ -133,7 +133,7 @@ class PrepareConfig:
         if self.source != "movielens" and not self.data_path:
             raise ConfigError(f"prepare: `data_path` is required with source={self.source!r} "
                               "(the folder holding the raw files)")
-        for name in ("user_k_core", "item_k_core", "max_history"):
+        for name in ("user_k_core", "item_k_core", "history_cut"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"prepare: `{name}` is {value!r}; expected an integer >= 1")

@@ -53,7 +53,7 @@ def _from_interactions(raw: RawData, config: PrepareConfig) -> PreparedDataset:
         dropped["k_core_interactions"] = core.dropped_interactions
         dropped["k_core_users"] = core.dropped_users
         dropped["k_core_items"] = core.dropped_items
-    splits = leave_one_out(core.sequences, config.max_history)
+    splits = leave_one_out(core.sequences, config.history_cut)
     if splits.short_users:
         dropped["users_too_short_to_split"] = splits.short_users
         dropped["interactions_of_users_too_short"] = splits.short_user_interactions
@@ -77,7 +77,7 @@ def _from_interactions(raw: RawData, config: PrepareConfig) -> PreparedDataset:
 
 
 def _from_splits(raw: RawData, config: PrepareConfig) -> PreparedDataset:
-    """Pre-made splits (MiniOneRec) are kept as they are: only histories are cut to `max_history`."""
+    """Pre-made splits (MiniOneRec) are kept as they are: only histories are cut to `history_cut`."""
     ignored = [name for name, value in (("min_timestamp", config.min_timestamp),
                                         ("max_timestamp", config.max_timestamp)) if value is not None]
     if ignored:
@@ -88,9 +88,9 @@ def _from_splits(raw: RawData, config: PrepareConfig) -> PreparedDataset:
     splits: dict[str, list[Example]] = {}
     for name, examples in raw.splits.items():
         for ex in examples:
-            ex.history = truncate(ex.history, config.max_history)
+            ex.history = truncate(ex.history, config.history_cut)
             if ex.history_ratings is not None:
-                ex.history_ratings = truncate(ex.history_ratings, config.max_history)
+                ex.history_ratings = truncate(ex.history_ratings, config.history_cut)
         splits[name] = examples
     if not splits["test"]:
         raise DataError(f"{', '.join(raw.files)}: empty test split after dropping items (see the counts above)")

@@ -3,7 +3,7 @@
 Per user (sequence sorted oldest first): the last item is the test target, the one before it the
 valid target, and every earlier position i >= 1 of the rest is a train example (history = the items
 before it). Valid sees the whole training sequence as history; test sees it plus the valid item.
-Histories keep only their last `max_history` items. Ratings travel with their items: an example carries
+Histories keep only their last `history_cut` items. Ratings travel with their items: an example carries
 its target's rating and one rating per history item when the user's events are rated.
 """
 
@@ -30,12 +30,12 @@ class Splits:
     short_user_interactions: int
 
 
-def truncate(history: list[T], max_history: int) -> list[T]:
-    """The last `max_history` items (the most recent ones matter most for the next item), or their ratings."""
-    return history[-max_history:] if len(history) > max_history else list(history)
+def truncate(history: list[T], history_cut: int) -> list[T]:
+    """The last `history_cut` items (the most recent ones matter most for the next item), or their ratings."""
+    return history[-history_cut:] if len(history) > history_cut else list(history)
 
 
-def leave_one_out(sequences: Sequences, max_history: int) -> Splits:
+def leave_one_out(sequences: Sequences, history_cut: int) -> Splits:
     """Split each user's chronological sequence; users too short to split are counted and left out."""
     train: list[Example] = []
     valid: list[Example] = []
@@ -48,19 +48,19 @@ def leave_one_out(sequences: Sequences, max_history: int) -> Splits:
             continue
         rated = any(x.rating is not None for x in seq)
         n_train = len(seq) - 2
-        train.extend(_example(user, seq, i, max_history, rated) for i in range(1, n_train))
-        valid.append(_example(user, seq, n_train, max_history, rated))
-        test.append(_example(user, seq, n_train + 1, max_history, rated))
+        train.extend(_example(user, seq, i, history_cut, rated) for i in range(1, n_train))
+        valid.append(_example(user, seq, n_train, history_cut, rated))
+        test.append(_example(user, seq, n_train + 1, history_cut, rated))
     return Splits(train, valid, test, short_users, short_interactions)
 
 
-def _example(user: str, seq: list[Interaction], position: int, max_history: int, rated: bool) -> Example:
+def _example(user: str, seq: list[Interaction], position: int, history_cut: int, rated: bool) -> Example:
     """The example predicting `seq[position]` from the events before it (ratings kept when `rated`)."""
     before = seq[:position]
-    return Example(user_id=user, history=truncate([x.item_id for x in before], max_history),
+    return Example(user_id=user, history=truncate([x.item_id for x in before], history_cut),
                    target=seq[position].item_id, timestamp=seq[position].timestamp,
                    rating=seq[position].rating,
-                   history_ratings=truncate([x.rating for x in before], max_history) if rated else None)
+                   history_ratings=truncate([x.rating for x in before], history_cut) if rated else None)
 
 
 def train_items(train: Iterable[Example]) -> set[str]:

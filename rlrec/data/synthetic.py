@@ -72,7 +72,7 @@ def synthetic_dataset(num_users: int = 200, num_items: int = 300, *, seed: int =
                       **config_fields) -> PreparedDataset:
     """A prepared dataset in memory (k-core, leave-one-out, cold flags), e.g. for another stage's tests.
 
-    `config_fields` set `PrepareConfig` fields (`user_k_core`, `max_history`, ...).
+    `config_fields` set `PrepareConfig` fields (`user_k_core`, `history_cut`, ...).
     """
     from rlrec.data.config import PrepareConfig
     from rlrec.data.pipeline import process_raw

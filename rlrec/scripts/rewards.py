@@ -72,7 +72,7 @@ class RewardsConfig:
         default=False,
         metadata={"help": "Put the target into every group that missed it (as `rlrec grpo --rollout_add_target`)."},
     )
-    max_history_items: int | None = field(
+    max_history: int | None = field(
         default=None, metadata={"help": "History items per prompt; None: what the model was trained with."}
     )
     invalid_penalty: float = field(default=0.0, metadata={"help": "Reward of a completion that is not an item."})
@@ -122,7 +122,7 @@ def generate_groups(config: RewardsConfig, dataset: PreparedDataset, index: SIDI
     examples = select_examples(examples, config.max_examples, config.seed)
     if not examples:
         raise DataError(f"{config.dataset_dir}: no {config.split} example has a target in the SID index")
-    max_history = config.max_history_items or trained_max_history(config.model_path)
+    max_history = config.max_history or trained_max_history(config.model_path)
     model, tokenizer = load_checkpoint(config.model_path, device=resolve_device(config.device))
     model.eval()
     size = config.num_generations

@@ -48,11 +48,11 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
                                                "valid_selection": valid_args, "training": training_args})
     script_args.settle(is_scratch(model_args.model_name_or_path))
     eval_config = end_eval_config(eval_args, training_args, run.output_dir, script_args.dataset_dir,
-                                  script_args.max_history_items)
+                                  script_args.max_history)
     eval_loss = wants_eval_loss(training_args)  # before valid selection turns evaluation into ranking
     setup = build_trainer(script_args, training_args, model_args, scratch_args, valid_args)
     trainer, tokenizer, index = setup.trainer, setup.tokenizer, setup.index
-    ranking = valid_ranking(valid_args, setup.dataset, index, tokenizer, script_args.max_history_items,
+    ranking = valid_ranking(valid_args, setup.dataset, index, tokenizer, script_args.max_history,
                             training_args.seed)
     if ranking is not None and eval_loss:
         raise ConfigError("eval_strategy (the validation loss, with early_stopping_patience) and "
@@ -66,7 +66,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
     manifest = run.manifest(
         trainer, result, base_model=model_args.model_name_or_path or "smollm2", dataset_dir=script_args.dataset_dir,
         sid_dir=script_args.sid_dir, num_sid_tokens=len(setup.sid_ids),
-        prompt_max_history=script_args.max_history_items, truncated=setup.truncated, sa_init=setup.sa_init_report,
+        prompt_max_history=script_args.max_history, truncated=setup.truncated, sa_init=setup.sa_init_report,
         keywords=setup.keywords_report,
         # the size fields of a new scratch model (a continued one keeps its own config.json)
         scratch=dataclasses.asdict(scratch_args or ScratchModelArguments())
@@ -89,7 +89,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
     def write_beside() -> None:
         tokenizer.save_pretrained(run.output_dir)
         index.save(run.output_dir / "sid")
-        RankingSpec(max_history=script_args.max_history_items, num_beams=eval_args.eval_num_beams).save(
+        RankingSpec(max_history=script_args.max_history, num_beams=eval_args.eval_num_beams).save(
             run.output_dir)
 
     def evaluate(saved_as: str) -> dict[str, Any] | None:

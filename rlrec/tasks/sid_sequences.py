@@ -56,7 +56,7 @@ def sid_sequence_rows(train: Sequence[Example], index: SIDIndex, token_ids: dict
     if max_history < 1:
         raise ConfigError(f"max_history={max_history}; expected a positive integer")
     if not 1 <= stride <= max_history:
-        raise ConfigError(f"sequence_stride={stride}; expected 1..max_history_items ({max_history})")
+        raise ConfigError(f"sequence_stride={stride}; expected 1..max_history ({max_history})")
     bos = token_ids[start_token]
     sid_ids = {item: [token_ids[t] for t in index.tokens(item)] for item in index.item_ids}
     rows = []

@@ -103,7 +103,7 @@ class SFTScriptArguments:
         metadata={"help": "With eval_strategy steps/epoch: size of the validation-loss set, the valid split's "
                   "next-item examples through the same task mix; None: as many as the valid split gives."},
     )
-    max_history_items: int | None = field(
+    max_history: int | None = field(
         default=None,
         metadata={
             "help": "Keep the last N items of each history in next-item prompts (shorter prompts train faster); "
@@ -189,7 +189,7 @@ class SFTScriptArguments:
     sequence_stride: int = field(
         default=1,
         metadata={"help": "From-scratch models and sid_only_prompts: consecutive targets of a user taught by one "
-                  "example (1: one example per train window; s: s targets after a history of max_history_items - "
+                  "example (1: one example per train window; s: s targets after a history of max_history - "
                   "s + 1 items, about s times fewer tokens per epoch). See rlrec/tasks/sid_sequences.py."},
     )
 
@@ -224,8 +224,8 @@ class SFTScriptArguments:
                               f"{self.keyword_source!r})")
         if self.num_train_examples is not None and self.num_train_examples < 1:
             raise ConfigError(f"`num_train_examples` must be positive, got {self.num_train_examples}")
-        if self.max_history_items is not None and self.max_history_items < 1:
-            raise ConfigError(f"`max_history_items` must be positive, got {self.max_history_items}")
+        if self.max_history is not None and self.max_history < 1:
+            raise ConfigError(f"`max_history` must be positive, got {self.max_history}")
         if self.keyword_top_k < 1:
             raise ConfigError(f"`keyword_top_k` must be positive, got {self.keyword_top_k}")
         if self.sequence_stride < 1:
@@ -249,7 +249,7 @@ class SFTScriptArguments:
     def settle(self, scratch: bool) -> None:
         """Resolve, once, the values that depend on the base model, before anything reads them: a from-scratch
         model's refusals (`check_scratch`) and, for SID-only rows (scratch or `sid_only_prompts`), the history cap
-        (`max_history_items`, DEFAULT_SCRATCH_HISTORY when unset). `rlrec sft` settles first thing, so the
+        (`max_history`, DEFAULT_SCRATCH_HISTORY when unset). `rlrec sft` settles first thing, so the
         end-of-training evaluation and the trainer read the same settled value; later calls change nothing."""
         settled = getattr(self, "_settled_for", None)
         if settled is not None:
@@ -285,11 +285,11 @@ class SFTScriptArguments:
     def check_sid_rows(self) -> None:
         """SID-only next-item rows (a scratch model's, or an LLM's with `sid_only_prompts`) need a history cap (the
         rows are cut to it) that leaves room for the stride."""
-        if self.max_history_items is None:
-            self.max_history_items = DEFAULT_SCRATCH_HISTORY
-        if self.sequence_stride > self.max_history_items:
-            raise ConfigError(f"`sequence_stride`={self.sequence_stride} exceeds max_history_items="
-                              f"{self.max_history_items}: each target must keep at least one history item")
+        if self.max_history is None:
+            self.max_history = DEFAULT_SCRATCH_HISTORY
+        if self.sequence_stride > self.max_history:
+            raise ConfigError(f"`sequence_stride`={self.sequence_stride} exceeds max_history="
+                              f"{self.max_history}: each target must keep at least one history item")
 
     def task_weights(self, scratch: bool) -> dict[str, float]:
         """The task mixture, with the defaults of a pretrained model (DEFAULT_TASKS) or a scratch one."""

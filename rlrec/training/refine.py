@@ -33,7 +33,7 @@ class RefinementDataArguments:
     num_train_prompts: int | None = field(
         default=None, metadata={"help": "Train on a random subset of this many train examples; None: all."}
     )
-    max_history_items: int | None = field(
+    max_history: int | None = field(
         default=None,
         metadata={"help": "History items per prompt; None: what the SFT model was trained with (its manifest)."},
     )
@@ -76,7 +76,7 @@ def start_refinement(stage: str, script_args: RefinementDataArguments, eval_args
     check_index_matches(index, dataset, sid_dir, script_args.dataset_dir)
     dataset.train = valid_args.training_examples(dataset.train)
     trained = RankingSpec.load(model_path)  # the SFT model is prompted as it was trained
-    max_history = script_args.max_history_items or trained.max_history
+    max_history = script_args.max_history or trained.max_history
     eval_config = end_eval_config(eval_args, training_args, run.output_dir, script_args.dataset_dir, max_history)
     return RefinementStart(run, model_path, valid_args, sid_dir, dataset, index, trained, max_history, eval_config)
 

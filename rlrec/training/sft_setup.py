@@ -114,7 +114,7 @@ def build_train_dataset(script_args: SFTScriptArguments, training_args: RecSFTCo
     from rlrec.tasks import TaskContext, build_mixture, mixture_summary
 
     context = TaskContext.build(dataset, index, keyword_top_k=script_args.keyword_top_k,
-                                max_history=script_args.max_history_items)
+                                max_history=script_args.max_history)
     train = build_mixture(context, script_args.task_weights(scratch=False),
                           num_examples=script_args.num_train_examples, seed=training_args.seed)
     return train, mixture_summary(train)
@@ -132,7 +132,7 @@ def build_eval_dataset(script_args: SFTScriptArguments, training_args: RecSFTCon
 
     held_out = dataclasses.replace(dataset, train=list(dataset.valid))
     context = TaskContext.build(held_out, index, keyword_top_k=script_args.keyword_top_k,
-                                max_history=script_args.max_history_items)
+                                max_history=script_args.max_history)
     return build_mixture(context, script_args.task_weights(scratch=False),
                          num_examples=script_args.num_eval_examples, seed=training_args.seed + 1)
 
@@ -163,14 +163,14 @@ def sid_row_datasets(script_args: SFTScriptArguments, training_args: RecSFTConfi
 
     from rlrec.tasks.sid_sequences import sid_sequence_rows
 
-    rows = sid_sequence_rows(dataset.train, index, token_ids, script_args.max_history_items,
+    rows = sid_sequence_rows(dataset.train, index, token_ids, script_args.max_history,
                              script_args.sequence_stride, start_token,
                              target_weight=script_args.target_weight(dataset.feedback()))
     if script_args.num_train_examples is not None and script_args.num_train_examples < len(rows):
         rows = random.Random(training_args.seed).sample(rows, script_args.num_train_examples)
     if not wants_eval_loss(training_args):
         return rows, None
-    eval_rows = sid_sequence_rows(dataset.valid, index, token_ids, script_args.max_history_items, 1, start_token)
+    eval_rows = sid_sequence_rows(dataset.valid, index, token_ids, script_args.max_history, 1, start_token)
     if script_args.num_eval_examples is not None and script_args.num_eval_examples < len(eval_rows):
         eval_rows = random.Random(training_args.seed + 1).sample(eval_rows, script_args.num_eval_examples)
     return rows, Dataset.from_list(eval_rows)
@@ -206,7 +206,7 @@ def build_scratch_trainer(script_args: SFTScriptArguments, training_args: RecSFT
     longest = max(len(row["input_ids"]) for row in rows)
     if longest > scratch_args.scratch_max_positions:
         raise ConfigError(f"examples run to {longest} tokens but scratch_max_positions is "
-                          f"{scratch_args.scratch_max_positions}; raise it or lower max_history_items")
+                          f"{scratch_args.scratch_max_positions}; raise it or lower max_history")
     trainer = PlainLossSFTTrainer(model=model, args=training_args, train_dataset=Dataset.from_list(rows),
                                   eval_dataset=eval_dataset, processing_class=tokenizer)
     sid_ids = tokenizer.convert_tokens_to_ids(index.vocabulary())
@@ -243,7 +243,7 @@ def build_sid_only_trainer(script_args: SFTScriptArguments, training_args: RecSF
     counts = {task: count for task, count in counts.items() if count}
     if counts:
         context = TaskContext.build(dataset, index, keyword_top_k=script_args.keyword_top_k,
-                                    max_history=script_args.max_history_items)
+                                    max_history=script_args.max_history)
         rows += chat_token_rows(tokenizer, build_mixture(context, counts, seed=training_args.seed))
         summary.update(counts)
     random.Random(training_args.seed).shuffle(rows)

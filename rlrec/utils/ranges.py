@@ -80,7 +80,7 @@ RANGES: dict[str, Range] = {
     "kmeans_iters": AT_LEAST_ONE,
     "embedding_batch_size": AT_LEAST_ONE,
     "rollout_batch_size": AT_LEAST_ONE,
-    "max_history_items": AT_LEAST_ONE,  # bounded by SFT's __post_init__, by nothing else in grpo, dpo, rewards
+    "max_history": AT_LEAST_ONE,  # bounded by SFT's __post_init__, by nothing else in grpo, dpo, rewards
 }
 
 
