@@ -17,6 +17,7 @@ from rlrec.training.valid_selection import (
     ValidSelectionArguments,
     attach_valid_selection,
     end_valid_selection,
+    settle_valid_selection,
 )
 from rlrec.utils.errors import ConfigError
 
@@ -54,9 +55,10 @@ def _train(tmp_path: Path, valid: ValidSelectionArguments, scores: list, max_ste
     args = TrainingArguments(output_dir=str(tmp_path / "run"), max_steps=max_steps, per_device_train_batch_size=2,
                              learning_rate=0.1, use_cpu=True, report_to="none", logging_steps=1,
                              **{"save_strategy": "no", **training})
+    checkpoints = settle_valid_selection(args, valid)
     trainer = ToyTrainer(model=Toy(), args=args, train_dataset=data)
     ranking = ScriptedRanking(valid, scores)
-    attach_valid_selection(trainer, ranking)
+    attach_valid_selection(trainer, ranking, checkpoints)
     trainer.train()
     return trainer, ranking, end_valid_selection(trainer)
 
@@ -120,10 +122,33 @@ def test_checks_counted_in_epochs_follow_the_runs_length(tmp_path):
 
 def test_a_trainer_that_cannot_rank_is_refused(tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
-    trainer = Trainer(model=Toy(), args=args, train_dataset=Dataset.from_dict({"x": [1.0], "labels": [1.0]}))
     valid = ValidSelectionArguments(valid_every_steps=1)
+    data = Dataset.from_dict({"x": [1.0], "labels": [1.0]})
+    unsettled = ToyTrainer(model=Toy(), args=args, train_dataset=data)
+    with pytest.raises(RuntimeError, match="before the trainer is built"):
+        attach_valid_selection(unsettled, ScriptedRanking(valid, [0.0]), None)
+    checkpoints = settle_valid_selection(args, valid)
+    trainer = Trainer(model=Toy(), args=args, train_dataset=data, eval_dataset=data)
     with pytest.raises(TypeError, match="ValidRankingMixin"):
-        attach_valid_selection(trainer, ScriptedRanking(valid, [0.0]))
+        attach_valid_selection(trainer, ScriptedRanking(valid, [0.0]), checkpoints)
+
+
+def test_selection_is_settled_before_the_trainer_and_refuses_a_validation_loss(tmp_path):
+    """The TrainingArguments are final before the trainer exists: settling twice is a bug, the recipe's
+    `eval_strategy` (a loss) beside valid ranking is a recipe error, and off means nothing changes."""
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", save_strategy="steps",
+                             save_steps=7)
+    assert settle_valid_selection(args, ValidSelectionArguments()) is None and args.eval_strategy == "no"
+    checkpoints = settle_valid_selection(args, ValidSelectionArguments(valid_every_steps=3))
+    assert (checkpoints.recipe_save_steps, checkpoints.for_selection_only) == (7, False)
+    assert (args.eval_strategy, args.metric_for_best_model, args.load_best_model_at_end) == ("steps", "valid_score",
+                                                                                           True)
+    with pytest.raises(RuntimeError, match="settled already"):
+        settle_valid_selection(args, ValidSelectionArguments(valid_every_steps=3))
+    loss = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", eval_strategy="steps",
+                             eval_steps=5)
+    with pytest.raises(ConfigError, match="choose one"):
+        settle_valid_selection(loss, ValidSelectionArguments(valid_every_epochs=1.0))
 
 
 @pytest.mark.parametrize(("fields", "message"), [
@@ -158,8 +183,9 @@ def test_a_liked_metric_chooses_by_the_valid_users_who_liked_their_target(tmp_pa
     data = Dataset.from_dict({"x": [1.0] * 8, "labels": [1.0] * 8})
     args = TrainingArguments(output_dir=str(tmp_path / "run"), max_steps=6, per_device_train_batch_size=2,
                              learning_rate=0.1, use_cpu=True, report_to="none", logging_steps=1, save_strategy="no")
+    checkpoints = settle_valid_selection(args, valid)
     trainer = ToyTrainer(model=Toy(), args=args, train_dataset=data)
-    attach_valid_selection(trainer, Rated(valid, points))
+    attach_valid_selection(trainer, Rated(valid, points), checkpoints)
     trainer.train()
     selection = end_valid_selection(trainer)
     assert selection["best"]["step"] == 2  # step 4 likes more but falls below the floor on all users

@@ -147,7 +147,7 @@ def main(script_args: DPOScriptArguments, eval_args: EndEvalArguments, training_
     model.train()
     trainer = SIDDPOTrainer(model=model, args=training_args, train_dataset=train_dataset, processing_class=tokenizer,
                             peft_config=lora_config(model_args))
-    result, selection = train_with_selection(trainer, start, tokenizer, model_args.use_peft, training_args.seed)
+    result, selection = train_with_selection(trainer, start, tokenizer, training_args.seed)
     manifest = refinement_manifest(
         start, trainer, result, selection,
         pairs={"prompts": counts["prompts"], "pairs": len(train_dataset), "negatives": script_args.negatives,

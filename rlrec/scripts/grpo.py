@@ -102,7 +102,7 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
         level_credit=script_args.level_credit,
         target_ids=functools.partial(sid_token_ids, tokenizer, index),
     )
-    result, selection = train_with_selection(trainer, start, tokenizer, model_args.use_peft, training_args.seed)
+    result, selection = train_with_selection(trainer, start, tokenizer, training_args.seed)
     manifest = refinement_manifest(
         start, trainer, result, selection,
         rewards={"specs": recipe.specs, "weights": list(training_args.reward_weights), "params": recipe.params},

@@ -27,7 +27,6 @@ from rlrec.ranking.spec import RankingSpec
 from rlrec.training.config import EndEvalArguments, RecSFTConfig, SFTScriptArguments
 from rlrec.training.sft_setup import build_trainer, rebuild_base, wants_eval_loss
 from rlrec.training.valid_selection import ValidSelectionArguments
-from rlrec.utils.errors import ConfigError
 
 
 def make_parser() -> TrlParser:
@@ -41,7 +40,7 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
     from rlrec.training.end_eval import end_eval_config, run_end_eval
     from rlrec.training.model import save_final_model
     from rlrec.training.stage import StageRun
-    from rlrec.training.valid_selection import valid_ranking
+    from rlrec.training.valid_selection import settle_valid_selection, valid_ranking
 
     valid_args = valid_args or ValidSelectionArguments()
     run = StageRun.open("sft", training_args, {"script": script_args, "eval": eval_args, "model": model_args,
@@ -49,20 +48,17 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
     script_args.settle(is_scratch(model_args.model_name_or_path))
     eval_config = end_eval_config(eval_args, training_args, run.output_dir, script_args.dataset_dir,
                                   script_args.max_history)
-    eval_loss = wants_eval_loss(training_args)  # before valid selection turns evaluation into ranking
+    checkpoints = settle_valid_selection(training_args, valid_args)
+    eval_loss = wants_eval_loss(training_args)
     setup = build_trainer(script_args, training_args, model_args, scratch_args, valid_args)
     trainer, tokenizer, index = setup.trainer, setup.tokenizer, setup.index
     ranking = valid_ranking(valid_args, setup.dataset, index, tokenizer, script_args.max_history,
                             training_args.seed)
-    if ranking is not None and eval_loss:
-        raise ConfigError("eval_strategy (the validation loss, with early_stopping_patience) and "
-                          "valid_every_steps (ranking the valid users) would each choose their own best "
-                          "checkpoint; choose one")
     if training_args.early_stopping_patience is not None:
         from transformers import EarlyStoppingCallback
 
         trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience))
-    result, selection = run.train(trainer, ranking)
+    result, selection = run.train(trainer, ranking, checkpoints)
     manifest = run.manifest(
         trainer, result, base_model=model_args.model_name_or_path or "smollm2", dataset_dir=script_args.dataset_dir,
         sid_dir=script_args.sid_dir, num_sid_tokens=len(setup.sid_ids),
@@ -82,17 +78,13 @@ def main(script_args: SFTScriptArguments, eval_args: EndEvalArguments, training_
     )
     del setup, ranking
 
-    def save() -> str:
-        return save_final_model(trainer, run.output_dir, script_args.merge_lora,
+    saved_as = save_final_model(trainer, run.output_dir, script_args.merge_lora,  # every process takes part
                                 rebuild=lambda: rebuild_base(model_args, index, script_args.truncate_layers))
-
-    def write_beside() -> None:
+    if trainer.accelerator.is_main_process:  # beside the model: what every later stage reads
         tokenizer.save_pretrained(run.output_dir)
         index.save(run.output_dir / "sid")
-        RankingSpec(max_history=script_args.max_history, num_beams=eval_args.eval_num_beams).save(
-            run.output_dir)
-
-    def evaluate(saved_as: str) -> dict[str, Any] | None:
-        return run_end_eval(eval_config) if eval_config is not None and saved_as != "adapter" else None
-
-    return run.finish(trainer, save, write_beside, manifest, evaluate)
+        RankingSpec(max_history=script_args.max_history, num_beams=eval_args.eval_num_beams).save(run.output_dir)
+    if not run.end_training(trainer):
+        return {}
+    report = run_end_eval(eval_config) if eval_config is not None and saved_as != "adapter" else None
+    return run.write_manifest({**manifest, "saved_as": saved_as, **({"eval": report} if report else {})})

@@ -18,7 +18,7 @@ from rlrec.data.schema import PreparedDataset
 from rlrec.ranking.spec import RankingSpec
 from rlrec.sid.index import SIDIndex
 from rlrec.training.stage import StageRun
-from rlrec.training.valid_selection import ValidSelectionArguments
+from rlrec.training.valid_selection import SelectionCheckpoints, ValidSelectionArguments, settle_valid_selection
 from rlrec.utils.errors import ConfigError
 
 
@@ -56,6 +56,7 @@ class RefinementStart:
     trained: RankingSpec  # how the SFT model was prompted
     max_history: int | None
     eval_config: Any
+    checkpoints: SelectionCheckpoints | None  # valid selection's, when it is on (`settle_valid_selection`)
 
 
 def start_refinement(stage: str, script_args: RefinementDataArguments, eval_args: Any, training_args: Any,
@@ -68,8 +69,12 @@ def start_refinement(stage: str, script_args: RefinementDataArguments, eval_args
         raise ConfigError(f"{stage}: set `model_name_or_path` to the SFT model folder (`rlrec sft` output)")
     model_path = Path(model_args.model_name_or_path)
     valid_args = valid_args or ValidSelectionArguments()
+    if valid_args.enabled and model_args.use_peft:
+        raise ConfigError("valid selection is not supported with use_peft (untested with LoRA checkpoints); "
+                          "train without it or drop valid_every_steps")
     run = StageRun.open(stage, training_args, {"script": script_args, "eval": eval_args, "model": model_args,
                                                "valid_selection": valid_args, "training": training_args})
+    checkpoints = settle_valid_selection(training_args, valid_args)
     sid_dir = script_args.sid_dir or str(model_path / "sid")
     dataset = PreparedDataset.load(script_args.dataset_dir)
     index = SIDIndex.load(sid_dir)
@@ -78,7 +83,8 @@ def start_refinement(stage: str, script_args: RefinementDataArguments, eval_args
     trained = RankingSpec.load(model_path)  # the SFT model is prompted as it was trained
     max_history = script_args.max_history or trained.max_history
     eval_config = end_eval_config(eval_args, training_args, run.output_dir, script_args.dataset_dir, max_history)
-    return RefinementStart(run, model_path, valid_args, sid_dir, dataset, index, trained, max_history, eval_config)
+    return RefinementStart(run, model_path, valid_args, sid_dir, dataset, index, trained, max_history, eval_config,
+                           checkpoints)
 
 
 def train_examples(stage: str, dataset: PreparedDataset, index: SIDIndex, num_prompts: int | None,
@@ -93,17 +99,14 @@ def train_examples(stage: str, dataset: PreparedDataset, index: SIDIndex, num_pr
     return examples
 
 
-def train_with_selection(trainer: Any, start: RefinementStart, tokenizer: Any, use_peft: bool,
+def train_with_selection(trainer: Any, start: RefinementStart, tokenizer: Any,
                          seed: int) -> tuple[Any, dict[str, Any] | None]:
     """Train (resuming when asked) with valid selection if it is on; returns (train result, the selection's
     manifest record or None)."""
     from rlrec.training.valid_selection import valid_ranking
 
     ranking = valid_ranking(start.valid_args, start.dataset, start.index, tokenizer, start.max_history, seed)
-    if ranking is not None and use_peft:
-        raise ConfigError("valid selection is not supported with use_peft (untested with LoRA checkpoints); "
-                          "train without it or drop valid_every_steps")
-    return start.run.train(trainer, ranking)
+    return start.run.train(trainer, ranking, start.checkpoints)
 
 
 def refinement_manifest(start: RefinementStart, trainer: Any, result: Any, selection: dict[str, Any] | None,
@@ -116,24 +119,22 @@ def refinement_manifest(start: RefinementStart, trainer: Any, result: Any, selec
 
 def finish_refinement(trainer: Any, start: RefinementStart, tokenizer: Any,
                       manifest: dict[str, Any]) -> dict[str, Any]:
-    """Save the model folder (LoRA merged) with the tokenizer, the SID index and how to prompt it, evaluate it and
-    write the manifest (`StageRun.finish`). The caller drops its own references to the model before calling."""
+    """Save the model folder (LoRA merged) with the tokenizer, the SID index and how to prompt it, let the other
+    processes go, evaluate it and write the manifest last. The caller drops its own references to the model
+    before calling."""
     from rlrec.models.checkpoint import load_checkpoint
     from rlrec.training.end_eval import run_end_eval
     from rlrec.training.model import save_final_model
 
-    output_dir, model_args = start.run.output_dir, start.run.arguments["model"]
-
-    def save() -> str:
-        dtype = model_args.dtype or "auto"
-        return save_final_model(trainer, output_dir, merge_lora=True,
+    output_dir, dtype = start.run.output_dir, start.run.arguments["model"].dtype or "auto"
+    saved_as = save_final_model(trainer, output_dir, merge_lora=True,  # every process takes part
                                 rebuild=lambda: load_checkpoint(start.model_path, device="cpu", dtype=dtype)[0])
-
-    def write_beside() -> None:
+    if trainer.accelerator.is_main_process:  # beside the model: what every later stage reads
         tokenizer.save_pretrained(output_dir)
         start.index.save(output_dir / "sid")
         RankingSpec(max_history=start.max_history,
                     num_beams=start.run.arguments["eval"].eval_num_beams).save(output_dir)
-
-    evaluate = None if start.eval_config is None else (lambda saved_as: run_end_eval(start.eval_config))
-    return start.run.finish(trainer, save, write_beside, manifest, evaluate)
+    if not start.run.end_training(trainer):
+        return {}
+    report = run_end_eval(start.eval_config) if start.eval_config is not None else None
+    return start.run.write_manifest({**manifest, "saved_as": saved_as, **({"eval": report} if report else {})})

@@ -18,7 +18,7 @@ from rlrec.models.sid_vocab import BOS
 from rlrec.models.truncate import truncate_layers
 from rlrec.sid.index import SIDIndex, check_index_matches
 from rlrec.training.config import RecSFTConfig, SFTScriptArguments
-from rlrec.training.valid_selection import ValidSelectionArguments
+from rlrec.training.valid_selection import ValidSelectionArguments, ranks_valid
 from rlrec.utils.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,8 @@ def build_train_dataset(script_args: SFTScriptArguments, training_args: RecSFTCo
 
 
 def wants_eval_loss(training_args: RecSFTConfig) -> bool:
-    return training_args.eval_strategy != "no"
+    """Whether the run measures a validation loss: evaluation is on and is not valid ranking."""
+    return training_args.eval_strategy != "no" and not ranks_valid(training_args)
 
 
 def build_eval_dataset(script_args: SFTScriptArguments, training_args: RecSFTConfig, dataset: PreparedDataset,

@@ -3,9 +3,9 @@
 A stage (1) checks its output folder and finds the checkpoint it resumes (`StageRun.open`: a finished folder is
 never replaced unless asked), (2) trains under the Trainer, with valid selection when asked and the folder marked
 unfinished until the end (`StageRun.train`), (3) saves an ordinary model folder with what the next stages read,
-(4) lets the other processes go and evaluates the saved model on the main one, and (5) writes `manifest.json`
-last, so a folder holding one is finished (`StageRun.finish`). What differs between stages is only what they
-train and what their manifest adds, which each stage passes in.
+(4) lets the other processes go (`StageRun.end_training`) and evaluates the saved model on the main one, and (5)
+writes `manifest.json` last, so a folder holding one is finished (`StageRun.write_manifest`). Steps 3 to 5 are
+written out in each stage's own `main`, in that order, so what a stage writes reads top to bottom there.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,14 +42,15 @@ class StageRun:
         resume = prepare_training_output(training_args, stage)
         return cls(stage, Path(training_args.output_dir), resume, arguments, started)
 
-    def train(self, trainer: Any, ranking: Any = None) -> tuple[Any, dict[str, Any] | None]:
-        """Train (resuming when asked), choosing the checkpoint by `ranking` (a `ValidRanking`) when given; return
-        the train result and the selection's manifest record."""
+    def train(self, trainer: Any, ranking: Any = None, checkpoints: Any = None) -> tuple[Any, dict[str, Any] | None]:
+        """Train (resuming when asked), choosing the checkpoint by `ranking` (a `ValidRanking`) when given, on
+        TrainingArguments `settle_valid_selection` settled (it returned `checkpoints`); return the train result and
+        the selection's manifest record."""
         from rlrec.training.model import gather_zero3_weights_on_save
         from rlrec.training.valid_selection import attach_valid_selection, end_valid_selection
 
         if ranking is not None:
-            attach_valid_selection(trainer, ranking)
+            attach_valid_selection(trainer, ranking, checkpoints)
         if trainer.accelerator.is_main_process:
             (self.output_dir / MANIFEST).unlink(missing_ok=True)  # unfinished until the new one lands
         gather_zero3_weights_on_save(trainer)
@@ -78,30 +78,22 @@ class StageRun:
         return {name: args.to_dict() if hasattr(args, "to_dict") else dataclasses.asdict(args)
                 for name, args in self.arguments.items()}
 
-    def finish(self, trainer: Any, save: Callable[[], str], write_beside: Callable[[], None],
-               manifest: dict[str, Any], evaluate: Callable[[str], dict[str, Any] | None] | None = None
-               ) -> dict[str, Any]:
-        """Save the model (`save` returns how: "full", "merged" or "adapter"), let the main process write what goes
-        beside it (tokenizer, SID index, ...), end the distributed run, evaluate the saved model on the main
-        process and write the manifest. The caller drops its own references to the model first: the trainer's
-        are released here, so the evaluation does not hold the training copy beside the one it reloads."""
+    def end_training(self, trainer: Any) -> bool:
+        """After the model is saved: end the distributed run (the other processes exit), free the training copy of
+        the model and return whether this is the main process, which alone evaluates and writes the manifest.
+        The caller drops its own references to the model first, so the evaluation does not hold the training
+        copy beside the one it reloads."""
         from rlrec.training.model import collect_memory, release_training
 
-        saved_as = save()
-        if trainer.accelerator.is_main_process:
-            write_beside()
-            manifest = {**manifest, "saved_as": saved_as}
-        else:
-            manifest = {}
         if hasattr(trainer, "ref_model"):
             trainer.ref_model = None
-        is_main = release_training(trainer)  # the other ranks are done; what follows is the main process's
+        is_main = release_training(trainer)
         collect_memory()
-        if is_main:
-            if evaluate is not None:
-                report = evaluate(saved_as)
-                if report is not None:
-                    manifest["eval"] = report
-            manifest["seconds"] = round(time.perf_counter() - self.started, 1)
-            write_json(self.output_dir / MANIFEST, manifest)
+        return is_main
+
+    def write_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The stage's last write (main process): `manifest.json` with the stage's time, which marks the folder
+        finished."""
+        manifest = {**manifest, "seconds": round(time.perf_counter() - self.started, 1)}
+        write_json(self.output_dir / MANIFEST, manifest)
         return manifest

@@ -217,7 +217,8 @@ class ValidRanking:
 
 
 class ValidRankingMixin:
-    """A Trainer whose `evaluate` ranks the valid users when a `ValidRanking` is attached (`attach_valid_selection`).
+    """A Trainer whose `evaluate` ranks the valid users when a `ValidRanking` is attached (`attach_valid_selection`),
+    built (with keyword arguments) on TrainingArguments `settle_valid_selection` settled.
 
     The metrics are logged as `eval_<metric>` with `eval_valid_score`, what `metric_for_best_model` chooses by.
     A check at step 0 also saves `checkpoint-0` and counts as a candidate, which the Trainer does not do for
@@ -227,6 +228,13 @@ class ValidRankingMixin:
 
     valid_ranking: ValidRanking | None = None
     checkpoints_for_selection_only = False  # save_strategy was "no": the checks' checkpoints go when training ends
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if ranks_valid(kwargs.get("args")) and kwargs.get("eval_dataset") is None:
+            # Trainer.__init__ refuses evaluation without an eval_dataset; the checks rank the valid users and
+            # never read it, so one train row stands in.
+            kwargs["eval_dataset"] = kwargs["train_dataset"].select(range(1))
+        super().__init__(*args, **kwargs)
 
     def evaluate(self, eval_dataset: Any = None, ignore_keys: list[str] | None = None,
                  metric_key_prefix: str = "eval") -> dict[str, float]:
@@ -283,20 +291,40 @@ class ValidCheckSchedule(TrainerCallback):
             control.should_evaluate = True  # the last weights are a candidate too (saved: DefaultFlowCallback)
 
 
-def attach_valid_selection(trainer: Any, ranking: ValidRanking) -> None:
-    """Turn a trainer's evaluation into valid ranking with the best check kept (module docstring).
+@dataclass(frozen=True)
+class SelectionCheckpoints:
+    """What the recipe's own checkpointing was, read before `settle_valid_selection` replaces it."""
+
+    recipe_save_steps: int | None  # the recipe's `save_strategy: steps` interval (kept for resuming), if any
+    for_selection_only: bool  # `save_strategy: no`: the checks' checkpoints go when training ends
+
+
+def ranks_valid(training: Any) -> bool:
+    """Whether these TrainingArguments were settled for valid selection (`settle_valid_selection`)."""
+    return getattr(training, "metric_for_best_model", None) == VALID_SCORE
+
+
+def settle_valid_selection(training: Any, args: ValidSelectionArguments) -> SelectionCheckpoints | None:
+    """Turn the TrainingArguments' evaluation into valid ranking with the best check kept (module docstring),
+    before the trainer is built; None when valid selection is off. The trainer reads them as they are from then on.
 
     The recipe's `save_strategy: steps` checkpoints stay (every check is one more); with `save_strategy: no` the
     checks' checkpoints hold the weights only and the stage removes them once training ends
-    (`end_valid_selection`).
+    (`end_valid_selection`). A recipe that also asks for a validation loss (`eval_strategy`) is refused: the loss
+    and the ranking would each choose their own best checkpoint.
     """
-    if not isinstance(trainer, ValidRankingMixin):
-        raise TypeError(f"{type(trainer).__name__} cannot rank the valid users; mix in ValidRankingMixin")
-    training, args = trainer.args, ranking.args
-    recipe_save_steps = training.save_steps if training.save_strategy == SaveStrategy.STEPS else None
-    trainer.valid_ranking = ranking
-    trainer.checkpoints_for_selection_only = training.save_strategy == SaveStrategy.NO
-    if trainer.checkpoints_for_selection_only:
+    if not args.enabled:
+        return None
+    if ranks_valid(training):
+        raise RuntimeError("settle_valid_selection: these TrainingArguments are settled already")
+    if training.eval_strategy != IntervalStrategy.NO:
+        raise ConfigError("eval_strategy (the validation loss, with early_stopping_patience) and "
+                          "valid_every_steps / valid_every_epochs (ranking the valid users) would each choose "
+                          "their own best checkpoint; choose one")
+    checkpoints = SelectionCheckpoints(
+        recipe_save_steps=training.save_steps if training.save_strategy == SaveStrategy.STEPS else None,
+        for_selection_only=training.save_strategy == SaveStrategy.NO)
+    if checkpoints.for_selection_only:
         training.save_only_model = getattr(training, "deepspeed_plugin", None) is None
         training.save_total_limit = training.save_total_limit or 1  # the newest and the best stay
     training.eval_strategy, training.save_strategy = IntervalStrategy.STEPS, SaveStrategy.STEPS
@@ -305,9 +333,22 @@ def attach_valid_selection(trainer: Any, ranking: ValidRanking) -> None:
     training.metric_for_best_model, training.greater_is_better = VALID_SCORE, True
     training.load_best_model_at_end = True
     training.restore_callback_states_from_checkpoint = True  # the early-stopping counter of a resumed run
-    trainer.add_callback(ValidCheckSchedule(args, recipe_save_steps))
-    if args.valid_patience is not None:
-        trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=args.valid_patience))
+    return checkpoints
+
+
+def attach_valid_selection(trainer: Any, ranking: ValidRanking, checkpoints: SelectionCheckpoints) -> None:
+    """Give a trainer built on settled TrainingArguments (`settle_valid_selection`, which returned `checkpoints`)
+    what its checks rank, and the callbacks that put the checks on the run's step grid and stop early."""
+    if not isinstance(trainer, ValidRankingMixin):
+        raise TypeError(f"{type(trainer).__name__} cannot rank the valid users; mix in ValidRankingMixin")
+    if not ranks_valid(trainer.args):
+        raise RuntimeError("attach_valid_selection: settle the TrainingArguments (settle_valid_selection) before "
+                           "the trainer is built")
+    trainer.valid_ranking = ranking
+    trainer.checkpoints_for_selection_only = checkpoints.for_selection_only
+    trainer.add_callback(ValidCheckSchedule(ranking.args, checkpoints.recipe_save_steps))
+    if ranking.args.valid_patience is not None:
+        trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=ranking.args.valid_patience))
 
 
 def end_valid_selection(trainer: Any) -> dict[str, Any]:
