@@ -17,7 +17,10 @@ valid split as its recipe says:
 - `sasrec_liked`: SASRec trained on liked targets only (and `sasrec`, plain, for reference);
 - `grpo_rating`: GRPO from `sft` with the `rating` reward alone; `grpo_rating_exact`: with exact_match beside it;
 - `dpo_rating`: DPO from `sft` on rating pairs (the target against the user's disliked items, a disliked target
-  against their liked ones).
+  against their liked ones);
+- `grpo_rating_gap`, `dpo_rating_gap`: the same two runs with the check chosen by the valid HR@10 gap (liked
+  users' HR@10 minus disliked users'), the measure the rating signal is meant to move; the others choose by
+  liked NDCG@10. Both keep 95% of the start's overall valid NDCG@10.
 
 Every model ranks every test user (the same users), through `rlrec evaluate`'s code: `eval-s<seed>/report.json`
 holds HR/NDCG on liked and disliked targets with paired intervals against `sft`. `feedback.json` adds, over the
@@ -46,7 +49,11 @@ K = 10
 LIKED_ONLY = {"neutral": 0.0, "disliked": 0.0}
 WEIGHTED = {"liked": 1.0, "neutral": 0.5, "disliked": 0.25}
 RATING_WEIGHTS = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]  # re-ranking weights tried on valid (summed log-probs)
-REFINEMENTS = ("grpo_rating", "grpo_rating_exact", "dpo_rating")
+REFINEMENTS = ("grpo_rating", "grpo_rating_exact", "dpo_rating", "grpo_rating_gap", "dpo_rating_gap")
+# How a refinement's check is chosen on valid: liked NDCG@10, or the liked-minus-disliked HR@10 gap (`_gap` runs),
+# both among checks that keep 95% of the start's overall valid NDCG@10.
+BY_LIKED = ["--valid_metric", "NDCG@10:liked", "--valid_floor", "NDCG@10>=0.95"]
+BY_GAP = ["--valid_metric", "HR@10:gap", "--valid_floor", "NDCG@10>=0.95"]
 BASELINES = ("sft_liked", "sft_weighted", "sft+rating", "sasrec_liked")
 SMOKE_SFT = ["--scratch_hidden_size", "32", "--scratch_num_heads", "2", "--scratch_num_layers", "1",
              "--num_train_epochs", "2", "--per_device_train_batch_size", "32", "--valid_every_epochs", "1",
@@ -97,15 +104,16 @@ def train_seed(args: argparse.Namespace, seed: int, data: Path, sid: Path) -> di
     refine = [*common, "--model_name_or_path", str(models["sft"]), *(SMOKE_REFINE if args.smoke else [])]
     smoke_grpo = ["--num_generations", "4"] if args.smoke else []
     rating = {"name": "rating", "weight": 1.0, "future_window": args.future_window}
-    models["grpo_rating"] = stage("grpo", args.grpo_config, out / f"grpo_rating-s{seed}", *refine, *smoke_grpo,
-                                  "--rewards", json.dumps([rating]))
+    dpo = ["--negatives", "none", "--rating_pairs", str(args.rating_pairs), "--learning_rate",
+           str(args.dpo_learning_rate)]
+    for suffix, chosen_by in (("", BY_LIKED), ("_gap", BY_GAP)):
+        models[f"grpo_rating{suffix}"] = stage("grpo", args.grpo_config, out / f"grpo_rating{suffix}-s{seed}",
+                                               *refine, *smoke_grpo, "--rewards", json.dumps([rating]), *chosen_by)
+        models[f"dpo_rating{suffix}"] = stage("dpo", args.dpo_config, out / f"dpo_rating{suffix}-s{seed}", *refine,
+                                              *dpo, *chosen_by)
     models["grpo_rating_exact"] = stage("grpo", args.grpo_config, out / f"grpo_rating_exact-s{seed}", *refine,
-                                        *smoke_grpo, "--rewards", json.dumps(["exact_match", rating]))
-    models["dpo_rating"] = stage("dpo", args.dpo_config, out / f"dpo_rating-s{seed}", *refine,
-                                 "--negatives", "none", "--rating_pairs", str(args.rating_pairs),
-                                 "--learning_rate", str(args.dpo_learning_rate),
-                                 "--valid_metric", "NDCG@10:liked", "--valid_floor", "NDCG@10>=0.95")
-    return models
+                                        *smoke_grpo, "--rewards", json.dumps(["exact_match", rating]), *BY_LIKED)
+    return {name: models[name] for name in ("sft", "sft_liked", "sft_weighted", *REFINEMENTS)}
 
 
 def choose_rerank_weight(sft: Path, dataset: Any, index: Any) -> tuple[float, list[dict[str, float]]]:

@@ -16,6 +16,7 @@ from rlrec.training.valid_selection import (
     ValidRankingMixin,
     ValidSelectionArguments,
     attach_valid_selection,
+    check_metrics,
     end_valid_selection,
     settle_valid_selection,
 )
@@ -189,8 +190,21 @@ def test_a_liked_metric_chooses_by_the_valid_users_who_liked_their_target(tmp_pa
     trainer.train()
     selection = end_valid_selection(trainer)
     assert selection["best"]["step"] == 2  # step 4 likes more but falls below the floor on all users
-    for bad in ("NDCG@10:disliked", "tail_share@10:liked"):
+    for bad in ("NDCG@10:disliked", "tail_share@10:liked", "tail_share@10:gap"):
         with pytest.raises(ConfigError, match="NDCG@10:liked"):
             ValidSelectionArguments(valid_every_steps=1, valid_metric=bad)
     with pytest.raises(ConfigError, match="reads the users' ratings"):
         ValidRanking(valid, examples=[object()], index=None, tokenizer=None, max_history=None)
+
+
+def test_a_check_records_the_liked_and_disliked_groups_and_their_gap():
+    result = {"all": {"HR@10": 0.5, "NDCG@10": 0.25}, "liked": {"HR@10": 0.75, "NDCG@10": 0.5},
+              "disliked": {"HR@10": 0.25, "NDCG@10": 0.125}, "neutral": {"HR@10": 0.5, "NDCG@10": 0.5}}
+    assert check_metrics(result, grouped=False) == {"HR@10": 0.5, "NDCG@10": 0.25}
+    metrics = check_metrics(result, grouped=True)
+    assert metrics["HR@10:gap"] == 0.5 and metrics["NDCG@10:gap"] == 0.375 and metrics["HR@10:disliked"] == 0.25
+    assert "HR@10:neutral" not in metrics
+    assert check_metrics({"all": {"HR@10": 0.5}, "liked": {"HR@10": 0.75}}, grouped=True) == {
+        "HR@10": 0.5, "HR@10:liked": 0.75}  # no disliked user among the valid: no gap
+    gap = ValidSelectionArguments(valid_every_steps=1, valid_metric="HR@10:gap", valid_floor="NDCG@10>=0.95")
+    assert gap.metrics == ["HR@10:gap", "NDCG@10"] and gap.k_values == [10] and not gap.needs_item_space

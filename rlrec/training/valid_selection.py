@@ -43,8 +43,9 @@ logger = logging.getLogger(__name__)
 
 # Metrics a check can choose by or hold a floor on: higher is better for each.
 SELECTION_METRICS = ("HR", "NDCG", "tail_share", "novelty", "coverage", "diversity")
-# Target groups a check can choose by, written METRIC@K:GROUP (e.g. NDCG@10:liked, on rated data).
-SELECTION_GROUPS = ("liked",)
+# Target groups a check can choose by, written METRIC@K:GROUP (e.g. NDCG@10:liked, on rated data); `gap` is the
+# liked group's value minus the disliked group's (PNFRec's gap: higher when a model prefers what users liked).
+SELECTION_GROUPS = ("liked", "gap")
 # Groups each check of such a run also records, to read beside the chooser: HR@K:disliked (lower is better).
 RECORDED_GROUPS = ("liked", "disliked")
 # What `metric_for_best_model` reads: the chosen metric, or INELIGIBLE for a check below `valid_floor`.
@@ -71,7 +72,8 @@ class ValidSelectionArguments:
         default="NDCG@10",
         metadata={"help": "Metric that chooses (higher is better): HR@K or NDCG@K, or, for a run steered by a "
                   "beyond-accuracy reward, tail_share@K, novelty@K, coverage@K or diversity@K (with valid_floor); "
-                  "on rated data HR@K:liked or NDCG@K:liked (the valid users whose target they liked)."},
+                  "on rated data HR@K:liked or NDCG@K:liked (the valid users whose target they liked), or "
+                  "HR@K:gap / NDCG@K:gap (the liked users' value minus the disliked users')."},
     )
     valid_floor: str | None = field(
         default=None,
@@ -167,6 +169,19 @@ class ValidSelectionArguments:
         return without_last_windows(train) if self.valid_unseen_last_item else train
 
 
+def check_metrics(result: dict[str, dict[str, float]], grouped: bool) -> dict[str, float]:
+    """A check's metrics from `evaluate_ranker`'s result: all users' (`NDCG@10`, ...) and, when `grouped`, the
+    liked and disliked groups' (`NDCG@10:liked`, `HR@10:disliked`) and their difference (`NDCG@10:gap`)."""
+    metrics = dict(result["all"])
+    if not grouped:
+        return metrics
+    for group in RECORDED_GROUPS:
+        metrics.update({f"{name}:{group}": value for name, value in result.get(group, {}).items()})
+    liked, disliked = result.get("liked", {}), result.get("disliked", {})
+    metrics.update({f"{name}:gap": liked[name] - disliked[name] for name in liked if name in disliked})
+    return metrics
+
+
 class ValidRanking:
     """What a check measures: the valid users ranked with constrained beam search, as `rlrec evaluate` ranks."""
 
@@ -199,9 +214,7 @@ class ValidRanking:
         beyond = BeyondAccuracyAccumulator(self.space, self.args.k_values) if self.args.needs_item_space else None
         result = evaluate_ranker(ranker, self.examples, self.args.k_values, batch_size=len(self.examples),
                                  beyond=beyond, feedback=self.feedback)
-        metrics = dict(result["all"])
-        for group in RECORDED_GROUPS if self.feedback is not None else ():
-            metrics.update({f"{name}:{group}": value for name, value in result.get(group, {}).items()})
+        metrics = check_metrics(result, grouped=self.feedback is not None)
         if any(metric not in metrics for metric in self.args.metrics):
             raise ConfigError(f"valid selection: {[m for m in self.args.metrics if m not in metrics]} cannot be "
                               "measured here (diversity needs the SID index's item embeddings)")
