@@ -185,3 +185,30 @@ def test_no_literal_default_is_repeated_across_config_classes():
               "b.py": "@dataclass\nclass B:\n    valid_num_beams: int = field(default=20, metadata={})\n",
               "c.py": "@dataclass\nclass C:\n    num_beams: int = DEFAULT_NUM_BEAMS\n"}
     assert repeated_literal_defaults(seeded) == {("num_beams", 20): ["a.py:A", "b.py:B"]}
+
+
+def test_every_stage_that_reads_a_prepared_dataset_inherits_the_field():
+    """`dataset_dir` is declared once (`rlrec/utils/stage_fields.py`) for every stage whose dataset is required;
+    only the stages where None means "the model's manifest's" declare their own."""
+    import dataclasses
+    import importlib
+
+    from rlrec.cli import STAGES
+    from rlrec.utils.stage_fields import DatasetArguments, ModelDataArguments
+
+    own, inherited = set(), set()
+    for module, _ in STAGES.values():
+        for config in importlib.import_module(module).make_parser().dataclass_types:
+            fields = {f.name: f for f in dataclasses.fields(config)}
+            if "dataset_dir" not in fields:
+                continue
+            if fields["dataset_dir"].default is None:
+                own.add(config.__name__)
+            else:
+                assert issubclass(config, DatasetArguments), f"{config.__name__} declares dataset_dir again"
+                inherited.add(config.__name__)
+            if issubclass(config, ModelDataArguments):
+                assert fields["sid_dir"].default is None, config.__name__
+    assert own == {"ExportConfig", "RecommendConfig", "CacheConfig"}
+    assert {"SIDConfig", "SFTScriptArguments", "GRPOScriptArguments", "DPOScriptArguments", "EvaluateConfig",
+            "RewardsConfig", "SETRecStageConfig"} == inherited

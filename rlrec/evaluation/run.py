@@ -36,6 +36,7 @@ from rlrec.evaluation.settings import EvalSettings
 from rlrec.ranking import PopularityRanker, Ranker, RankingSpec, ScoreRanker, load_ranker, load_sid_index
 from rlrec.sid.index import INDEX_FILE, SIDIndex
 from rlrec.utils.errors import ConfigError, DataError
+from rlrec.utils.stage_fields import ModelDataArguments
 
 logger = logging.getLogger(__name__)
 
@@ -43,19 +44,12 @@ MODEL_NAME = "model"  # the report entry of the evaluated checkpoint
 
 
 @dataclass
-class EvaluateConfig(EvalSettings):
+class EvaluateConfig(ModelDataArguments, EvalSettings):
     """Settings of the `rlrec evaluate` stage: which checkpoint, on which data, written where."""
 
     model_path: str = field(
         default="runs/ml-100k/sft",
         metadata={"help": "Checkpoint folder: a full model with its tokenizer, or a LoRA adapter with its tokenizer."},
-    )
-    dataset_dir: str = field(
-        default="runs/ml-100k/data", metadata={"help": "Prepared dataset folder written by `rlrec prepare`."}
-    )
-    sid_dir: str | None = field(
-        default=None,
-        metadata={"help": "Folder with the SID index the model was trained with; None: `<model_path>/sid`."},
     )
     output_dir: str | None = field(
         default=None,

