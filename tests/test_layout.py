@@ -4,6 +4,8 @@ so each stage's logic is found from its CLI name in one hop and can be reused wi
 import ast
 from pathlib import Path
 
+import pytest
+
 import rlrec
 
 PACKAGE = Path(rlrec.__file__).parent
@@ -212,3 +214,26 @@ def test_every_stage_that_reads_a_prepared_dataset_inherits_the_field():
     assert own == {"ExportConfig", "RecommendConfig", "CacheConfig"}
     assert {"SIDConfig", "SFTScriptArguments", "GRPOScriptArguments", "DPOScriptArguments", "EvaluateConfig",
             "RewardsConfig", "SETRecStageConfig"} == inherited
+
+
+def test_an_eval_prefixed_copy_has_the_originals_type_help_and_default():
+    """`eval_num_beams` and the other copies are declared by name in plain dataclasses, and each keeps
+    EvalSettings' type and help and, unless its class says otherwise, its default."""
+    import dataclasses
+
+    from rlrec.evaluation.settings import EvalSettings, eval_field
+    from rlrec.scripts.setrec import SETRecEvalArguments
+    from rlrec.training.config import EndEvalArguments
+
+    original = {f.name: f for f in dataclasses.fields(EvalSettings)}
+    own_defaults = {("EndEvalArguments", "split"): "valid", ("SETRecEvalArguments", "split"): "test"}
+    for cls in (EndEvalArguments, SETRecEvalArguments):
+        copies = {f.name.removeprefix("eval_"): f for f in dataclasses.fields(cls) if f.name.startswith("eval_")}
+        assert set(cls().settings_fields) == set(copies) & set(original) and cls().settings_fields
+        for name in cls().settings_fields:
+            copy, source = copies[name], original[name]
+            assert copy.type == source.type and copy.metadata == source.metadata, (cls.__name__, name)
+            value = getattr(cls(), f"eval_{name}")
+            assert value == own_defaults.get((cls.__name__, name), getattr(EvalSettings(), name)), (cls, name)
+    with pytest.raises(ValueError, match="not an EvalSettings field"):
+        eval_field("beam_count")

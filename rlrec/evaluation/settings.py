@@ -1,15 +1,15 @@
 """`EvalSettings`: how a model is evaluated, declared once.
 
 `rlrec evaluate` takes the fields as they are (`EvaluateConfig` extends it); the training stages' end-of-training
-evaluation and `rlrec setrec` take `eval_`-prefixed copies of some of them (`eval_arguments`), since their
-parsers also hold TRL's and transformers' fields, and turn them back into `EvalSettings` with `settings()`.
+evaluation and `rlrec setrec` take `eval_`-prefixed copies of some of them (plain dataclasses whose fields are
+`eval_field(...)`: the original's help and default), since their parsers also hold TRL's and transformers'
+fields, and turn them back into `EvalSettings` with `settings()`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,45 +117,36 @@ class EvalSettings:
 
 
 class EvalArguments:
-    """Base of the `eval_arguments` classes: `settings()` gives the `EvalSettings` they stand for."""
+    """Base of the `eval_`-prefixed copies of EvalSettings fields a training stage takes (`EndEvalArguments`,
+    `SETRecEvalArguments`): `settings()` gives the `EvalSettings` they stand for."""
 
-    _settings_fields: tuple[str, ...] = ()
+    @property
+    def settings_fields(self) -> tuple[str, ...]:
+        """The EvalSettings fields this class holds a copy of (`eval_num_beams` -> `num_beams`)."""
+        names = {f.name for f in dataclasses.fields(EvalSettings)}
+        return tuple(f.name.removeprefix(PREFIX) for f in dataclasses.fields(self)  # type: ignore[arg-type]
+                     if f.name.startswith(PREFIX) and f.name.removeprefix(PREFIX) in names)
 
     def settings(self, **overrides: Any) -> EvalSettings:
-        values = {name: getattr(self, PREFIX + name) for name in self._settings_fields}
+        values = {name: getattr(self, PREFIX + name) for name in self.settings_fields}
         try:
             return EvalSettings(**{**values, **overrides})
         except ConfigError as err:  # name the fields as the user wrote them
-            names = "|".join(self._settings_fields)
+            names = "|".join(self.settings_fields)
             raise ConfigError(re.sub(rf"\b({names})\b", lambda m: PREFIX + m.group(1), str(err))) from None
 
     def __post_init__(self) -> None:
         self.settings()  # checked when parsed, before any model loads
 
 
-def eval_arguments(name: str, doc: str, names: Sequence[str], defaults: dict[str, Any] | None = None,
-                   extra: Sequence[tuple[str, type, Any]] = ()) -> type:
-    """A dataclass with an `eval_<name>` field for each of `names` (EvalSettings' type, help and default, or
-    `defaults[name]`), plus `extra` fields first; `settings()` builds the EvalSettings."""
-    defaults = defaults or {}
-    source = {f.name: f for f in dataclasses.fields(EvalSettings)}
-    unknown = [n for n in [*names, *defaults] if n not in source]
-    if unknown:
-        raise ValueError(f"not EvalSettings fields: {unknown}")
-    specs = list(extra)
-    for n in names:
-        original = source[n]
-        if n in defaults:
-            value = defaults[n]
-            spec = field(default_factory=lambda v=value: list(v)) if isinstance(value, list) else field(default=value)
-        elif original.default_factory is not dataclasses.MISSING:
-            spec = field(default_factory=original.default_factory)
-        else:
-            spec = field(default=original.default)
-        spec.metadata = original.metadata
-        specs.append((PREFIX + n, original.type, spec))
-    cls = dataclasses.make_dataclass(name, specs, bases=(EvalArguments,))
-    cls.__module__ = __name__  # the string annotations resolve in this module
-    cls.__doc__ = doc
-    cls._settings_fields = tuple(names)
-    return cls
+def eval_field(name: str, default: Any = dataclasses.MISSING) -> Any:
+    """The field of an `eval_<name>` copy: EvalSettings' `name` with its help and, unless `default` is given, its
+    default, so the copy cannot drift from the original."""
+    original = next((f for f in dataclasses.fields(EvalSettings) if f.name == name), None)
+    if original is None:
+        raise ValueError(f"{name!r} is not an EvalSettings field")
+    if default is not dataclasses.MISSING:
+        return field(default=default, metadata=original.metadata)
+    if original.default_factory is not dataclasses.MISSING:
+        return field(default_factory=original.default_factory, metadata=original.metadata)
+    return field(default=original.default, metadata=original.metadata)

@@ -24,7 +24,7 @@ from trl import ModelConfig, TrlParser
 
 from rlrec.baselines.sasrec import SASRecConfig
 from rlrec.data.schema import PreparedDataset
-from rlrec.evaluation.settings import EvalSettings, eval_arguments
+from rlrec.evaluation.settings import EvalArguments, EvalSettings, eval_field
 from rlrec.setrec.config import SETRecModelConfig, SETRecTrainConfig
 from rlrec.training.stage import StageRun
 from rlrec.utils.errors import ConfigError
@@ -62,12 +62,20 @@ class SETRecStageConfig(DatasetArguments):
             raise ConfigError(f"sasrec_valid_patience={self.sasrec_valid_patience}; expected an integer >= 0")
 
 
-SETRecEvalArguments = eval_arguments(
-    "SETRecEvalArguments",
-    "The evaluation after training (`rlrec evaluate`'s settings, `eval_`-prefixed; same subset seed and baselines).",
-    ["split", "k_values", "batch_size", "max_examples", "baselines", "head_fraction", "cold_pool", "seed", "plot"],
-    defaults={"split": "test"},
-)
+@dataclass
+class SETRecEvalArguments(EvalArguments):
+    """The evaluation after training (`rlrec evaluate`'s settings, `eval_`-prefixed; same subset seed and
+    baselines)."""
+
+    eval_split: str = eval_field("split", default="test")
+    eval_k_values: list[int] = eval_field("k_values")
+    eval_batch_size: int = eval_field("batch_size")
+    eval_max_examples: int | None = eval_field("max_examples")
+    eval_baselines: list[str] = eval_field("baselines")
+    eval_head_fraction: float | None = eval_field("head_fraction")
+    eval_cold_pool: bool = eval_field("cold_pool")
+    eval_seed: int = eval_field("seed")
+    eval_plot: bool = eval_field("plot")
 
 
 def setrec_eval_settings(eval_args: Any, stage: SETRecStageConfig) -> EvalSettings:

@@ -18,7 +18,7 @@ from trl import SFTConfig
 
 from rlrec.data.feedback import FeedbackRule
 from rlrec.data.schema import Example
-from rlrec.evaluation.settings import eval_arguments
+from rlrec.evaluation.settings import EvalArguments, eval_field
 from rlrec.utils.defaults import DEFAULT_MAX_LENGTH
 from rlrec.utils.errors import ConfigError
 from rlrec.utils.stage_fields import DatasetArguments
@@ -72,14 +72,17 @@ def parse_mapping(value: Any, field_name: str) -> dict[str, float]:
     return value
 
 
-EndEvalArguments = eval_arguments(
-    "EndEvalArguments",
-    "The evaluation a training stage runs on the model it saved (`rlrec evaluate`'s settings, `eval_`-prefixed).",
-    ["split", "max_examples", "num_beams", "k_values", "baselines"],
-    defaults={"split": "valid"},
-    extra=[("eval_at_end", bool, field(
-        default=True, metadata={"help": "Run constrained-beam-search evaluation on the model that was saved."}))],
-)
+@dataclass
+class EndEvalArguments(EvalArguments):
+    """The evaluation a training stage runs on the model it saved (`rlrec evaluate`'s settings, `eval_`-prefixed)."""
+
+    eval_at_end: bool = field(
+        default=True, metadata={"help": "Run constrained-beam-search evaluation on the model that was saved."})
+    eval_split: str = eval_field("split", default="valid")
+    eval_max_examples: int | None = eval_field("max_examples")
+    eval_num_beams: int = eval_field("num_beams")
+    eval_k_values: list[int] = eval_field("k_values")
+    eval_baselines: list[str] = eval_field("baselines")
 
 
 @dataclass
