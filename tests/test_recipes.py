@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from rlrec.cli import STAGES, parse_stage
-from rlrec.utils.errors import UsageError
-from rlrec.utils.ranges import RANGES, check_ranges
+from rlrec.utils.errors import ConfigError, UsageError
+from rlrec.utils.ranges import LIBRARY_RANGES, check_ranges, class_ranges
 from rlrec.utils.renamed_fields import renames_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,20 +44,48 @@ def test_recipe_parses_with_its_stage(recipe):
         assert got == pytest.approx(expected) if isinstance(expected, float) else got == expected, (recipe, name)
 
 
-def test_every_range_names_a_field_of_some_stage():
-    """The range table cannot drift from the configs: each name in it is a field some stage parses."""
-    fields = set()
-    for module, _ in STAGES.values():
-        for dataclass_type in importlib.import_module(module).make_parser().dataclass_types:
-            fields |= {f.name for f in dataclasses.fields(dataclass_type)}
-    assert sorted(set(RANGES) - fields) == []
+def _stage_fields() -> list[tuple[type, dataclasses.Field]]:
+    return [(dataclass_type, f) for module, _ in STAGES.values()
+            for dataclass_type in importlib.import_module(module).make_parser().dataclass_types
+            for f in dataclasses.fields(dataclass_type)]
+
+
+def test_every_library_range_names_a_field_transformers_or_trl_declares():
+    """The table holds only what rlrec cannot write beside the declaration; rlrec's own fields carry their range
+    in their metadata, so a field's default, range and help are in one place."""
+    declared_by = {}
+    for dataclass_type, f in _stage_fields():
+        owners = {c.__module__.split(".")[0] for c in dataclass_type.__mro__
+                  if f.name in vars(c).get("__annotations__", {})}
+        declared_by.setdefault(f.name, set()).update(owners)
+    assert sorted(set(LIBRARY_RANGES) - set(declared_by)) == []
+    # rlrec may give a library field another default (RecTrainingDefaults), never a field of its own here
+    assert {name: owners for name, owners in declared_by.items()
+            if name in LIBRARY_RANGES and not owners & {"transformers", "trl"}} == {}
+    own = {f.name for config, f in _stage_fields() if f.name in class_ranges(config) and f.name not in LIBRARY_RANGES}
+    assert {"max_history", "codebook_size", "kmeans_iters", "embedding_batch_size", "rollout_batch_size"} <= own
+
+
+def test_a_fields_own_range_is_held_and_shown(capsys):
+    from rlrec.sid.config import SIDConfig
+    from rlrec.training.grpo_config import GRPOScriptArguments
+
+    assert class_ranges(SIDConfig)["codebook_size"].describe() == "a number >= 2"
+    # A subclass adds its ranges to its bases': GRPO's rollout batch beside the refinement stages' history cap.
+    assert {"rollout_batch_size", "max_history", "learning_rate"} <= set(class_ranges(GRPOScriptArguments))
+    with pytest.raises(ConfigError, match="codebook_size=1; expected a number >= 2"):
+        check_ranges([SIDConfig(codebook_size=1)])
+    with pytest.raises(ConfigError, match="max_history=0; expected a number >= 1"):
+        check_ranges([GRPOScriptArguments(max_history=0)])
+    check_ranges([SIDConfig(), GRPOScriptArguments(max_history=None)])  # None: left unset
 
 
 def test_a_range_says_what_it_allows():
-    assert RANGES["max_steps"].holds(-1) and RANGES["max_steps"].holds(3) and not RANGES["max_steps"].holds(0)
-    assert RANGES["num_train_epochs"].describe() == "a number > 0"
-    assert RANGES["adam_beta1"].describe() == "a number in [0, 1]" and not RANGES["adam_beta1"].holds(1.5)
-    assert not RANGES["learning_rate"].holds(float("nan")) and not RANGES["learning_rate"].holds(float("inf"))
+    ranges = LIBRARY_RANGES
+    assert ranges["max_steps"].holds(-1) and ranges["max_steps"].holds(3) and not ranges["max_steps"].holds(0)
+    assert ranges["num_train_epochs"].describe() == "a number > 0"
+    assert ranges["adam_beta1"].describe() == "a number in [0, 1]" and not ranges["adam_beta1"].holds(1.5)
+    assert not ranges["learning_rate"].holds(float("nan")) and not ranges["learning_rate"].holds(float("inf"))
 
 
 def test_defaults_and_recipes_parse_to_the_recorded_values():

@@ -15,18 +15,21 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from trl import TrlParser
 
 from rlrec.utils.defaults import DEFAULT_NUM_BEAMS
 from rlrec.utils.errors import ConfigError
 from rlrec.utils.output_dirs import check_output_dir
+from rlrec.utils.ranges import AT_LEAST_ONE, Range
 
 
 @dataclass
 class ExportConfig:
     """Settings of `rlrec export`: which model, written where, described how, pushed where."""
+
+    field_ranges: ClassVar[dict[str, Range]] = {"max_history": AT_LEAST_ONE}  # checked by rlrec/utils/ranges.py
 
     model_path: str = field(
         default="runs/ml-100k/grpo",

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from trl import TrlParser
 
 from rlrec.utils.errors import ConfigError
+from rlrec.utils.ranges import AT_LEAST_ONE, Range
 
 
 @dataclass
 class RecommendConfig:
     """Settings of `rlrec recommend`."""
+
+    field_ranges: ClassVar[dict[str, Range]] = {"max_history": AT_LEAST_ONE}  # checked by rlrec/utils/ranges.py
 
     model_path: str = field(
         default="runs/ml-100k/export",

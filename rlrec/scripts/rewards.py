@@ -25,7 +25,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from trl import TrlParser
@@ -37,6 +37,7 @@ from rlrec.utils.defaults import DEFAULT_ROLLOUT_BATCH_SIZE, DEFAULT_SEED
 from rlrec.utils.errors import ConfigError, DataError
 from rlrec.utils.io import atomic_output_dir, read_jsonl, write_json, write_jsonl
 from rlrec.utils.output_dirs import check_output_dir
+from rlrec.utils.ranges import AT_LEAST_ONE, Range
 from rlrec.utils.stage_fields import ModelDataArguments
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ ROLLOUTS_FILE = "rollouts.jsonl"
 @dataclass
 class RewardsConfig(ModelDataArguments):
     """Which rollouts to score (generated from a checkpoint, or saved ones) and with which rewards."""
+
+    field_ranges: ClassVar[dict[str, Range]] = {"max_history": AT_LEAST_ONE}  # checked by rlrec/utils/ranges.py
 
     output_dir: str = field(default="runs/ml-100k/rewards", metadata={"help": "Receives rollouts.jsonl + report."})
     overwrite_output_dir: bool = field(

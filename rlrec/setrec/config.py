@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from transformers import TrainingArguments
 
 from rlrec.utils.errors import ConfigError
+from rlrec.utils.ranges import AT_LEAST_ONE, Range
 
 TRAIN_CATALOGS = ("all", "warm")
 DEFAULT_PROMPT = "A user interacted with these items, oldest first. Recommend the next item."
@@ -15,6 +17,8 @@ DEFAULT_PROMPT = "A user interacted with these items, oldest first. Recommend th
 @dataclass
 class SETRecModelConfig:
     """The shape of a SETRec identifier and how generated tokens are grounded to items."""
+
+    field_ranges: ClassVar[dict[str, Range]] = {"max_history": AT_LEAST_ONE}  # checked by rlrec/utils/ranges.py
 
     num_semantic_tokens: int = field(
         default=4,

@@ -7,9 +7,11 @@ help is what `rlrec sid --help` prints, so it is the reference for each option.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from rlrec.utils.defaults import DEFAULT_SEED
 from rlrec.utils.errors import ConfigError
+from rlrec.utils.ranges import AT_LEAST_ONE, Range
 from rlrec.utils.stage_fields import DatasetArguments
 
 DEFAULT_KMEANS_ITERS = 100  # Lloyd iterations per k-means fit (residual k-means and RQ-VAE codebook seeding)
@@ -23,6 +25,10 @@ MAX_LEVELS = 26  # one token prefix letter per level: <a_..> ... <z_..>
 @dataclass
 class SIDConfig(DatasetArguments):
     """Settings of the Semantic-ID stage: embed item texts, quantise them, resolve collisions."""
+
+    # The ranges of the numeric fields below that no __post_init__ check bounds (rlrec/utils/ranges.py).
+    field_ranges: ClassVar[dict[str, Range]] = {"embedding_batch_size": AT_LEAST_ONE, "codebook_size": Range(2),
+                                                "kmeans_iters": AT_LEAST_ONE}
 
     # Input and output.
     output_dir: str = field(

@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from trl import SFTConfig
@@ -21,6 +21,7 @@ from rlrec.data.schema import Example
 from rlrec.evaluation.settings import EvalArguments, eval_field
 from rlrec.utils.defaults import DEFAULT_MAX_LENGTH
 from rlrec.utils.errors import ConfigError
+from rlrec.utils.ranges import AT_LEAST_ONE, Range
 from rlrec.utils.stage_fields import DatasetArguments
 
 DEFAULT_TASKS: dict[str, float] = {
@@ -88,6 +89,8 @@ class EndEvalArguments(EvalArguments):
 @dataclass
 class SFTScriptArguments(DatasetArguments):
     """What the SFT stage reads and how it builds the vocabulary and the training mixture."""
+
+    field_ranges: ClassVar[dict[str, Range]] = {"max_history": AT_LEAST_ONE}  # checked by rlrec/utils/ranges.py
 
     sid_dir: str = field(default="runs/ml-100k/sid", metadata={"help": "SID index folder (`rlrec sid`)."})
     tasks: dict[str, float] | str | None = field(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from trl import DPOConfig
 
@@ -11,6 +12,7 @@ from rlrec.training.config import RecTrainingDefaults
 from rlrec.training.refine import RefinementDataArguments
 from rlrec.utils.defaults import DEFAULT_MAX_LENGTH, DEFAULT_NUM_BEAMS
 from rlrec.utils.errors import ConfigError
+from rlrec.utils.ranges import AT_LEAST_ONE, Range
 
 NEGATIVE_SOURCES = ("beam", "random", "none")
 
@@ -18,6 +20,8 @@ NEGATIVE_SOURCES = ("beam", "random", "none")
 @dataclass
 class DPOScriptArguments(RefinementDataArguments):
     """What the DPO stage reads and how it picks the rejected items."""
+
+    field_ranges: ClassVar[dict[str, Range]] = {"rollout_batch_size": AT_LEAST_ONE}  # checked by rlrec/utils/ranges.py
 
     negatives: str = field(
         default="beam",

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from trl import GRPOConfig
 
@@ -14,11 +14,14 @@ from rlrec.training.grpo_trainer import check_anchor_coef, check_level_credit
 from rlrec.training.refine import RefinementDataArguments
 from rlrec.utils.defaults import DEFAULT_ROLLOUT_BATCH_SIZE
 from rlrec.utils.errors import ConfigError
+from rlrec.utils.ranges import AT_LEAST_ONE, Range
 
 
 @dataclass
 class GRPOScriptArguments(RefinementDataArguments):
     """What the GRPO stage reads, how it rolls out, and which rewards score the rollouts."""
+
+    field_ranges: ClassVar[dict[str, Range]] = {"rollout_batch_size": AT_LEAST_ONE}  # checked by rlrec/utils/ranges.py
 
     rewards: list[Any] | str | None = field(
         default=None,

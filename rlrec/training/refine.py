@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rlrec.data.schema import PreparedDataset
 from rlrec.ranking.spec import RankingSpec
@@ -20,12 +20,15 @@ from rlrec.sid.index import SIDIndex
 from rlrec.training.stage import StageRun
 from rlrec.training.valid_selection import SelectionCheckpoints, ValidSelectionArguments, settle_valid_selection
 from rlrec.utils.errors import ConfigError
+from rlrec.utils.ranges import AT_LEAST_ONE, Range
 from rlrec.utils.stage_fields import ModelDataArguments
 
 
 @dataclass
 class RefinementDataArguments(ModelDataArguments):
     """What a refinement stage trains on: the fields `rlrec grpo` and `rlrec dpo` share."""
+
+    field_ranges: ClassVar[dict[str, Range]] = {"max_history": AT_LEAST_ONE}  # checked by rlrec/utils/ranges.py
 
     num_train_prompts: int | None = field(
         default=None, metadata={"help": "Train on a random subset of this many train examples; None: all."}

@@ -1,10 +1,13 @@
 """Range checks on the numeric fields of every stage's configs, before any work starts.
 
-The configs' own `__post_init__` checks what is specific to a stage; the fields every trainer shares come from
+An rlrec config class says the ranges of its numeric fields beside their declarations, in a `field_ranges`
+class variable (`field_ranges: ClassVar[dict[str, Range]] = {"codebook_size": Range(2)}`; a subclass adds to
+its bases'), or its `__post_init__` checks them. (A field's own metadata cannot hold it: HfArgumentParser hands
+every metadata key to argparse.) The fields every trainer shares come from
 transformers and TRL, which accept many out-of-range values silently (`num_train_epochs: -1` trains 0 steps
-and saves the untrained model as a finished run). One table names the allowed range of each shared numeric
-field, by name, and `check_ranges` holds every parsed config to it, so a bad value fails in one line that
-names the field and the range.
+and saves the untrained model as a finished run); rlrec cannot write beside those declarations, so
+`LIBRARY_RANGES` names their ranges. `check_ranges` holds every parsed config to both, so a bad value fails in
+one line that names the field and the range, and `annotate_help` shows the range in `--help`.
 """
 
 from __future__ import annotations
@@ -51,7 +54,8 @@ AT_LEAST_ONE = Range(1)
 NON_NEGATIVE = Range(0)
 SHARE = Range(0, 1)
 
-RANGES: dict[str, Range] = {
+# The ranges of fields transformers and TRL declare (rlrec's classes carry theirs in `field_ranges`).
+LIBRARY_RANGES: dict[str, Range] = {
     # transformers' TrainingArguments, shared by every training stage
     "num_train_epochs": POSITIVE,
     "max_steps": Range(1, also=(-1,)),
@@ -75,20 +79,24 @@ RANGES: dict[str, Range] = {
     "num_iterations": AT_LEAST_ONE,
     "steps_per_generation": AT_LEAST_ONE,
     "max_completion_length": AT_LEAST_ONE,
-    # rlrec's own numeric fields that no __post_init__ bounds (those a __post_init__ checks are left to it)
-    "codebook_size": Range(2),
-    "kmeans_iters": AT_LEAST_ONE,
-    "embedding_batch_size": AT_LEAST_ONE,
-    "rollout_batch_size": AT_LEAST_ONE,
-    "max_history": AT_LEAST_ONE,  # bounded by SFT's __post_init__, by nothing else in grpo, dpo, rewards
 }
+
+
+def class_ranges(config_type: type) -> dict[str, Range]:
+    """The ranges a config class gives its fields: its `field_ranges` and its bases', then the library table's."""
+    ranges = dict(LIBRARY_RANGES)
+    for base in reversed(config_type.__mro__):
+        ranges.update(vars(base).get("field_ranges", {}))
+    return ranges
 
 
 def annotate_help(parser: Any) -> None:
     """Say each ranged field's allowed values in its `--help` line, beside argparse's default, so `rlrec STAGE
     --help` shows a field's default and range together."""
+    ranges = {field.name: class_ranges(config).get(field.name) for config in getattr(parser, "dataclass_types", ())
+              for field in dataclasses.fields(config)}
     for action in getattr(parser, "_actions", []):
-        allowed = RANGES.get(action.dest)
+        allowed = ranges.get(action.dest)
         if allowed is not None and action.help and "Allowed:" not in action.help:
             action.help = f"{action.help.rstrip()} Allowed: {allowed.describe()}."
 
@@ -101,8 +109,9 @@ def check_ranges(configs: Iterable[Any]) -> None:
     for config in configs:
         if not dataclasses.is_dataclass(config):
             continue
+        ranges = class_ranges(type(config))
         for field in dataclasses.fields(config):
-            allowed = RANGES.get(field.name)
+            allowed = ranges.get(field.name)
             value = getattr(config, field.name, None)
             if allowed is None or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
