@@ -79,7 +79,7 @@ def parse_stage(stage: str, argv: list[str]) -> tuple[Any, tuple[Any, ...]]:
     argv = rename_flags(parser, argv, stage)
     if recipe is not None:
         config, file, lines = recipe
-        config = rename_recipe_fields(parser, config, file, lines)
+        config = rename_recipe_fields(parser, config, file, lines, stage)
         check_config_fields(parser, config, file, lines)
         argv = _apply_recipe(parser, config, argv)
     _check_flags(parser, stage, argv)

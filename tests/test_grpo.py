@@ -338,7 +338,7 @@ def test_rewards_stage_scores_what_a_grpo_step_scores(sft_model, tmp_path):
     out = tmp_path / "rewards"
     report = run_stage("rewards", [
         "--model_path", str(sft_model / "sft"), "--dataset_dir", str(sft_model / "data"), "--output_dir", str(out),
-        "--split", "train", "--max_examples", "100000", "--num_generations", "4", "--batch_size", "1",
+        "--split", "train", "--max_examples", "100000", "--num_generations", "4", "--rollout_batch_size", "1",
         "--add_target", "true", "--device", "cpu", "--rewards", '["test_grpo:record_reward"]'])
     (stage_call,) = RECORDED
     assert report["rewards"]["record_reward"]["mean"] == pytest.approx(np.mean(stage_call["scores"]), abs=1e-6)

@@ -149,9 +149,12 @@ def test_a_renamed_flag_still_parses_and_both_names_together_are_refused(tmp_pat
 def test_an_old_name_is_renamed_only_where_it_is_not_a_current_field():
     """`max_history` is prepare's old name and every prompt-building stage's current one."""
     def renames(stage: str) -> dict[str, str]:
-        return renames_for(importlib.import_module(STAGES[stage][0]).make_parser())
+        return renames_for(importlib.import_module(STAGES[stage][0]).make_parser(), stage)
     assert renames("prepare") == {"max_history": "history_cut"}
-    for stage in ("sft", "grpo", "dpo", "rewards"):
+    for stage in ("sft", "grpo", "dpo"):
         assert renames(stage) == {"max_history_items": "max_history"}, stage
+    # `rlrec rewards` takes GRPO's rollout settings under GRPO's names; in grpo itself `batch_size` stays unknown
+    assert renames("rewards") == {"max_history_items": "max_history", "top_k": "rollout_top_k",
+                                  "batch_size": "rollout_batch_size"}
     assert renames("evaluate") == renames("export") == {"max_history_items": "max_history"}
     assert renames("sid") == {}

@@ -49,7 +49,7 @@ ROLLOUTS_FILE = "rollouts.jsonl"
 class RewardsConfig(ModelDataArguments):
     """Which rollouts to score (generated from a checkpoint, or saved ones) and with which rewards."""
 
-    field_ranges: ClassVar[dict[str, Range]] = {"max_history": AT_LEAST_ONE}  # checked by rlrec/utils/ranges.py
+    field_ranges: ClassVar[dict[str, Range]] = {"max_history": AT_LEAST_ONE, "rollout_batch_size": AT_LEAST_ONE}
 
     output_dir: str = field(default="runs/ml-100k/rewards", metadata={"help": "Receives rollouts.jsonl + report."})
     overwrite_output_dir: bool = field(
@@ -68,8 +68,9 @@ class RewardsConfig(ModelDataArguments):
     num_generations: int = field(default=8, metadata={"help": "Candidates per prompt (the GRPO group)."})
     rollout: str = field(default="beam", metadata={"help": "beam (MiniOneRec) or sample."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (rollout: sample)."})
-    top_k: int | None = field(default=None, metadata={"help": "Top-k within the trie (rollout: sample)."})
-    batch_size: int = field(default=DEFAULT_ROLLOUT_BATCH_SIZE, metadata={"help": "Prompts decoded together."})
+    rollout_top_k: int | None = field(default=None, metadata={"help": "Top-k within the trie (rollout: sample)."})
+    rollout_batch_size: int = field(default=DEFAULT_ROLLOUT_BATCH_SIZE,
+                                    metadata={"help": "Prompts decoded together."})
     add_target: bool = field(
         default=False,
         metadata={"help": "Put the target into every group that missed it (as `rlrec grpo --rollout_add_target`)."},
@@ -128,13 +129,13 @@ def generate_groups(config: RewardsConfig, dataset: PreparedDataset, index: SIDI
     model, tokenizer = load_checkpoint(config.model_path, device=resolve_device(config.device))
     model.eval()
     size = config.num_generations
-    rollout = SIDRollout(index, tokenizer, size, mode=config.rollout, top_k=config.top_k,
-                         batch_size=config.batch_size, seed=config.seed, add_target=config.add_target)
+    rollout = SIDRollout(index, tokenizer, size, mode=config.rollout, top_k=config.rollout_top_k,
+                         batch_size=config.rollout_batch_size, seed=config.seed, add_target=config.add_target)
     rows = prompt_rows(examples, index, tokenizer, max_history)
     groups = []
     bar = tqdm(total=len(rows), desc="rollouts", unit="prompt")
-    for start in range(0, len(rows), config.batch_size):
-        chunk = rows[start: start + config.batch_size]
+    for start in range(0, len(rows), config.rollout_batch_size):
+        chunk = rows[start: start + config.rollout_batch_size]
         prompt_ids, items, sequences, logprobs = rollout.generate(
             model, [row["prompt"] for row in chunk], [row["target"] for row in chunk],
             temperature=config.temperature, stream=(start,))

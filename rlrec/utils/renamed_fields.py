@@ -23,20 +23,25 @@ RENAMED_FIELDS: dict[str, str] = {
     "max_history_items": "max_history",
     "max_history": "history_cut",
 }
+# Renames that hold in the named stages only: `rlrec rewards` took GRPO's rollout settings under other names.
+STAGE_RENAMES: dict[str, dict[str, str]] = {
+    "rewards": {"top_k": "rollout_top_k", "batch_size": "rollout_batch_size"},
+}
 
 logger = logging.getLogger(__name__)
 
 
-def renames_for(parser: argparse.ArgumentParser) -> dict[str, str]:
+def renames_for(parser: argparse.ArgumentParser, stage: str | None = None) -> dict[str, str]:
     """The renames that apply to this stage: its parser has the new field and not the old one."""
     fields = {action.dest for action in parser._actions}
-    return {old: new for old, new in RENAMED_FIELDS.items() if new in fields and old not in fields}
+    candidates = {**RENAMED_FIELDS, **STAGE_RENAMES.get(stage or "", {})}
+    return {old: new for old, new in candidates.items() if new in fields and old not in fields}
 
 
 def rename_recipe_fields(parser: argparse.ArgumentParser, config: dict[str, Any], file: Path,
-                         lines: dict[str, int]) -> dict[str, Any]:
+                         lines: dict[str, int], stage: str | None = None) -> dict[str, Any]:
     """`config` with each old field under its new name (`lines` follows); UsageError when both are set."""
-    renames = renames_for(parser)
+    renames = renames_for(parser, stage)
     out: dict[str, Any] = {}
     for key, value in config.items():
         new = renames.get(key)
@@ -55,7 +60,7 @@ def rename_recipe_fields(parser: argparse.ArgumentParser, config: dict[str, Any]
 
 def rename_flags(parser: argparse.ArgumentParser, argv: list[str], stage: str) -> list[str]:
     """`argv` with each `--old` (or `--old=value`) flag as `--new`; UsageError when both are given."""
-    renames = renames_for(parser)
+    renames = renames_for(parser, stage)
     given = {arg.split("=", 1)[0] for arg in argv if arg.startswith("--")}
     out: list[str] = []
     for arg in argv:
