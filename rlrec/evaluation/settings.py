@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from rlrec.baselines.sasrec import SASRecConfig
 from rlrec.data.popularity import DEFAULT_HEAD_FRACTION
@@ -19,7 +19,6 @@ from rlrec.evaluation.evaluate import BASELINES, EVAL_SPLITS, OPTIONAL_BASELINES
 from rlrec.evaluation.metrics import DEFAULT_K_VALUES
 from rlrec.utils.defaults import DEFAULT_NUM_BEAMS, DEFAULT_RANKING_BATCH_SIZE, DEFAULT_SEED
 from rlrec.utils.errors import ConfigError
-from rlrec.utils.ranges import AT_LEAST_ONE, Range
 
 PREFIX = "eval_"
 
@@ -27,8 +26,6 @@ PREFIX = "eval_"
 @dataclass
 class EvalSettings:
     """How a model is evaluated: split, cut-offs, beam search, subset, baselines (shared with the SFT stage)."""
-
-    field_ranges: ClassVar[dict[str, Range]] = {"max_history": AT_LEAST_ONE}  # checked by rlrec/utils/ranges.py
 
     split: str = field(default="test", metadata={"help": "Split to evaluate: `valid` or `test`."})
     k_values: list[int] = field(

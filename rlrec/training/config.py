@@ -90,7 +90,9 @@ class EndEvalArguments(EvalArguments):
 class SFTScriptArguments(DatasetArguments):
     """What the SFT stage reads and how it builds the vocabulary and the training mixture."""
 
-    field_ranges: ClassVar[dict[str, Range]] = {"max_history": AT_LEAST_ONE}  # checked by rlrec/utils/ranges.py
+    # `__post_init__` also refuses max_history < 1 (for callers that build the class themselves); the range here
+    # is what `rlrec sft --help` shows.
+    field_ranges: ClassVar[dict[str, Range]] = {"max_history": AT_LEAST_ONE}
 
     sid_dir: str = field(default="runs/ml-100k/sid", metadata={"help": "SID index folder (`rlrec sid`)."})
     tasks: dict[str, float] | str | None = field(

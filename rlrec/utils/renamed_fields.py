@@ -46,7 +46,7 @@ def rename_recipe_fields(parser: argparse.ArgumentParser, config: dict[str, Any]
     for key, value in config.items():
         new = renames.get(key)
         if new is None:
-            out.setdefault(key, value)
+            out[key] = value
             continue
         if new in config:
             raise UsageError(f"{file}: line {lines.get(key, '?')}: `{key}` is the old name of `{new}` (line "
