@@ -11,9 +11,12 @@ valid split as its recipe says:
 
 - `sft`: next-item SFT, every target alike (the start of the refinements);
 - `sft_liked`: SFT on liked targets only (disliked and neutral targets stay in the histories, never labels);
-- `sft_weighted`: rating-weighted SFT (`--weighted_targets`, default liked 1, neutral 0.5, disliked 0.25);
-- `sft+rating`: the SFT model's top 50 re-ranked by the item's shrunk mean train rating, its weight chosen on
+- `sft_weighted`: rating-weighted SFT, its target weights chosen on valid among `--weighted_grid` (liked 1; the
+  neutral and disliked weights) like the re-ranking weight below;
+- `sft+rating`: the SFT model's top 20 re-ranked by the item's shrunk mean train rating, its weight chosen on
   valid (NDCG@10 on liked targets, overall NDCG@10 kept at 95% of the SFT model's);
+- `dpo_rating_gap+rating`: the same re-ranking on top of `dpo_rating_gap`, its weight chosen on valid the same
+  way (the model's per-user preference and the item's average act on different things);
 - `sasrec_liked`: SASRec trained on liked targets only (and `sasrec`, plain, for reference);
 - `grpo_rating`: GRPO from `sft` with the `rating` reward alone; `grpo_rating_exact`: with exact_match beside it;
 - `dpo_rating`: DPO from `sft` on rating pairs (the target against the user's disliked items, a disliked target
@@ -47,9 +50,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes" / "ml-100k-compact"
 K = 10
 LIKED_ONLY = {"neutral": 0.0, "disliked": 0.0}
-WEIGHTED = {"liked": 1.0, "neutral": 0.5, "disliked": 0.25}
+# Rating-weighted SFT's grid (neutral, disliked weights; liked 1), chosen on valid like the re-ranking weight.
+WEIGHTED_GRID = [(0.5, 0.25), (1.0, 0.5), (0.5, 0.0), (1.0, 0.0)]
 RATING_WEIGHTS = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]  # re-ranking weights tried on valid (summed log-probs)
-REFINEMENTS = ("grpo_rating", "grpo_rating_exact", "dpo_rating", "grpo_rating_gap", "dpo_rating_gap")
+REFINEMENTS = ("grpo_rating", "grpo_rating_exact", "dpo_rating", "grpo_rating_gap", "dpo_rating_gap",
+               "dpo_rating_gap+rating")
 # How a refinement's check is chosen on valid: liked NDCG@10, or the liked-minus-disliked HR@10 gap (`_gap` runs),
 # both among checks that keep 95% of the start's overall valid NDCG@10.
 BY_LIKED = ["--valid_metric", "NDCG@10:liked", "--valid_floor", "NDCG@10>=0.95"]
@@ -76,6 +81,10 @@ def smoke_inputs(folder: Path) -> tuple[Path, Path]:
     return data, sid
 
 
+def weights_tag(neutral: float, disliked: float) -> str:
+    return f"n{neutral}-d{disliked}"
+
+
 def finished(folder: Path) -> bool:
     return (folder / "manifest.json").is_file()
 
@@ -99,49 +108,83 @@ def train_seed(args: argparse.Namespace, seed: int, data: Path, sid: Path) -> di
     models = {"sft": stage("sft", args.sft_config, out / f"sft-s{seed}", *sft_flags)}
     models["sft_liked"] = stage("sft", args.sft_config, out / f"sft_liked-s{seed}", *sft_flags,
                                 "--target_weights", json.dumps(LIKED_ONLY))
-    models["sft_weighted"] = stage("sft", args.sft_config, out / f"sft_weighted-s{seed}", *sft_flags,
-                                   "--target_weights", json.dumps(args.weighted_targets))
+    for neutral, disliked in args.weighted_grid:
+        weights = {"liked": 1.0, "neutral": neutral, "disliked": disliked}
+        tag = weights_tag(neutral, disliked)
+        models[f"sft_weighted:{tag}"] = stage("sft", args.sft_config, out / f"sft_weighted-{tag}-s{seed}",
+                                              *sft_flags, "--target_weights", json.dumps(weights))
     refine = [*common, "--model_name_or_path", str(models["sft"]), *(SMOKE_REFINE if args.smoke else [])]
     smoke_grpo = ["--num_generations", "4"] if args.smoke else []
     rating = {"name": "rating", "weight": 1.0, "future_window": args.future_window}
     dpo = ["--negatives", "none", "--rating_pairs", str(args.rating_pairs)]
     dpo_gap = [] if args.smoke else ["--max_steps", str(args.dpo_gap_max_steps)]
-    for suffix, chosen_by, lr, extra in (("", BY_LIKED, args.dpo_learning_rate, []),
-                                         ("_gap", BY_GAP, args.dpo_gap_learning_rate, dpo_gap)):
+    grpo_gap = [] if args.smoke else ["--learning_rate", str(args.grpo_gap_learning_rate),
+                                      "--max_steps", str(args.grpo_gap_max_steps)]
+    for suffix, chosen_by, lr, dpo_extra, grpo_extra in (
+            ("", BY_LIKED, args.dpo_learning_rate, [], []),
+            ("_gap", BY_GAP, args.dpo_gap_learning_rate, dpo_gap, grpo_gap)):
         models[f"grpo_rating{suffix}"] = stage("grpo", args.grpo_config, out / f"grpo_rating{suffix}-s{seed}",
-                                               *refine, *smoke_grpo, "--rewards", json.dumps([rating]), *chosen_by)
+                                               *refine, *smoke_grpo, "--rewards", json.dumps([rating]), *grpo_extra,
+                                               *chosen_by)
         models[f"dpo_rating{suffix}"] = stage("dpo", args.dpo_config, out / f"dpo_rating{suffix}-s{seed}", *refine,
-                                              *dpo, "--learning_rate", str(lr), *extra, *chosen_by)
+                                              *dpo, "--learning_rate", str(lr), *dpo_extra, *chosen_by)
     models["grpo_rating_exact"] = stage("grpo", args.grpo_config, out / f"grpo_rating_exact-s{seed}", *refine,
                                         *smoke_grpo, "--rewards", json.dumps(["exact_match", rating]), *BY_LIKED)
-    return {name: models[name] for name in ("sft", "sft_liked", "sft_weighted", *REFINEMENTS)}
+    return models
 
 
-def choose_rerank_weight(sft: Path, dataset: Any, index: Any) -> tuple[float, list[dict[str, float]]]:
-    """The rating re-ranking weight with the best valid NDCG@10 on liked targets among the weights that keep
-    valid NDCG@10 at 95% of the SFT model's (weight 0)."""
-    from rlrec.data.feedback import item_mean_ratings
-    from rlrec.evaluation.groups import example_groups
-    from rlrec.evaluation.metrics import MetricAccumulator
+def valid_rankings(model: Path, dataset: Any, index: Any) -> list[list[tuple[str, float]]]:
+    """The model's top 20 (item, score) for every valid user whose target has a SID."""
     from rlrec.ranking import load_ranker
-    from rlrec.ranking.rerank import DEFAULT_TOP_N, reorderer
+    from rlrec.ranking.rerank import DEFAULT_TOP_N
 
     examples = [ex for ex in dataset.valid if ex.target in index]
-    base = load_ranker(sft, index=index, device="cpu", num_beams=DEFAULT_TOP_N).rank(
+    return load_ranker(model, index=index, device="cpu", num_beams=DEFAULT_TOP_N).rank(
         [ex.history for ex in examples], DEFAULT_TOP_N)
+
+
+def valid_point(rankings: list[list[tuple[str, Any]]], dataset: Any, index: Any) -> dict[str, float]:
+    """Valid NDCG@10 over every valid user and over those who liked their target."""
+    from rlrec.evaluation.groups import example_groups
+    from rlrec.evaluation.metrics import MetricAccumulator
+
+    examples = [ex for ex in dataset.valid if ex.target in index]
+    acc = MetricAccumulator([K])
+    acc.add([[item for item, _ in row[:K]] for row in rankings], [ex.target for ex in examples],
+            example_groups(examples, feedback=dataset.feedback()))
+    result = acc.compute()
+    return {f"NDCG@{K}": result["all"][f"NDCG@{K}"], f"NDCG@{K}:liked": result.get("liked", {}).get(f"NDCG@{K}", 0.0)}
+
+
+def best_on_valid(curve: list[dict[str, Any]], floor: float) -> dict[str, Any]:
+    """The point with the best valid NDCG@10 on liked targets among those keeping overall valid NDCG@10 at `floor`
+    or more (the first point, the unchanged model, when none does)."""
+    eligible = [point for point in curve if point[f"NDCG@{K}"] >= floor] or curve[:1]
+    return max(eligible, key=lambda point: point[f"NDCG@{K}:liked"])
+
+
+def choose_rerank_weight(model: Path, dataset: Any, index: Any) -> tuple[float, list[dict[str, float]]]:
+    """The rating re-ranking weight of `model`'s top 20 with the best valid NDCG@10 on liked targets among the
+    weights that keep valid NDCG@10 at 95% of the model's own (weight 0)."""
+    from rlrec.data.feedback import item_mean_ratings
+    from rlrec.ranking.rerank import reorderer
+
+    base = valid_rankings(model, dataset, index)
     means = item_mean_ratings(dataset.train)
-    curve = []
-    for weight in RATING_WEIGHTS:
-        reorder = reorderer("rating", weight, popularity={}, mean_ratings=means)
-        acc = MetricAccumulator([K])
-        acc.add([[item for item, _ in reorder(row)[:K]] for row in base], [ex.target for ex in examples],
-                example_groups(examples, feedback=dataset.feedback()))
-        result = acc.compute()
-        curve.append({"weight": weight, f"NDCG@{K}": result["all"][f"NDCG@{K}"],
-                      f"NDCG@{K}:liked": result.get("liked", {}).get(f"NDCG@{K}", 0.0)})
-    floor = 0.95 * curve[0][f"NDCG@{K}"]
-    best = max((p for p in curve if p[f"NDCG@{K}"] >= floor), key=lambda p: p[f"NDCG@{K}:liked"])
-    return best["weight"], curve
+    curve = [{"weight": weight, **valid_point([reorderer("rating", weight, popularity={}, mean_ratings=means)(row)
+                                               for row in base], dataset, index)}
+             for weight in RATING_WEIGHTS]
+    return best_on_valid(curve, 0.95 * curve[0][f"NDCG@{K}"])["weight"], curve
+
+
+def choose_weighted(models: dict[str, Path], dataset: Any, index: Any) -> tuple[str, list[dict[str, Any]]]:
+    """The rating-weighted SFT model of the grid with the best valid NDCG@10 on liked targets among those keeping
+    95% of the plain SFT model's overall valid NDCG@10."""
+    floor = 0.95 * valid_point(valid_rankings(models["sft"], dataset, index), dataset, index)[f"NDCG@{K}"]
+    curve = [{"model": name, **valid_point(valid_rankings(path, dataset, index), dataset, index)}
+             for name, path in models.items() if name.startswith("sft_weighted:")]
+    eligible = [point for point in curve if point[f"NDCG@{K}"] >= floor] or curve
+    return max(eligible, key=lambda point: point[f"NDCG@{K}:liked"])["model"], curve
 
 
 def evaluate_seed(args: argparse.Namespace, seed: int, models: dict[str, Path], data: Path) -> dict[str, Any]:
@@ -161,18 +204,25 @@ def evaluate_seed(args: argparse.Namespace, seed: int, models: dict[str, Path], 
         return json.loads((report_dir / "report.json").read_text())
     dataset = PreparedDataset.load(data)
     index = SIDIndex.load(models["sft"] / "sid")
-    weight, curve = choose_rerank_weight(models["sft"], dataset, index)
+    weighted, weighted_curve = choose_weighted(models, dataset, index)
+    models = {("sft_weighted" if name == weighted else name): path for name, path in models.items()
+              if not name.startswith("sft_weighted:") or name == weighted}
+    means = item_mean_ratings(dataset.train)
     sft = load_ranker(models["sft"], index=index, device="cpu", num_beams=20)
     others = {name: functools.partial(load_ranker, path, index=index, device="cpu", num_beams=20)
               for name, path in models.items() if name != "sft"}
-    others["sft+rating"] = functools.partial(make_reranker, sft, "rating", weight, popularity={},
-                                             mean_ratings=item_mean_ratings(dataset.train))
+    metadata: dict[str, Any] = {"weighted_targets": weighted.removeprefix("sft_weighted:"),
+                                "weighted_valid_curve": weighted_curve}
+    for base, name in (("sft", "sft+rating"), ("dpo_rating_gap", "dpo_rating_gap+rating")):
+        weight, curve = choose_rerank_weight(models[base], dataset, index)
+        ranker = sft if base == "sft" else load_ranker(models[base], index=index, device="cpu", num_beams=20)
+        others[name] = functools.partial(make_reranker, ranker, "rating", weight, popularity={}, mean_ratings=means)
+        metadata.update({f"rerank_rating_weight:{base}": weight, f"rerank_rating_valid_curve:{base}": curve})
     settings = EvalSettings(split="test", baselines=["popularity", "sasrec", "sasrec_liked"], seed=seed,
                             sasrec_epochs=2 if args.smoke else 50, sasrec_valid_patience=1 if args.smoke else 5,
                             beyond_accuracy=False, cold_pool=False)
     report = evaluate_rankers("sft", sft, dataset, settings, output_dir=report_dir, device="cpu",
-                              show_progress=not args.smoke, others=others,
-                              metadata={"rerank_rating_weight": weight, "rerank_rating_valid_curve": curve})
+                              show_progress=not args.smoke, others=others, metadata=metadata)
     return report
 
 
@@ -266,8 +316,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # (400 steps) against +0.0100 at 1e-5 (200 steps), where seed 7 kept its start (docs/feedback.md).
     parser.add_argument("--dpo_gap_learning_rate", type=float, default=3e-6)
     parser.add_argument("--dpo_gap_max_steps", type=int, default=400)
-    parser.add_argument("--weighted_targets", type=json.loads, default=WEIGHTED,
-                        help="target_weights of the rating-weighted SFT baseline (JSON).")
+    parser.add_argument("--grpo_gap_learning_rate", type=float, default=1e-5)
+    parser.add_argument("--grpo_gap_max_steps", type=int, default=100)
+    parser.add_argument("--weighted_grid", type=json.loads, default=WEIGHTED_GRID,
+                        help="Rating-weighted SFT's [neutral, disliked] weight pairs (JSON), chosen on valid.")
     parser.add_argument("--smoke", action="store_true", help="Tiny generated data and models, in seconds.")
     return parser.parse_args(argv)
 

@@ -15,7 +15,7 @@ def test_smoke_ranks_every_model_on_the_same_users_and_pairs_them(tmp_path, benc
     result = script.main(["--smoke", "--seeds", "1", "--output_dir", str(out)])
     assert json.loads((out / "feedback.json").read_text())["table"] == result["table"]
     names = {"sft", "sft_liked", "sft_weighted", "sft+rating", "grpo_rating", "grpo_rating_exact", "dpo_rating",
-             "grpo_rating_gap", "dpo_rating_gap", "popularity", "sasrec", "sasrec_liked"}
+             "grpo_rating_gap", "dpo_rating_gap", "dpo_rating_gap+rating", "popularity", "sasrec", "sasrec_liked"}
     assert set(result["table"]) == names
     report = json.loads((out / "eval-s1" / "report.json").read_text())
     assert {len(ranks) for ranks in report["per_user"]["ranks"].values()} == {report["counts"]["all"]}
@@ -24,13 +24,20 @@ def test_smoke_ranks_every_model_on_the_same_users_and_pairs_them(tmp_path, benc
     assert result["best_baseline"] in {"sft_liked", "sft_weighted", "sft+rating", "sasrec_liked"}
     gap_run = json.loads((out / "dpo_rating_gap-s1" / "manifest.json").read_text())["valid_selection"]
     assert gap_run["metric"] == "HR@10:gap" and all("HR@10:gap" in point for point in gap_run["curve"])
-    for name in ("grpo_rating", "dpo_rating", "grpo_rating_gap"):
+    for name in ("grpo_rating", "dpo_rating", "grpo_rating_gap", "dpo_rating_gap+rating"):
         against = result["comparisons"][name]
         assert set(against) == {"vs sft", f"vs {result['best_baseline']}"}
         assert set(against["vs sft"]) == {"NDCG@10 liked", "HR@10 disliked", "NDCG@10 all"}
     # The table's numbers are the report's: liked NDCG@10 of the SFT model.
     assert result["table"]["sft"]["liked NDCG@10"] == pytest.approx(report["models"]["sft"]["liked"]["NDCG@10"])
-    assert report["metadata"]["rerank_rating_weight"] in script.RATING_WEIGHTS
+    # Both re-rankers' weights and rating-weighted SFT's grid point were chosen on valid, each among its own.
+    for base in ("sft", "dpo_rating_gap"):
+        assert report["metadata"][f"rerank_rating_weight:{base}"] in script.RATING_WEIGHTS
+        assert len(report["metadata"][f"rerank_rating_valid_curve:{base}"]) == len(script.RATING_WEIGHTS)
+    tags = [script.weights_tag(*point) for point in script.WEIGHTED_GRID]
+    assert report["metadata"]["weighted_targets"] in tags
+    assert [p["model"] for p in report["metadata"]["weighted_valid_curve"]] == [f"sft_weighted:{t}" for t in tags]
+    assert all((out / f"sft_weighted-{tag}-s1" / "manifest.json").is_file() for tag in tags)
     assert (out / "feedback.png").stat().st_size > 1000 and (out / "feedback.md").read_text().startswith("| model")
     # A second call reuses every finished run and report.
     again = script.main(["--smoke", "--seeds", "1", "--output_dir", str(out)])
