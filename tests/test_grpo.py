@@ -498,3 +498,79 @@ def test_grpo_chooses_on_the_valid_users_who_liked_their_target(sft_model, tmp_p
     assert all(0.0 <= p["NDCG@5:liked"] <= 1.0 for p in curve)
     # the disliked hit rate is recorded beside it (to read, never to choose by)
     assert all(0.0 <= p["HR@5:disliked"] <= 1.0 for p in curve)
+
+
+def test_rollout_puts_the_users_rated_items_before_the_target_and_keeps_the_top_beam(sft_model):
+    """`rated_items`: every wanted item the search missed goes in, teacher-forced, in the slots before the target's;
+    the top candidate and a target the search found are never replaced; the rest of the group is the search's."""
+    from rlrec.data.schema import PreparedDataset
+    from rlrec.generation.rollout import sid_token_ids, target_logprobs
+    from rlrec.models.checkpoint import load_checkpoint
+    from rlrec.tasks.reward_batch import prompt_rows
+
+    model, tokenizer = load_checkpoint(sft_model / "sft", device="cpu")
+    model.eval()
+    index = SIDIndex.load(sft_model / "sft" / "sid")
+    examples = PreparedDataset.load(sft_model / "data").train[:3]
+    rows = prompt_rows(examples, index, tokenizer, 5)
+    plain = SIDRollout(index, tokenizer, num_generations=6)
+    _, searched, _, _ = plain.generate(model, [row["prompt"] for row in rows])
+    ids = index.item_ids
+    # group 0: two items the search missed; group 1: one it found (stays where it is) and one it missed;
+    # group 2: the same item twice and the target (both dropped: the target is add_target's, a repeat is one)
+    missed = [[ids[r] for r in range(len(ids)) if r not in set(searched[p].tolist())] for p in range(3)]
+    wanted = {0: missed[0][:2], 1: [ids[int(searched[1, 2])], missed[1][0]],
+              2: [missed[2][0], missed[2][0], examples[2].target]}
+    users = [ex.user_id for ex in examples]
+    keys = [(ex.user_id, ex.target) for ex in examples]
+    rollout = SIDRollout(index, tokenizer, num_generations=6, add_target=True,
+                         rated_items=lambda user, target: wanted[keys.index((user, target))])
+    with pytest.raises(ConfigError, match="one user per prompt"):
+        rollout.generate(model, [row["prompt"] for row in rows], [ex.target for ex in examples])
+    prompt_ids, items, sequences, logprobs = rollout.generate(
+        model, [row["prompt"] for row in rows], [ex.target for ex in examples], users=users)
+    for p, ex in enumerate(examples):
+        group = [ids[int(r)] for r in items[p]]
+        assert group[0] == ids[int(searched[p, 0])]  # the top beam stays
+        assert ex.target in group and all(item in group for item in wanted[p])
+        assert len(set(group)) == 6  # no item twice
+        kept = [ids[int(r)] for r in searched[p] if ids[int(r)] in group]
+        assert len(kept) == 6 - sum(item not in {ids[int(r)] for r in searched[p]}
+                                    for item in {*wanted[p], ex.target})
+    assert ids.index(wanted[1][0]) == int(items[1, 2])  # found by the search: left in its slot
+    assert ids.index(examples[0].target) not in set(searched[0].tolist())  # the search missed group 0's target:
+    assert ids[int(items[0, -1])] == examples[0].target  # it takes the last slot,
+    assert [ids[int(r)] for r in items[0, -3:-1]] == wanted[0][::-1]  # the rated items the slots before it
+    assert rollout.added_rated == 2 + 1 + 1
+    p, slot = 0, [ids[int(r)] for r in items[0]].index(wanted[0][0])
+    sid = torch.tensor([sid_token_ids(tokenizer, index, wanted[0][0])])
+    torch.testing.assert_close(logprobs[p, slot], target_logprobs(model, [prompt_ids[p]], sid,
+                                                                  tokenizer.pad_token_id or 0)[0])
+    torch.testing.assert_close(sequences[p, slot], sid[0])
+
+
+def test_grpo_with_rated_items_scores_them_and_records_how_many(sft_model, tmp_path):
+    rewards = json.dumps([{"name": "rating", "future_window": 3}])
+    manifest = run_stage("grpo", _grpo_argv(sft_model, tmp_path / "rated", "--rewards", rewards,
+                                            "--rollout_add_target", "true", "--rollout_add_rated", "2",
+                                            "--eval_at_end", "false"))
+    assert manifest["rollout_added_rated"] > 0
+    # With the user's next rated items in every group, far fewer groups score all alike than with the target alone.
+    alone = run_stage("grpo", _grpo_argv(sft_model, tmp_path / "alone", "--rewards", rewards,
+                                         "--rollout_add_target", "true", "--eval_at_end", "false"))
+    assert "rollout_added_rated" not in alone
+    zero_std = [entry["frac_reward_zero_std"] for entry in manifest["reward_log"]]
+    assert sum(zero_std) < sum(entry["frac_reward_zero_std"] for entry in alone["reward_log"])
+
+
+@pytest.mark.parametrize("rewards, extra, message", [
+    (["exact_match"], (), "add the `rating` reward"),
+    ([{"name": "rating", "future_window": 1}], (), "future_window is 1; set future_window >= 2"),
+    ([{"name": "rating", "future_window": 5}], ("--rollout_add_rated", "3"), "leaves no beam candidate"),
+])
+def test_rollout_add_rated_refuses_what_it_cannot_score(sft_model, tmp_path, rewards, extra, message):
+    argv = _grpo_argv(sft_model, tmp_path / "out", "--rewards", json.dumps(rewards), "--rollout_add_target", "true",
+                      "--rollout_add_rated", "2", *extra)
+    with pytest.raises(ConfigError, match=message):
+        run_stage("grpo", argv)
+    assert not (tmp_path / "out" / "manifest.json").exists()

@@ -16,7 +16,7 @@ eval mode, at the trainer's temperature), which is what the trainer recomputes f
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -102,6 +102,12 @@ class SIDRollout:
             tokens after it are choices under a wrong prefix that say nothing about this user; the one wrong
             decision is the divergence. `target`: only the target's tokens (a control: with add_target, an SFT
             step on the targets run through GRPO's loss). Both need the targets, as `add_target` does.
+        rated_items: `(user_id, target) -> items` the group must hold besides its target: with the `rating` reward,
+            the items of the user's next train events it scores (`rollout_add_rated`). Each one the search missed
+            is put in, teacher-forced like an added target, in the slots before the target's. A beam group
+            rarely holds an item the user went on to rate, so without them the reward reaches only the target;
+            with them every group contrasts the items this user liked with those they disliked, as DPO's rating
+            pairs do. Needs the batch's users (`BatchTargets` holds them with the targets).
         targets: the batch's targets while it is rolled out, filled by the trainer (`BatchTargets`).
     """
 
@@ -114,6 +120,7 @@ class SIDRollout:
     seed: int = 0
     add_target: bool = False
     credit: str = "sequence"
+    rated_items: Callable[[Any, Any], Sequence[str]] | None = None
     targets: BatchTargets = field(default_factory=BatchTargets)
 
     def __post_init__(self) -> None:
@@ -130,14 +137,17 @@ class SIDRollout:
         self.constraint = SIDConstraint.from_index(self.index, self.tokenizer)
         self._calls = 0
         self.added_targets = 0  # groups whose target was put in by add_target
+        self.added_rated = 0  # items put in by rated_items
 
     def __call__(self, prompts: Sequence[Any], trainer: Any) -> dict[str, list]:
         from trl.models import unwrap_model_for_generation
 
         groups = group_prompts(prompts, self.num_generations)
-        targets = None
-        if self.add_target or self.credit != "sequence":
+        targets = users = None
+        if self.add_target or self.credit != "sequence" or self.rated_items is not None:
             targets = self.targets.for_prompts(len(prompts))[:: self.num_generations]
+        if self.rated_items is not None:
+            users = self.targets.users_for_prompts(len(prompts))[:: self.num_generations]
         zero3 = getattr(trainer.accelerator.state, "deepspeed_plugin", None) is not None and \
             trainer.accelerator.state.deepspeed_plugin.zero_stage == 3
         with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
@@ -147,7 +157,7 @@ class SIDRollout:
             try:
                 prompt_ids, items, sequences, logprobs = self.generate(
                     model, groups, targets, temperature=trainer.temperature,
-                    stream=(trainer.accelerator.process_index, self._calls))
+                    stream=(trainer.accelerator.process_index, self._calls), users=users)
             finally:
                 model.train(was_training)
         self._calls += 1
@@ -158,21 +168,33 @@ class SIDRollout:
         return out
 
     def generate(self, model: torch.nn.Module, prompts: Sequence[Any], targets: Sequence[str] | None = None,
-                 temperature: float = 1.0, stream: tuple[int, ...] = ()
+                 temperature: float = 1.0, stream: tuple[int, ...] = (), users: Sequence[Any] | None = None
                  ) -> tuple[list[list[int]], torch.Tensor, torch.Tensor, torch.Tensor]:
         """The groups of distinct `prompts` (one each): their rendered ids, then `decode`'s items, SID token ids and
-        log-probs, with each group's target put in where the search missed it when `add_target` is on.
+        log-probs, with each group's target (`add_target`) and the user's rated items (`rated_items`, which reads
+        `users`) put in where the search missed them.
 
         The one path from prompts to candidates: GRPO's rollout (`__call__`, the model already in eval mode) and
         `rlrec rewards` both take it, so the rewards stage scores the groups GRPO would train on.
         """
-        if self.add_target and (targets is None or len(targets) != len(prompts)):
-            raise ConfigError("rollout add_target needs one target per prompt")
+        needs_targets = self.add_target or self.rated_items is not None
+        if needs_targets and (targets is None or len(targets) != len(prompts)):
+            raise ConfigError("rollout add_target and rated_items need one target per prompt")
+        if self.rated_items is not None and (users is None or len(users) != len(prompts)):
+            raise ConfigError("rollout rated_items needs one user per prompt")
         prompt_ids = render_prompts(self.tokenizer, prompts)
         items, sequences, logprobs = self.decode(model, prompt_ids, temperature=temperature, stream=stream)
-        if self.add_target:
-            self.added_targets += add_missing_targets(model, self.index, self.tokenizer, prompt_ids, targets, items,
-                                                      sequences, logprobs)
+        if needs_targets:
+            # the target first (the last free slot), then the user's rated items in the slots before it
+            wanted = [([target] if self.add_target else [])
+                      + ([item for item in self.rated_items(user, target) if item != target]
+                         if self.rated_items is not None else [])
+                      for user, target in zip(users or [None] * len(targets), targets, strict=True)]
+            placed = add_missing_items(model, self.index, self.tokenizer, prompt_ids, wanted, items, sequences,
+                                       logprobs, keep=targets)
+            added_targets = sum(item == targets[p] for p, item in placed)
+            self.added_targets += added_targets
+            self.added_rated += len(placed) - added_targets
         return prompt_ids, items, sequences, logprobs
 
     def decode(self, model: torch.nn.Module, prompt_ids: list[list[int]], temperature: float = 1.0,
@@ -246,20 +268,39 @@ def add_missing_targets(model: torch.nn.Module, index: SIDIndex, tokenizer: Any,
                         targets: Sequence[str], items: torch.Tensor, sequences: torch.Tensor,
                         logprobs: torch.Tensor) -> int:
     """Put each group's target in its last slot where the rollout missed it (in place); returns how many."""
-    rows = index.item_ids
-    position = {item: row for row, item in enumerate(rows)}
-    missing = [p for p, target in enumerate(targets)
-               if target in position and position[target] not in set(items[p].tolist())]
-    if not missing:
-        return 0
-    ids = torch.tensor([sid_token_ids(tokenizer, index, targets[p]) for p in missing], dtype=torch.long)
+    return len(add_missing_items(model, index, tokenizer, prompt_ids, [[target] for target in targets], items,
+                                 sequences, logprobs))
+
+
+def add_missing_items(model: torch.nn.Module, index: SIDIndex, tokenizer: Any, prompt_ids: list[list[int]],
+                      wanted: Sequence[Sequence[str]], items: torch.Tensor, sequences: torch.Tensor,
+                      logprobs: torch.Tensor, keep: Sequence[str | None] | None = None) -> list[tuple[int, str]]:
+    """Put each group's `wanted[p]` items that the rollout missed into it (in place), teacher-forced; returns the
+    `(group, item)` pairs that went in.
+
+    They fill the group's slots from the last backwards, in `wanted` order, skipping a slot that holds a wanted
+    item or `keep[p]` (the target, when it is not itself wanted); the top candidate is never replaced, so at most
+    `G - 1` go in. Items without a SID are skipped.
+    """
+    position = {item: row for row, item in enumerate(index.item_ids)}
+    placed: list[tuple[int, int, str]] = []  # (group, slot, item)
+    for p, group_wanted in enumerate(wanted):
+        present = set(items[p].tolist())
+        rows = list(dict.fromkeys(position[item] for item in group_wanted if item in position))
+        protected = set(rows) | ({position[keep[p]]} if keep is not None and keep[p] in position else set())
+        free = [slot for slot in range(items.size(1) - 1, 0, -1) if int(items[p, slot]) not in protected]
+        missing = [row for row in rows if row not in present]
+        placed += [(p, slot, index.item_ids[row]) for slot, row in zip(free, missing, strict=False)]
+    if not placed:
+        return []
+    ids = torch.tensor([sid_token_ids(tokenizer, index, item) for _, _, item in placed], dtype=torch.long)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    scored = target_logprobs(model, [prompt_ids[p] for p in missing], ids, pad_id)
-    for j, p in enumerate(missing):
-        items[p, -1] = position[targets[p]]
-        sequences[p, -1] = ids[j]
-        logprobs[p, -1] = scored[j]
-    return len(missing)
+    scored = target_logprobs(model, [prompt_ids[p] for p, _, _ in placed], ids, pad_id)
+    for j, (p, slot, item) in enumerate(placed):
+        items[p, slot] = position[item]
+        sequences[p, slot] = ids[j]
+        logprobs[p, slot] = scored[j]
+    return [(p, item) for p, _, item in placed]
 
 
 def divergence_masks(tokenizer: Any, index: SIDIndex, targets: Sequence[str], sequences: torch.Tensor,

@@ -66,6 +66,36 @@ def build_rewards(script_args: GRPOScriptArguments, training_args: RecGRPOConfig
     return rewards, recipe
 
 
+def rated_items_of(script_args: GRPOScriptArguments, training_args: RecGRPOConfig, recipe: Any,
+                   dataset: PreparedDataset):
+    """`rollout_add_rated`'s lookup, `(user, target) -> items of the user's next N rated train events`, or None at
+    0. Refused where the `rating` reward could not score what it adds, or where the group has no room."""
+    window = script_args.rollout_add_rated
+    if not window:
+        return None
+    from rlrec.data.feedback import UserRatings
+
+    if "rating" not in recipe.specs:
+        raise ConfigError("rollout_add_rated puts the items the `rating` reward scores into the groups; add the "
+                          "`rating` reward to `rewards`")
+    reward_window = recipe.params.get("rating", {}).get("future_window", 0)
+    if window > reward_window:
+        raise ConfigError(f"rollout_add_rated={window} adds items the `rating` reward does not look at: its "
+                          f"future_window is {reward_window}; set future_window >= {window}")
+    if window + int(script_args.rollout_add_target) >= training_args.num_generations:
+        raise ConfigError(f"rollout_add_rated={window} (with rollout_add_target={script_args.rollout_add_target}) "
+                          f"leaves no beam candidate in groups of num_generations={training_args.num_generations}")
+    feedback = dataset.feedback()
+    if feedback is None:
+        raise ConfigError("rollout_add_rated needs ratings: the dataset_dir was prepared without them")
+    ratings = UserRatings.from_train(dataset.train, feedback)
+
+    def rated_items(user_id: Any, target: Any) -> list[str]:
+        return list(ratings.rated_from(str(user_id), str(target), window))
+
+    return rated_items
+
+
 def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training_args: RecGRPOConfig,
          model_args: ModelConfig, valid_args: ValidSelectionArguments | None = None) -> dict[str, Any]:
     from rlrec.generation.rollout import SIDRollout, sid_token_ids
@@ -78,12 +108,14 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
     index, dataset = start.index, start.dataset
     rewards, recipe = build_rewards(script_args, training_args, index, dataset)
 
+    rated_items = rated_items_of(script_args, training_args, recipe, dataset)
+
     model, tokenizer = load_checkpoint(start.model_path, device="cpu", dtype=model_args.dtype or "auto")
     model.train()
     rollout = SIDRollout(index, tokenizer, training_args.num_generations, mode=script_args.rollout,
                          top_k=script_args.rollout_top_k, batch_size=script_args.rollout_batch_size,
                          seed=training_args.seed, add_target=script_args.rollout_add_target,
-                         credit=script_args.rollout_credit)
+                         credit=script_args.rollout_credit, rated_items=rated_items)
     train_dataset = prompt_dataset(dataset, index, tokenizer, start.max_history, script_args.num_train_prompts,
                                    training_args.seed)
     logger.info("grpo: %d prompts, %d candidates each, rewards %s (weights %s)", len(train_dataset),
@@ -108,6 +140,7 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
         rewards={"specs": recipe.specs, "weights": list(training_args.reward_weights), "params": recipe.params},
         reward_log=[entry for entry in trainer.state.log_history if "reward" in entry],
         rollout_added_targets=rollout.added_targets,
+        **({"rollout_added_rated": rollout.added_rated} if rated_items is not None else {}),
     )
     del model, selection
     return finish_refinement(trainer, start, tokenizer, manifest)

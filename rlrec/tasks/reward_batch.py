@@ -100,21 +100,29 @@ def reward_kwargs(rows: Sequence[Mapping[str, Any]], texts: Sequence[str],
 
 
 class BatchTargets:
-    """The `TARGET` column of the batch being rolled out, in prompt order: the trainer holds it while it generates
-    (`hold`), the rollout reads it (`for_prompts`). One object, handed to both, instead of an attribute the rollout
-    would read off the trainer by name."""
+    """The `TARGET` and `USER_ID` columns of the batch being rolled out, in prompt order: the trainer holds them
+    while it generates (`hold`), the rollout reads them (`for_prompts`, `users_for_prompts`). One object, handed to
+    both, instead of an attribute the rollout would read off the trainer by name."""
 
     def __init__(self) -> None:
         self._targets: list[Any] | None = None
+        self._users: list[Any] | None = None
 
     @contextmanager
     def hold(self, rows: Sequence[Mapping[str, Any]]) -> Iterator[list[Any]]:
-        """The targets of `rows` for the rollouts and scoring inside the block."""
+        """The targets (and users) of `rows` for the rollouts and scoring inside the block."""
         self._targets = [row.get(TARGET) for row in rows]
+        self._users = [row.get(USER_ID) for row in rows]
         try:
             yield self._targets
         finally:
-            self._targets = None
+            self._targets = self._users = None
+
+    def users_for_prompts(self, num_prompts: int) -> list[Any]:
+        """The users of the `num_prompts` prompts being rolled out (held with their targets)."""
+        self.for_prompts(num_prompts)
+        assert self._users is not None
+        return self._users
 
     def for_prompts(self, num_prompts: int) -> list[Any]:
         """The targets of the `num_prompts` prompts being rolled out; a clear error when none are held."""

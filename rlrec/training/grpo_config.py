@@ -14,14 +14,15 @@ from rlrec.training.grpo_trainer import check_anchor_coef, check_level_credit
 from rlrec.training.refine import RefinementDataArguments
 from rlrec.utils.defaults import DEFAULT_ROLLOUT_BATCH_SIZE
 from rlrec.utils.errors import ConfigError
-from rlrec.utils.ranges import AT_LEAST_ONE, Range
+from rlrec.utils.ranges import AT_LEAST_ONE, NON_NEGATIVE, Range
 
 
 @dataclass
 class GRPOScriptArguments(RefinementDataArguments):
     """What the GRPO stage reads, how it rolls out, and which rewards score the rollouts."""
 
-    field_ranges: ClassVar[dict[str, Range]] = {"rollout_batch_size": AT_LEAST_ONE}  # checked by rlrec/utils/ranges.py
+    field_ranges: ClassVar[dict[str, Range]] = {  # checked by rlrec/utils/ranges.py
+        "rollout_batch_size": AT_LEAST_ONE, "rollout_add_rated": NON_NEGATIVE}
 
     rewards: list[Any] | str | None = field(
         default=None,
@@ -43,6 +44,13 @@ class GRPOScriptArguments(RefinementDataArguments):
         default=False,
         metadata={"help": "Put the target item into every group that missed it, in place of the last candidate (an "
                   "off-policy positive, so an exact-match reward varies in every group)."},
+    )
+    rollout_add_rated: int = field(
+        default=0,
+        metadata={"help": "With the `rating` reward: put the items of the user's next N rated train events after "
+                  "the prompt's target into every group that missed them (off-policy, like rollout_add_target), "
+                  "so each group contrasts what this user went on to like and dislike; N <= the reward's "
+                  "future_window. 0: the search's candidates only."},
     )
     rollout_credit: str = field(
         default="sequence",
