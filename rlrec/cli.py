@@ -174,6 +174,12 @@ def main(argv: list[str] | None = None) -> None:
         _close_process_group()
 
 
+def run_script(stage: str) -> None:
+    """A stage file run as a script (`python rlrec/scripts/STAGE.py ...`) as `rlrec STAGE ...`: through the range
+    checks, the renamed fields and the one-line errors, instead of around them."""
+    main([stage, *sys.argv[1:]])
+
+
 def _close_process_group() -> None:
     """Tear down torch.distributed before the interpreter does.
 

@@ -237,3 +237,23 @@ def test_an_eval_prefixed_copy_has_the_originals_type_help_and_default():
             assert value == own_defaults.get((cls.__name__, name), getattr(EvalSettings(), name)), (cls, name)
     with pytest.raises(ValueError, match="not an EvalSettings field"):
         eval_field("beam_count")
+
+
+def test_a_stage_file_run_as_a_script_goes_through_the_cli():
+    """`python rlrec/scripts/STAGE.py` takes `rlrec STAGE`'s path (checks, renames, one-line errors): every stage
+    file's `__main__` block hands its own stage name to `rlrec.cli.run_script`, and a bad flag fails as in `rlrec`."""
+    import subprocess
+    import sys
+
+    from rlrec.cli import STAGES
+
+    for stage, (module, _) in STAGES.items():
+        path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        blocks = [node for node in tree.body if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)]
+        calls = [ast.unparse(node) for block in blocks for node in ast.walk(block) if isinstance(node, ast.Call)]
+        assert all(call == f"run_script({stage!r})" for call in calls), (stage, calls)
+    run = subprocess.run([sys.executable, str(PACKAGE / "scripts" / "evaluate.py"), "--no_such_flag", "1"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert "rlrec: error: evaluate: unknown command-line option --no_such_flag" in run.stderr

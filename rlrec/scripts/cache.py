@@ -140,5 +140,7 @@ def main(config: CacheConfig) -> dict[str, Any]:
     return manifest
 
 
-if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+if __name__ == "__main__":  # `python rlrec/scripts/cache.py ...` runs as `rlrec cache ...`: the same checks
+    from rlrec.cli import run_script
+
+    run_script("cache")

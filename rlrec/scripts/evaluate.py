@@ -32,5 +32,7 @@ def main(config: EvaluateConfig) -> dict[str, Any]:
     return run_evaluation(config)
 
 
-if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+if __name__ == "__main__":  # `python rlrec/scripts/evaluate.py ...` runs as `rlrec evaluate ...`: the same checks
+    from rlrec.cli import run_script
+
+    run_script("evaluate")

@@ -127,5 +127,7 @@ def main(config: ExportConfig) -> dict[str, Any]:
     return manifest
 
 
-if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+if __name__ == "__main__":  # `python rlrec/scripts/export.py ...` runs as `rlrec export ...`: the same checks
+    from rlrec.cli import run_script
+
+    run_script("export")

@@ -71,5 +71,7 @@ def format_stats(manifest: dict, output_dir: str, seconds: float | None = None) 
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+if __name__ == "__main__":  # `python rlrec/scripts/prepare.py ...` runs as `rlrec prepare ...`: the same checks
+    from rlrec.cli import run_script
+
+    run_script("prepare")

@@ -107,5 +107,7 @@ def main(config: RecommendConfig):
     return result
 
 
-if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+if __name__ == "__main__":  # `python rlrec/scripts/recommend.py ...` runs as `rlrec recommend ...`: the same checks
+    from rlrec.cli import run_script
+
+    run_script("recommend")

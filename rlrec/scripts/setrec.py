@@ -178,5 +178,7 @@ def main(stage: SETRecStageConfig, eval_args: Any, model_config: SETRecModelConf
     return report
 
 
-if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+if __name__ == "__main__":  # `python rlrec/scripts/setrec.py ...` runs as `rlrec setrec ...`: the same checks
+    from rlrec.cli import run_script
+
+    run_script("setrec")

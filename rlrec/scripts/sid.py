@@ -162,8 +162,10 @@ def main(config: SIDConfig) -> SIDIndex:
                       device=str(device), source="embeddings")
 
 
-if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+if __name__ == "__main__":  # `python rlrec/scripts/sid.py ...` runs as `rlrec sid ...`: the same checks
+    from rlrec.cli import run_script
+
+    run_script("sid")
 
 
 def save_index(index: SIDIndex, config: SIDConfig, quality: dict[str, Any], seconds: dict[str, float],
