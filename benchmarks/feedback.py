@@ -24,6 +24,8 @@ valid split as its recipe says:
 - `grpo_rating_gap`, `dpo_rating_gap`: the same two runs with the check chosen by the valid HR@10 gap (liked
   users' HR@10 minus disliked users'), the measure the rating signal is meant to move; the others choose by
   liked NDCG@10. Both keep 95% of the start's overall valid NDCG@10.
+- `grpo_rating_rated`: `grpo_rating_gap` with the user's next `--future_window` rated train items put into every
+  group (`rollout_add_rated`), so each group contrasts what the user went on to like and dislike.
 
 Every model ranks every test user (the same users), through `rlrec evaluate`'s code: `eval-s<seed>/report.json`
 holds HR/NDCG on liked and disliked targets with paired intervals against `sft`. `feedback.json` adds, over the
@@ -54,7 +56,7 @@ LIKED_ONLY = {"neutral": 0.0, "disliked": 0.0}
 WEIGHTED_GRID = [(0.5, 0.25), (1.0, 0.5), (0.5, 0.0), (1.0, 0.0)]
 RATING_WEIGHTS = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]  # re-ranking weights tried on valid (summed log-probs)
 REFINEMENTS = ("grpo_rating", "grpo_rating_exact", "dpo_rating", "grpo_rating_gap", "dpo_rating_gap",
-               "dpo_rating_gap+rating")
+               "grpo_rating_rated", "dpo_rating_gap+rating")
 # How a refinement's check is chosen on valid: liked NDCG@10, or the liked-minus-disliked HR@10 gap (`_gap` runs),
 # both among checks that keep 95% of the start's overall valid NDCG@10.
 BY_LIKED = ["--valid_metric", "NDCG@10:liked", "--valid_floor", "NDCG@10>=0.95"]
@@ -130,6 +132,11 @@ def train_seed(args: argparse.Namespace, seed: int, data: Path, sid: Path) -> di
                                               *dpo, "--learning_rate", str(lr), *dpo_extra, *chosen_by)
     models["grpo_rating_exact"] = stage("grpo", args.grpo_config, out / f"grpo_rating_exact-s{seed}", *refine,
                                         *smoke_grpo, "--rewards", json.dumps(["exact_match", rating]), *BY_LIKED)
+    rated = ["--rollout_add_rated", str(min(args.future_window, 2) if args.smoke else args.future_window)]
+    rated_lr = [] if args.smoke else ["--learning_rate", str(args.grpo_rated_learning_rate),
+                                      "--max_steps", str(args.grpo_rated_max_steps)]
+    models["grpo_rating_rated"] = stage("grpo", args.grpo_config, out / f"grpo_rating_rated-s{seed}", *refine,
+                                        *smoke_grpo, "--rewards", json.dumps([rating]), *rated, *rated_lr, *BY_GAP)
     return models
 
 
@@ -318,6 +325,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dpo_gap_max_steps", type=int, default=400)
     parser.add_argument("--grpo_gap_learning_rate", type=float, default=1e-5)
     parser.add_argument("--grpo_gap_max_steps", type=int, default=100)
+    parser.add_argument("--grpo_rated_learning_rate", type=float, default=1e-5)
+    parser.add_argument("--grpo_rated_max_steps", type=int, default=100)
     parser.add_argument("--weighted_grid", type=json.loads, default=WEIGHTED_GRID,
                         help="Rating-weighted SFT's [neutral, disliked] weight pairs (JSON), chosen on valid.")
     parser.add_argument("--smoke", action="store_true", help="Tiny generated data and models, in seconds.")

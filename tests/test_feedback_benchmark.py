@@ -15,7 +15,8 @@ def test_smoke_ranks_every_model_on_the_same_users_and_pairs_them(tmp_path, benc
     result = script.main(["--smoke", "--seeds", "1", "--output_dir", str(out)])
     assert json.loads((out / "feedback.json").read_text())["table"] == result["table"]
     names = {"sft", "sft_liked", "sft_weighted", "sft+rating", "grpo_rating", "grpo_rating_exact", "dpo_rating",
-             "grpo_rating_gap", "dpo_rating_gap", "dpo_rating_gap+rating", "popularity", "sasrec", "sasrec_liked"}
+             "grpo_rating_gap", "dpo_rating_gap", "grpo_rating_rated", "dpo_rating_gap+rating", "popularity", "sasrec",
+             "sasrec_liked"}
     assert set(result["table"]) == names
     report = json.loads((out / "eval-s1" / "report.json").read_text())
     assert {len(ranks) for ranks in report["per_user"]["ranks"].values()} == {report["counts"]["all"]}
@@ -24,7 +25,9 @@ def test_smoke_ranks_every_model_on_the_same_users_and_pairs_them(tmp_path, benc
     assert result["best_baseline"] in {"sft_liked", "sft_weighted", "sft+rating", "sasrec_liked"}
     gap_run = json.loads((out / "dpo_rating_gap-s1" / "manifest.json").read_text())["valid_selection"]
     assert gap_run["metric"] == "HR@10:gap" and all("HR@10:gap" in point for point in gap_run["curve"])
-    for name in ("grpo_rating", "dpo_rating", "grpo_rating_gap", "dpo_rating_gap+rating"):
+    rated = json.loads((out / "grpo_rating_rated-s1" / "manifest.json").read_text())
+    assert rated["rollout_added_rated"] > 0 and rated["valid_selection"]["metric"] == "HR@10:gap"
+    for name in ("grpo_rating", "dpo_rating", "grpo_rating_gap", "grpo_rating_rated", "dpo_rating_gap+rating"):
         against = result["comparisons"][name]
         assert set(against) == {"vs sft", f"vs {result['best_baseline']}"}
         assert set(against["vs sft"]) == {"NDCG@10 liked", "HR@10 disliked", "NDCG@10 all"}
