@@ -15,8 +15,9 @@ valid split as its recipe says:
   neutral and disliked weights) like the re-ranking weight below;
 - `sft+rating`: the SFT model's top 20 re-ranked by the item's shrunk mean train rating, its weight chosen on
   valid (NDCG@10 on liked targets, overall NDCG@10 kept at 95% of the SFT model's);
-- `dpo_rating_gap+rating`: the same re-ranking on top of `dpo_rating_gap`, its weight chosen on valid the same
-  way (the model's per-user preference and the item's average act on different things);
+- `dpo_rating_gap+rating`, `grpo_rating_rated+rating`: the same re-ranking on top of `dpo_rating_gap` and
+  `grpo_rating_rated`, each weight chosen on valid the same way (the model's per-user preference and the item's
+  average act on different things);
 - `sasrec_liked`: SASRec trained on liked targets only (and `sasrec`, plain, for reference);
 - `grpo_rating`: GRPO from `sft` with the `rating` reward alone; `grpo_rating_exact`: with exact_match beside it;
 - `dpo_rating`: DPO from `sft` on rating pairs (the target against the user's disliked items, a disliked target
@@ -56,7 +57,9 @@ LIKED_ONLY = {"neutral": 0.0, "disliked": 0.0}
 WEIGHTED_GRID = [(0.5, 0.25), (1.0, 0.5), (0.5, 0.0), (1.0, 0.0)]
 RATING_WEIGHTS = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]  # re-ranking weights tried on valid (summed log-probs)
 REFINEMENTS = ("grpo_rating", "grpo_rating_exact", "dpo_rating", "grpo_rating_gap", "dpo_rating_gap",
-               "grpo_rating_rated", "dpo_rating_gap+rating")
+               "grpo_rating_rated", "dpo_rating_gap+rating", "grpo_rating_rated+rating")
+# Models whose top 20 is also re-ranked by mean rating (`NAME+rating`, the weight chosen on valid for each).
+RERANKED = ("sft", "dpo_rating_gap", "grpo_rating_rated")
 # How a refinement's check is chosen on valid: liked NDCG@10, or the liked-minus-disliked HR@10 gap (`_gap` runs),
 # both among checks that keep 95% of the start's overall valid NDCG@10.
 BY_LIKED = ["--valid_metric", "NDCG@10:liked", "--valid_floor", "NDCG@10>=0.95"]
@@ -220,7 +223,8 @@ def evaluate_seed(args: argparse.Namespace, seed: int, models: dict[str, Path], 
               for name, path in models.items() if name != "sft"}
     metadata: dict[str, Any] = {"weighted_targets": weighted.removeprefix("sft_weighted:"),
                                 "weighted_valid_curve": weighted_curve}
-    for base, name in (("sft", "sft+rating"), ("dpo_rating_gap", "dpo_rating_gap+rating")):
+    for base in RERANKED:
+        name = f"{base}+rating"
         weight, curve = choose_rerank_weight(models[base], dataset, index)
         ranker = sft if base == "sft" else load_ranker(models[base], index=index, device="cpu", num_beams=20)
         others[name] = functools.partial(make_reranker, ranker, "rating", weight, popularity={}, mean_ratings=means)

@@ -15,8 +15,8 @@ def test_smoke_ranks_every_model_on_the_same_users_and_pairs_them(tmp_path, benc
     result = script.main(["--smoke", "--seeds", "1", "--output_dir", str(out)])
     assert json.loads((out / "feedback.json").read_text())["table"] == result["table"]
     names = {"sft", "sft_liked", "sft_weighted", "sft+rating", "grpo_rating", "grpo_rating_exact", "dpo_rating",
-             "grpo_rating_gap", "dpo_rating_gap", "grpo_rating_rated", "dpo_rating_gap+rating", "popularity", "sasrec",
-             "sasrec_liked"}
+             "grpo_rating_gap", "dpo_rating_gap", "grpo_rating_rated", "dpo_rating_gap+rating",
+             "grpo_rating_rated+rating", "popularity", "sasrec", "sasrec_liked"}
     assert set(result["table"]) == names
     report = json.loads((out / "eval-s1" / "report.json").read_text())
     assert {len(ranks) for ranks in report["per_user"]["ranks"].values()} == {report["counts"]["all"]}
@@ -34,7 +34,7 @@ def test_smoke_ranks_every_model_on_the_same_users_and_pairs_them(tmp_path, benc
     # The table's numbers are the report's: liked NDCG@10 of the SFT model.
     assert result["table"]["sft"]["liked NDCG@10"] == pytest.approx(report["models"]["sft"]["liked"]["NDCG@10"])
     # Both re-rankers' weights and rating-weighted SFT's grid point were chosen on valid, each among its own.
-    for base in ("sft", "dpo_rating_gap"):
+    for base in script.RERANKED:
         assert report["metadata"][f"rerank_rating_weight:{base}"] in script.RATING_WEIGHTS
         assert len(report["metadata"][f"rerank_rating_valid_curve:{base}"]) == len(script.RATING_WEIGHTS)
     tags = [script.weights_tag(*point) for point in script.WEIGHTED_GRID]
