@@ -574,3 +574,25 @@ def test_rollout_add_rated_refuses_what_it_cannot_score(sft_model, tmp_path, rew
     with pytest.raises(ConfigError, match=message):
         run_stage("grpo", argv)
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_rewards_stage_scores_the_groups_rollout_add_rated_builds(sft_model, tmp_path):
+    """`rlrec rewards --add_rated N` builds GRPO's groups with the user's next rated items in them: the `rating`
+    reward is flat in fewer groups than with the target alone; on valid (no train events after the target) it is
+    refused."""
+    rewards = json.dumps([{"name": "rating", "future_window": 2}])
+
+    def argv(out: str, *extra: str) -> list[str]:
+        return ["--model_path", str(sft_model / "sft"), "--dataset_dir", str(sft_model / "data"), "--output_dir",
+                str(tmp_path / out), "--split", "train", "--max_examples", "30", "--num_generations", "4",
+                "--add_target", "true", "--device", "cpu", "--rewards", rewards, *extra]
+
+    alone = run_stage("rewards", argv("alone"))["rewards"]["rating"]
+    rated = run_stage("rewards", argv("rated", "--add_rated", "2"))["rewards"]["rating"]
+    assert rated["zero_variance_groups"] < alone["zero_variance_groups"]
+    groups = [json.loads(line) for line in (tmp_path / "rated" / "rollouts.jsonl").read_text().splitlines()]
+    assert all(len({c["item_id"] for c in g["candidates"]}) == 4 for g in groups)
+    with pytest.raises(UsageError, match="set `split: train`"):  # a config check: before anything loads
+        run_stage("rewards", [*argv("valid", "--add_rated", "2"), "--split", "valid"])
+    with pytest.raises(ConfigError, match="add the `rating` reward"):
+        run_stage("rewards", [*argv("exact", "--add_rated", "2"), "--rewards", "exact_match"])

@@ -14,7 +14,7 @@ earns 0). Use it alone or beside `exact_match`, with a weight.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rlrec.rewards.context import RewardContext, RewardFunc, candidate_items, column, reward_factory, target_items
@@ -82,3 +82,36 @@ def rating(context: RewardContext, liked: float = 1.0, neutral: float = 0.0, dis
         return out
 
     return rating
+
+
+def rated_items_lookup(window: int, recipe: Any, train: Any, feedback: Any, group_size: int,
+                       add_target: bool) -> Callable[[Any, Any], list[str]] | None:
+    """GRPO's `rollout_add_rated` lookup: `(user, target) -> items of the user's next `window` rated train events
+    after the target` (`SIDRollout.rated_items`), or None at 0.
+
+    Refused where the `rating` reward of `recipe` (a `RewardRecipe`) could not score what it adds (absent, or its
+    `future_window` shorter than `window`), where the data has no ratings, or where the group of `group_size`
+    would keep no beam candidate.
+    """
+    if not window:
+        return None
+    from rlrec.data.feedback import UserRatings
+
+    if "rating" not in recipe.specs:
+        raise ConfigError("rollout_add_rated puts the items the `rating` reward scores into the groups; add the "
+                          "`rating` reward to `rewards`")
+    reward_window = recipe.params.get("rating", {}).get("future_window", 0)
+    if window > reward_window:
+        raise ConfigError(f"rollout_add_rated={window} adds items the `rating` reward does not look at: its "
+                          f"future_window is {reward_window}; set future_window >= {window}")
+    if window + int(add_target) >= group_size:
+        raise ConfigError(f"rollout_add_rated={window} (with add_target={add_target}) leaves no beam candidate "
+                          f"in groups of {group_size}")
+    if feedback is None:
+        raise ConfigError("rollout_add_rated needs ratings: the dataset_dir was prepared without them")
+    ratings = UserRatings.from_train(train, feedback)
+
+    def rated_items(user_id: Any, target: Any) -> list[str]:
+        return list(ratings.rated_from(str(user_id), str(target), window))
+
+    return rated_items

@@ -66,40 +66,11 @@ def build_rewards(script_args: GRPOScriptArguments, training_args: RecGRPOConfig
     return rewards, recipe
 
 
-def rated_items_of(script_args: GRPOScriptArguments, training_args: RecGRPOConfig, recipe: Any,
-                   dataset: PreparedDataset):
-    """`rollout_add_rated`'s lookup, `(user, target) -> items of the user's next N rated train events`, or None at
-    0. Refused where the `rating` reward could not score what it adds, or where the group has no room."""
-    window = script_args.rollout_add_rated
-    if not window:
-        return None
-    from rlrec.data.feedback import UserRatings
-
-    if "rating" not in recipe.specs:
-        raise ConfigError("rollout_add_rated puts the items the `rating` reward scores into the groups; add the "
-                          "`rating` reward to `rewards`")
-    reward_window = recipe.params.get("rating", {}).get("future_window", 0)
-    if window > reward_window:
-        raise ConfigError(f"rollout_add_rated={window} adds items the `rating` reward does not look at: its "
-                          f"future_window is {reward_window}; set future_window >= {window}")
-    if window + int(script_args.rollout_add_target) >= training_args.num_generations:
-        raise ConfigError(f"rollout_add_rated={window} (with rollout_add_target={script_args.rollout_add_target}) "
-                          f"leaves no beam candidate in groups of num_generations={training_args.num_generations}")
-    feedback = dataset.feedback()
-    if feedback is None:
-        raise ConfigError("rollout_add_rated needs ratings: the dataset_dir was prepared without them")
-    ratings = UserRatings.from_train(dataset.train, feedback)
-
-    def rated_items(user_id: Any, target: Any) -> list[str]:
-        return list(ratings.rated_from(str(user_id), str(target), window))
-
-    return rated_items
-
-
 def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training_args: RecGRPOConfig,
          model_args: ModelConfig, valid_args: ValidSelectionArguments | None = None) -> dict[str, Any]:
     from rlrec.generation.rollout import SIDRollout, sid_token_ids
     from rlrec.models.checkpoint import load_checkpoint
+    from rlrec.rewards.feedback import rated_items_lookup
     from rlrec.training.grpo_trainer import RecGRPOTrainer
     from rlrec.training.model import lora_config
     from rlrec.training.refine import finish_refinement, refinement_manifest, start_refinement, train_with_selection
@@ -108,7 +79,8 @@ def main(script_args: GRPOScriptArguments, eval_args: EndEvalArguments, training
     index, dataset = start.index, start.dataset
     rewards, recipe = build_rewards(script_args, training_args, index, dataset)
 
-    rated_items = rated_items_of(script_args, training_args, recipe, dataset)
+    rated_items = rated_items_lookup(script_args.rollout_add_rated, recipe, dataset.train, dataset.feedback(),
+                                     training_args.num_generations, script_args.rollout_add_target)
 
     model, tokenizer = load_checkpoint(start.model_path, device="cpu", dtype=model_args.dtype or "auto")
     model.train()

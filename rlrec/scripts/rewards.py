@@ -37,7 +37,7 @@ from rlrec.utils.defaults import DEFAULT_ROLLOUT_BATCH_SIZE, DEFAULT_SEED
 from rlrec.utils.errors import ConfigError, DataError
 from rlrec.utils.io import atomic_output_dir, read_jsonl, write_json, write_jsonl
 from rlrec.utils.output_dirs import check_output_dir
-from rlrec.utils.ranges import AT_LEAST_ONE, Range
+from rlrec.utils.ranges import AT_LEAST_ONE, NON_NEGATIVE, Range
 from rlrec.utils.stage_fields import ModelDataArguments
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,8 @@ ROLLOUTS_FILE = "rollouts.jsonl"
 class RewardsConfig(ModelDataArguments):
     """Which rollouts to score (generated from a checkpoint, or saved ones) and with which rewards."""
 
-    field_ranges: ClassVar[dict[str, Range]] = {"max_history": AT_LEAST_ONE, "rollout_batch_size": AT_LEAST_ONE}
+    field_ranges: ClassVar[dict[str, Range]] = {"max_history": AT_LEAST_ONE, "rollout_batch_size": AT_LEAST_ONE,
+                                                "add_rated": NON_NEGATIVE}
 
     output_dir: str = field(default="runs/ml-100k/rewards", metadata={"help": "Receives rollouts.jsonl + report."})
     overwrite_output_dir: bool = field(
@@ -75,6 +76,11 @@ class RewardsConfig(ModelDataArguments):
         default=False,
         metadata={"help": "Put the target into every group that missed it (as `rlrec grpo --rollout_add_target`)."},
     )
+    add_rated: int = field(
+        default=0,
+        metadata={"help": "Put the items of the user's next N rated train events after the target into every group "
+                  "(as `rlrec grpo --rollout_add_rated`); needs `split: train` and the `rating` reward."},
+    )
     max_history: int | None = field(
         default=None, metadata={"help": "History items per prompt; None: what the model was trained with."}
     )
@@ -92,6 +98,9 @@ class RewardsConfig(ModelDataArguments):
             raise ConfigError(f"`rollout` must be 'beam' or 'sample', got {self.rollout!r}")
         if self.num_generations < 2:
             raise ConfigError(f"`num_generations` must be at least 2, got {self.num_generations}")
+        if self.add_rated and self.split != "train":
+            raise ConfigError(f"`add_rated` looks up the user's train events after the prompt's target, which a "
+                              f"{self.split} target has none of; set `split: train`")
 
     def resolved_sid_dir(self) -> Path:
         if self.sid_dir:
@@ -105,7 +114,8 @@ def make_parser() -> TrlParser:
     return TrlParser((RewardsConfig,))
 
 
-def generate_groups(config: RewardsConfig, dataset: PreparedDataset, index: SIDIndex) -> list[dict[str, Any]]:
+def generate_groups(config: RewardsConfig, dataset: PreparedDataset, index: SIDIndex,
+                    recipe: Any = None) -> list[dict[str, Any]]:
     """Decode the groups of `config.max_examples` prompts of `config.split` with the checkpoint.
 
     The prompts are GRPO's rows (`prompt_rows`: `rlrec grpo`'s prompter and history cut) and the candidates come
@@ -118,7 +128,7 @@ def generate_groups(config: RewardsConfig, dataset: PreparedDataset, index: SIDI
     from rlrec.evaluation.run import select_examples, trained_max_history
     from rlrec.generation.rollout import SIDRollout
     from rlrec.models.checkpoint import load_checkpoint
-    from rlrec.tasks.reward_batch import completion_texts, prompt_rows, rollout_fields
+    from rlrec.tasks.reward_batch import USER_ID, completion_texts, prompt_rows, rollout_fields
     from rlrec.utils.devices import resolve_device
 
     examples = [ex for ex in dataset.split(config.split) if ex.target in index]
@@ -129,8 +139,15 @@ def generate_groups(config: RewardsConfig, dataset: PreparedDataset, index: SIDI
     model, tokenizer = load_checkpoint(config.model_path, device=resolve_device(config.device))
     model.eval()
     size = config.num_generations
+    rated_items = None
+    if config.add_rated:
+        from rlrec.rewards.feedback import rated_items_lookup
+
+        rated_items = rated_items_lookup(config.add_rated, recipe, dataset.train, dataset.feedback(), size,
+                                         config.add_target)
     rollout = SIDRollout(index, tokenizer, size, mode=config.rollout, top_k=config.rollout_top_k,
-                         batch_size=config.rollout_batch_size, seed=config.seed, add_target=config.add_target)
+                         batch_size=config.rollout_batch_size, seed=config.seed, add_target=config.add_target,
+                         rated_items=rated_items)
     rows = prompt_rows(examples, index, tokenizer, max_history)
     groups = []
     bar = tqdm(total=len(rows), desc="rollouts", unit="prompt")
@@ -138,7 +155,7 @@ def generate_groups(config: RewardsConfig, dataset: PreparedDataset, index: SIDI
         chunk = rows[start: start + config.rollout_batch_size]
         prompt_ids, items, sequences, logprobs = rollout.generate(
             model, [row["prompt"] for row in chunk], [row["target"] for row in chunk],
-            temperature=config.temperature, stream=(start,))
+            temperature=config.temperature, stream=(start,), users=[row[USER_ID] for row in chunk])
         out = rollout.pack(prompt_ids, items, sequences, logprobs)
         fields = rollout_fields(out)
         texts = completion_texts(tokenizer, out["completion_ids"])
@@ -256,7 +273,7 @@ def main(config: RewardsConfig) -> dict[str, Any]:
     if config.rollouts_file:
         groups = load_groups(config.rollouts_file)
     else:
-        groups = generate_groups(config, dataset, index)
+        groups = generate_groups(config, dataset, index, recipe)
     size = len(groups[0]["candidates"])
     context = recipe_context(recipe.specs, index, train=dataset.train if dataset is not None else None,
                              invalid_penalty=config.invalid_penalty, num_generations=size,
