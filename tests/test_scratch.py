@@ -321,7 +321,7 @@ def test_scratch_refuses_what_it_cannot_do(ws, tmp_path, extra, message):
 # -- GRPO on the scratch model ------------------------------------------------------------------------------------
 
 def test_teacher_forced_target_logprobs_equal_the_searchs_and_fill_missed_groups(ws, scratch_sft):
-    from rlrec.generation.rollout import SIDRollout, add_missing_targets, target_logprobs
+    from rlrec.generation.rollout import SIDRollout, add_missing_items, target_logprobs
     from rlrec.models.checkpoint import load_checkpoint
     from rlrec.tasks.prompts import model_history_prompt
 
@@ -339,7 +339,9 @@ def test_teacher_forced_target_logprobs_equal_the_searchs_and_fill_missed_groups
     absent = next(item for row, item in enumerate(index.item_ids) if row not in found)
     targets = [absent] + [index.item_ids[int(items[p, 0])] for p in range(1, len(histories))]
     before = items.clone()
-    assert add_missing_targets(model, index, tokenizer, prompt_ids, targets, items, sequences, logprobs) == 1
+    placed = add_missing_items(model, index, tokenizer, prompt_ids, [[t] for t in targets], items, sequences,
+                               logprobs)
+    assert placed == [(0, absent)]
     assert index.item_ids[int(items[0, -1])] == absent and torch.equal(items[0, :-1], before[0, :-1])
     assert torch.equal(items[1:], before[1:])  # groups that held their target are untouched
     assert tokenizer.convert_ids_to_tokens(sequences[0, -1].tolist()) == index.tokens(absent)

@@ -264,14 +264,6 @@ def sid_token_ids(tokenizer: Any, index: SIDIndex, item: str) -> list[int] | Non
     return tokenizer.convert_tokens_to_ids(index.tokens(item)) if item in index else None
 
 
-def add_missing_targets(model: torch.nn.Module, index: SIDIndex, tokenizer: Any, prompt_ids: list[list[int]],
-                        targets: Sequence[str], items: torch.Tensor, sequences: torch.Tensor,
-                        logprobs: torch.Tensor) -> int:
-    """Put each group's target in its last slot where the rollout missed it (in place); returns how many."""
-    return len(add_missing_items(model, index, tokenizer, prompt_ids, [[target] for target in targets], items,
-                                 sequences, logprobs))
-
-
 def add_missing_items(model: torch.nn.Module, index: SIDIndex, tokenizer: Any, prompt_ids: list[list[int]],
                       wanted: Sequence[Sequence[str]], items: torch.Tensor, sequences: torch.Tensor,
                       logprobs: torch.Tensor, keep: Sequence[str | None] | None = None) -> list[tuple[int, str]]:
