@@ -166,20 +166,22 @@ def valid_point(rankings: list[list[tuple[str, Any]]], dataset: Any, index: Any)
     return {f"NDCG@{K}": result["all"][f"NDCG@{K}"], f"NDCG@{K}:liked": result.get("liked", {}).get(f"NDCG@{K}", 0.0)}
 
 
-def best_on_valid(curve: list[dict[str, Any]], floor: float) -> dict[str, Any]:
+def best_on_valid(curve: list[dict[str, Any]], floor: float,
+                  fallback: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The point with the best valid NDCG@10 on liked targets among those keeping overall valid NDCG@10 at `floor`
-    or more (the first point, the unchanged model, when none does)."""
-    eligible = [point for point in curve if point[f"NDCG@{K}"] >= floor] or curve[:1]
+    or more; when none does, the best of `fallback` (default: the first point, the unchanged model)."""
+    eligible = [point for point in curve if point[f"NDCG@{K}"] >= floor] or (curve[:1] if fallback is None
+                                                                              else fallback)
     return max(eligible, key=lambda point: point[f"NDCG@{K}:liked"])
 
 
-def choose_rerank_weight(model: Path, dataset: Any, index: Any) -> tuple[float, list[dict[str, float]]]:
-    """The rating re-ranking weight of `model`'s top 20 with the best valid NDCG@10 on liked targets among the
-    weights that keep valid NDCG@10 at 95% of the model's own (weight 0)."""
+def choose_rerank_weight(base: list[list[tuple[str, float]]], dataset: Any,
+                         index: Any) -> tuple[float, list[dict[str, float]]]:
+    """The rating re-ranking weight of a model's valid top 20 (`base`, `valid_rankings`) with the best valid NDCG@10
+    on liked targets among the weights that keep valid NDCG@10 at 95% of the model's own (weight 0)."""
     from rlrec.data.feedback import item_mean_ratings
     from rlrec.ranking.rerank import reorderer
 
-    base = valid_rankings(model, dataset, index)
     means = item_mean_ratings(dataset.train)
     curve = [{"weight": weight, **valid_point([reorderer("rating", weight, popularity={}, mean_ratings=means)(row)
                                                for row in base], dataset, index)}
@@ -187,14 +189,15 @@ def choose_rerank_weight(model: Path, dataset: Any, index: Any) -> tuple[float, 
     return best_on_valid(curve, 0.95 * curve[0][f"NDCG@{K}"])["weight"], curve
 
 
-def choose_weighted(models: dict[str, Path], dataset: Any, index: Any) -> tuple[str, list[dict[str, Any]]]:
-    """The rating-weighted SFT model of the grid with the best valid NDCG@10 on liked targets among those keeping
-    95% of the plain SFT model's overall valid NDCG@10."""
-    floor = 0.95 * valid_point(valid_rankings(models["sft"], dataset, index), dataset, index)[f"NDCG@{K}"]
-    curve = [{"model": name, **valid_point(valid_rankings(path, dataset, index), dataset, index)}
-             for name, path in models.items() if name.startswith("sft_weighted:")]
-    eligible = [point for point in curve if point[f"NDCG@{K}"] >= floor] or curve
-    return max(eligible, key=lambda point: point[f"NDCG@{K}:liked"])["model"], curve
+def choose_weighted(valid: dict[str, list[list[tuple[str, float]]]], dataset: Any,
+                    index: Any) -> tuple[str, list[dict[str, Any]]]:
+    """The rating-weighted SFT model of the grid (`valid`: each model's valid top 20 by name) with the best valid
+    NDCG@10 on liked targets among those keeping 95% of the plain SFT model's overall valid NDCG@10 (the best of
+    the grid when none does)."""
+    floor = 0.95 * valid_point(valid["sft"], dataset, index)[f"NDCG@{K}"]
+    curve = [{"model": name, **valid_point(rankings, dataset, index)}
+             for name, rankings in valid.items() if name.startswith("sft_weighted:")]
+    return best_on_valid(curve, floor, fallback=curve)["model"], curve
 
 
 def evaluate_seed(args: argparse.Namespace, seed: int, models: dict[str, Path], data: Path) -> dict[str, Any]:
@@ -214,7 +217,10 @@ def evaluate_seed(args: argparse.Namespace, seed: int, models: dict[str, Path], 
         return json.loads((report_dir / "report.json").read_text())
     dataset = PreparedDataset.load(data)
     index = SIDIndex.load(models["sft"] / "sid")
-    weighted, weighted_curve = choose_weighted(models, dataset, index)
+    # each model's valid top 20 once: the grid's choice and the re-rankers' weights read the same rankings
+    valid = {name: valid_rankings(path, dataset, index) for name, path in models.items()
+             if name in RERANKED or name.startswith("sft_weighted:")}
+    weighted, weighted_curve = choose_weighted(valid, dataset, index)
     models = {("sft_weighted" if name == weighted else name): path for name, path in models.items()
               if not name.startswith("sft_weighted:") or name == weighted}
     means = item_mean_ratings(dataset.train)
@@ -225,7 +231,7 @@ def evaluate_seed(args: argparse.Namespace, seed: int, models: dict[str, Path], 
                                 "weighted_valid_curve": weighted_curve}
     for base in RERANKED:
         name = f"{base}+rating"
-        weight, curve = choose_rerank_weight(models[base], dataset, index)
+        weight, curve = choose_rerank_weight(valid[base], dataset, index)
         ranker = sft if base == "sft" else load_ranker(models[base], index=index, device="cpu", num_beams=20)
         others[name] = functools.partial(make_reranker, ranker, "rating", weight, popularity={}, mean_ratings=means)
         metadata.update({f"rerank_rating_weight:{base}": weight, f"rerank_rating_valid_curve:{base}": curve})
